@@ -1,0 +1,225 @@
+"""Configuration of the multi-task model: one shared encoder, one head per task, optional AttentionFusion.
+
+This file is shipped as remote code next to every checkpoint, so it imports nothing but transformers.
+"""
+
+import difflib
+import re
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+
+# Task type -> the problem it solves. The head registry in `modeling_multitask/heads.py` has one entry per key.
+TASK_TYPES = {
+    "sequence_classification": "single_label_classification",
+    "multi_label_classification": "multi_label_classification",
+    "regression": "regression",
+    "token_classification": "token_classification",
+}
+TOKEN_LEVEL_TASK_TYPES = {"token_classification"}
+FUSION_TYPES = ("attention",)
+POOLING_TYPES = ("cls", "mean")
+
+_TASK_KEYS = ("name", "type", "labels", "num_labels", "loss_weight")
+_FUSION_KEYS = ("type", "hidden_size")
+_TASK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+def _nearest(key: str, allowed) -> str:
+    """A 'did you mean' suffix for an unknown key, or an empty string."""
+    match = difflib.get_close_matches(key, list(allowed), n=1)
+    return f" Did you mean {match[0]!r}?" if match else ""
+
+
+def _normalize_task(spec, index: int) -> dict:
+    """Validate one task spec and return it in canonical form: name, type, labels, num_labels, loss_weight."""
+    if not isinstance(spec, dict):
+        raise TypeError(f"tasks[{index}] must be a dict with 'name' and 'type', got {type(spec).__name__}.")
+    unknown = [key for key in spec if key not in _TASK_KEYS]
+    if unknown:
+        raise ValueError(
+            f"tasks[{index}] has unknown key {unknown[0]!r}.{_nearest(unknown[0], _TASK_KEYS)} "
+            f"Allowed keys: {', '.join(_TASK_KEYS)}."
+        )
+    name = spec.get("name")
+    if not isinstance(name, str) or not _TASK_NAME.match(name):
+        raise ValueError(
+            f"tasks[{index}] has invalid name {name!r}: use a letter followed by letters, digits, '_' or '-' "
+            "(the name becomes a module key and a metric prefix, so no dots or spaces)."
+        )
+    task_type = spec.get("type")
+    if task_type not in TASK_TYPES:
+        raise ValueError(
+            f"Task {name!r} has unknown type {task_type!r}.{_nearest(str(task_type), TASK_TYPES)} "
+            f"Allowed types: {', '.join(TASK_TYPES)}."
+        )
+
+    labels, num_labels = spec.get("labels"), spec.get("num_labels")
+    if task_type == "regression":
+        if labels is not None or num_labels not in (None, 1):
+            raise ValueError(f"Task {name!r} is a regression task: it has one output, so give neither 'labels' "
+                             f"nor a 'num_labels' other than 1 (got labels={labels!r}, num_labels={num_labels!r}).")
+        labels, num_labels = None, 1
+    else:
+        minimum = 1 if task_type == "multi_label_classification" else 2
+        if labels is None:
+            if not isinstance(num_labels, int) or isinstance(num_labels, bool) or num_labels < minimum:
+                raise ValueError(
+                    f"Task {name!r} ({task_type}) needs 'labels' (a list of label names) or an integer "
+                    f"'num_labels' >= {minimum}; got num_labels={num_labels!r}."
+                )
+            labels = [f"LABEL_{i}" for i in range(num_labels)]
+        else:
+            if not isinstance(labels, (list, tuple)) or not all(isinstance(label, str) for label in labels):
+                raise ValueError(f"Task {name!r}: 'labels' must be a list of label names (strings), got {labels!r}.")
+            labels = list(labels)
+            duplicates = sorted({label for label in labels if labels.count(label) > 1})
+            if duplicates:
+                raise ValueError(f"Task {name!r} lists labels more than once: {duplicates}. Label names must be unique.")
+            if len(labels) < minimum:
+                raise ValueError(f"Task {name!r} ({task_type}) needs at least {minimum} labels, got {labels}.")
+            if num_labels is not None and num_labels != len(labels):
+                raise ValueError(
+                    f"Task {name!r}: num_labels={num_labels} disagrees with the {len(labels)} names in 'labels'. "
+                    "Drop 'num_labels' or make them match."
+                )
+        num_labels = len(labels)
+
+    loss_weight = spec.get("loss_weight", 1.0)
+    if isinstance(loss_weight, bool) or not isinstance(loss_weight, (int, float)) or not loss_weight > 0:
+        raise ValueError(f"Task {name!r}: loss_weight must be a positive number, got {loss_weight!r}.")
+    return {"name": name, "type": task_type, "labels": labels, "num_labels": num_labels,
+            "loss_weight": float(loss_weight)}
+
+
+class MultiTaskConfig(PreTrainedConfig):
+    r"""
+    Configuration of a [`MultiTaskModel`]: a shared pretrained encoder, one head per task, and an optional
+    AttentionFusion layer that turns the shared representation into a task-specific one.
+
+    Everything the model's shape and loss depend on lives here and round-trips through `config.json`.
+
+    Args:
+        encoder_config (`PreTrainedConfig` or `dict`):
+            Configuration of the shared encoder, any `AutoModel` text encoder (BERT, DistilBERT, RoBERTa, MiniLM, ...).
+            A dict needs a `model_type`. Left out, it is a full-size BERT.
+        tasks (`list[dict]`, *optional*):
+            One spec per task, each a dict with `name`, `type` (one of `sequence_classification`,
+            `multi_label_classification`, `regression`, `token_classification`), the label names `labels` or their
+            count `num_labels` (not for regression), and an optional positive `loss_weight` (defaults to 1.0).
+            Pair inputs (two texts) are ordinary sequence-level tasks.
+        num_tasks (`int`, *optional*):
+            The number of tasks; filled in from `tasks`, and an error if it disagrees with them.
+        fusion (`dict`, *optional*):
+            `None` for no fusion, or `{"type": "attention", "hidden_size": H}` to add [`AttentionFusion`]. `H` must
+            equal the encoder's hidden size; left out, it is filled in from the encoder.
+        dropout (`float`, *optional*, defaults to 0.1):
+            Dropout applied in the task heads.
+        pooling (`str`, *optional*, defaults to `"cls"`):
+            How sequence-level heads summarise the tokens when there is no fusion: `"cls"` (first token) or `"mean"`
+            (mean over real tokens, the pooling sentence-transformers encoders were trained with). With fusion, the
+            attention weights pool the tokens instead.
+
+    Example:
+
+    ```python
+    >>> from transformers import BertConfig
+    >>> from configuration_multitask import MultiTaskConfig
+
+    >>> encoder = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+    ...                      intermediate_size=37)
+    >>> config = MultiTaskConfig(
+    ...     encoder_config=encoder,
+    ...     tasks=[
+    ...         {"name": "intent", "type": "sequence_classification", "labels": ["greet", "bye"]},
+    ...         {"name": "slots", "type": "token_classification", "labels": ["O", "B-city", "I-city"]},
+    ...     ],
+    ...     fusion={"type": "attention"},
+    ... )
+    >>> config.num_tasks, config.fusion["hidden_size"], config.task_id2label("slots")[1]
+    (2, 32, 'B-city')
+    ```
+    """
+
+    model_type = "multitask"
+    sub_configs_defaults = {"encoder_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+    # Output fields the Trainer must not treat as predictions during evaluation.
+    keys_to_ignore_at_inference = ["task_logits", "task_losses", "hidden_states", "attentions", "fusion_weights"]
+
+    encoder_config: PreTrainedConfig | dict | None = None
+    tasks: list | None = None
+    num_tasks: int | None = None
+    fusion: dict | None = None
+    dropout: float = 0.1
+    pooling: str = "cls"
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.tasks = [_normalize_task(spec, i) for i, spec in enumerate(self.tasks or [])]
+        self._validate_task_names()
+        if self.num_tasks is not None and self.num_tasks != len(self.tasks):
+            raise ValueError(
+                f"num_tasks={self.num_tasks} but {len(self.tasks)} tasks are listed; drop num_tasks or make them match."
+            )
+        self.num_tasks = len(self.tasks)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
+        if self.pooling not in POOLING_TYPES:
+            raise ValueError(f"Unknown pooling {self.pooling!r}. Allowed: {', '.join(POOLING_TYPES)}.")
+        if self.fusion is not None:
+            self.fusion = self._normalize_fusion(self.fusion)
+
+    def _validate_task_names(self):
+        names = [task["name"] for task in self.tasks]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"Task names must be unique; {duplicates} appear more than once.")
+
+    def _normalize_fusion(self, fusion: dict) -> dict:
+        unknown = [key for key in fusion if key not in _FUSION_KEYS]
+        if unknown:
+            raise ValueError(
+                f"fusion has unknown key {unknown[0]!r}.{_nearest(unknown[0], _FUSION_KEYS)} "
+                f"Allowed keys: {', '.join(_FUSION_KEYS)}."
+            )
+        if fusion.get("type") not in FUSION_TYPES:
+            raise ValueError(f"Unknown fusion type {fusion.get('type')!r}. Allowed types: {', '.join(FUSION_TYPES)}.")
+        hidden_size = fusion.get("hidden_size", self.hidden_size)
+        if hidden_size != self.hidden_size:
+            raise ValueError(
+                f"fusion hidden_size={hidden_size} does not match the encoder's hidden size {self.hidden_size} "
+                f"({self.encoder_config.model_type}). Set fusion.hidden_size to {self.hidden_size} or leave it out."
+            )
+        return {"type": fusion["type"], "hidden_size": hidden_size}
+
+    @property
+    def hidden_size(self) -> int:
+        """The shared encoder's hidden size (what the fusion layer and the heads read)."""
+        return self.encoder_config.hidden_size
+
+    @property
+    def initializer_range(self) -> float:
+        return getattr(self.encoder_config, "initializer_range", 0.02)
+
+    @property
+    def task_names(self) -> list[str]:
+        return [task["name"] for task in self.tasks]
+
+    def task_index(self, name: str) -> int:
+        """The integer id of task `name` (what `task_ids` holds)."""
+        names = self.task_names
+        if name not in names:
+            raise KeyError(f"Unknown task {name!r}. Known tasks: {', '.join(names)}.")
+        return names.index(name)
+
+    def task_id2label(self, name: str) -> dict[int, str]:
+        """`{label id: label name}` of one task (empty for regression)."""
+        labels = self.tasks[self.task_index(name)]["labels"] or []
+        return dict(enumerate(labels))
+
+    def task_label2id(self, name: str) -> dict[str, int]:
+        return {label: i for i, label in self.task_id2label(name).items()}
+
+
+__all__ = ["MultiTaskConfig", "TASK_TYPES", "TOKEN_LEVEL_TASK_TYPES", "FUSION_TYPES"]

@@ -1,0 +1,109 @@
+"""Task heads and the one registry that maps a task type to its head.
+
+A head turns a task representation into logits and knows its loss. Sequence-level heads read one vector per example
+`(batch, hidden)`; token-level heads read one per token `(batch, seq, hidden)`. The loss follows the problem type, as
+in transformers: single-label -> cross-entropy, multi-label -> BCE with logits, regression -> MSE, token
+classification -> cross-entropy ignoring `-100`.
+
+Shipped as remote code: imports only torch. Its keys match `TASK_TYPES` in the config (a test checks).
+"""
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class SequenceHead(nn.Module):
+    """Dropout -> Linear -> tanh -> dropout -> Linear on a pooled `(batch, hidden)` vector (as RoBERTa's head)."""
+
+    is_token_level = False
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float):
+        super().__init__()
+        self.num_labels = num_labels
+        self.dropout = nn.Dropout(dropout)
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.out_proj = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        hidden = torch.tanh(self.dense(self.dropout(pooled)))
+        return self.out_proj(self.dropout(hidden))  # (batch, num_labels)
+
+    def read_labels(self, labels: torch.Tensor, seq_len: int) -> torch.Tensor:
+        """This head's labels from its natural shape or from a mixed batch's `(batch, L)` tensor padded with -100."""
+        raise NotImplementedError
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class SequenceClassificationHead(SequenceHead):
+    """Single-label classification: logits `(batch, num_labels)`, labels `(batch,)` class ids."""
+
+    def read_labels(self, labels, seq_len):
+        return (labels[:, 0] if labels.dim() == 2 else labels).long()
+
+    def loss(self, logits, labels):
+        return F.cross_entropy(logits.float(), labels)
+
+
+class MultiLabelClassificationHead(SequenceHead):
+    """Multi-label classification: logits `(batch, num_labels)`, labels `(batch, num_labels)` of 0/1."""
+
+    def read_labels(self, labels, seq_len):
+        return labels[:, : self.num_labels].float()
+
+    def loss(self, logits, labels):
+        return F.binary_cross_entropy_with_logits(logits.float(), labels)
+
+
+class RegressionHead(SequenceHead):
+    """Regression: logits `(batch, 1)`, labels `(batch,)` floats."""
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float):
+        super().__init__(hidden_size, 1, dropout)
+
+    def read_labels(self, labels, seq_len):
+        return (labels[:, 0] if labels.dim() == 2 else labels).float()
+
+    def loss(self, logits, labels):
+        return F.mse_loss(logits.float().squeeze(-1), labels)
+
+
+class TokenClassificationHead(nn.Module):
+    """Token classification: logits `(batch, seq, num_labels)`, labels `(batch, seq)` with -100 where ignored."""
+
+    is_token_level = True
+
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float):
+        super().__init__()
+        self.num_labels = num_labels
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(hidden_states))  # (batch, seq, num_labels)
+
+    def read_labels(self, labels, seq_len):
+        return labels[:, :seq_len].long()
+
+    def loss(self, logits, labels):
+        # Summed then divided by the labelled-token count, so a batch whose labels are all -100 gives 0, not NaN.
+        summed = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
+        return summed / (labels != -100).sum().clamp(min=1)
+
+
+HEAD_REGISTRY = {
+    "sequence_classification": SequenceClassificationHead,
+    "multi_label_classification": MultiLabelClassificationHead,
+    "regression": RegressionHead,
+    "token_classification": TokenClassificationHead,
+}
+
+
+def build_head(task: dict, hidden_size: int, dropout: float) -> nn.Module:
+    """The head for one task spec (a `MultiTaskConfig.tasks` entry)."""
+    head_class = HEAD_REGISTRY.get(task["type"])
+    if head_class is None:
+        raise ValueError(f"No head for task type {task['type']!r}. Known types: {', '.join(HEAD_REGISTRY)}.")
+    return head_class(hidden_size, task["num_labels"], dropout)

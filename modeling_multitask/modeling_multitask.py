@@ -1,0 +1,273 @@
+"""MultiTaskModel: one shared pretrained encoder, one head per task, optional AttentionFusion.
+
+Shipped as remote code next to every checkpoint: imports only torch, transformers and its flat sibling files.
+"""
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers.utils import ModelOutput, logging
+
+from .configuration_multitask import MultiTaskConfig
+from .fusion import AttentionFusion
+from .heads import build_head
+
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class MultiTaskModelOutput(ModelOutput):
+    """
+    Output of [`MultiTaskModel`].
+
+    loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
+        The mean over examples of each example's task loss times its task's `loss_weight` (for joint labels, the
+        weighted sum over the labelled tasks).
+    logits (`torch.FloatTensor`, *optional*, set when the batch is one task):
+        `(batch, num_labels)` for sequence and multi-label classification, `(batch, 1)` for regression,
+        `(batch, seq, num_labels)` for token classification.
+    task_ids (`torch.LongTensor` of shape `(batch,)`, *optional*):
+        The task of each example (absent when every task was predicted for every example).
+    task_logits (`dict[str, torch.FloatTensor]`, *optional*):
+        Logits per task name, for the examples of that task in batch order (every example in the all-tasks mode).
+    task_losses (`dict[str, torch.FloatTensor]`, *optional*):
+        The unweighted loss of each task in the batch.
+    fusion_weights (`dict[str, torch.FloatTensor]`, *optional*, with `output_fusion_weights=True` and fusion on):
+        The AttentionFusion token weights `(examples, seq)` per task name.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+        The encoder's hidden states, with `output_hidden_states=True`.
+    attentions (`tuple(torch.FloatTensor)`, *optional*):
+        The encoder's attention maps, with `output_attentions=True`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    task_ids: torch.LongTensor | None = None
+    task_logits: dict | None = None
+    task_losses: dict | None = None
+    fusion_weights: dict | None = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+
+
+@dataclass
+class _Route:
+    """One task to run in a forward pass: its index and the batch rows it owns (`None` for every row)."""
+
+    task_index: int
+    rows: torch.Tensor | None
+    labels: torch.Tensor | None
+    loss_scale: float  # the fraction of the batch this task owns, so mixed batches average over examples
+
+
+class MultiTaskPreTrainedModel(PreTrainedModel):
+    """Ties [`MultiTaskConfig`] to the model classes and declares what the shared encoder supports."""
+
+    config_class = MultiTaskConfig
+    base_model_prefix = "multitask"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    # forward() takes no **kwargs: the Trainer divides the loss by the gradient-accumulation steps itself.
+    accepts_loss_kwargs = False
+
+
+class MultiTaskModel(MultiTaskPreTrainedModel):
+    r"""
+    A shared encoder (any `AutoModel` text encoder) with one head per task from `config.tasks`, and an
+    [`AttentionFusion`] layer between them when `config.fusion` is set.
+
+    Without fusion, sequence-level heads read the `[CLS]` vector or the mean of the real tokens (`config.pooling`)
+    and token heads read the encoder output. With fusion, each task gets its own token weights: sequence-level heads
+    read the attention-pooled vector and token heads the length-rescaled fused tokens (see [`AttentionFusion`]).
+
+    Build a new model from pretrained encoder weights with [`~MultiTaskModel.from_encoder_pretrained`]; load a
+    trained one with `from_pretrained`, or anywhere with `AutoModel.from_pretrained(path, trust_remote_code=True)`.
+    """
+
+    def __init__(self, config: MultiTaskConfig):
+        super().__init__(config)
+        if not config.tasks:
+            raise ValueError("MultiTaskConfig has no tasks: pass tasks=[{'name': ..., 'type': ..., 'labels': ...}].")
+        self.encoder = AutoModel.from_config(config.encoder_config)
+        _remove_pooler(self.encoder)
+        self.fusion = AttentionFusion(config, config.num_tasks) if config.fusion is not None else None
+        self.heads = nn.ModuleDict(
+            {task["name"]: build_head(task, config.hidden_size, config.dropout) for task in config.tasks}
+        )
+        self._encoder_arguments = set(inspect.signature(self.encoder.forward).parameters)
+        self.post_init()
+
+    @classmethod
+    def from_encoder_pretrained(
+        cls,
+        encoder_name_or_path: str,
+        tasks: list[dict],
+        fusion: dict | None = None,
+        dropout: float = 0.1,
+        pooling: str = "cls",
+        **encoder_kwargs,
+    ) -> "MultiTaskModel":
+        """
+        A new multi-task model whose shared encoder holds pretrained weights; the heads and fusion start random.
+
+        Args:
+            encoder_name_or_path (`str`): a local model folder or a Hub id, as for `AutoModel.from_pretrained`.
+            tasks, fusion, dropout, pooling: as in [`MultiTaskConfig`].
+            encoder_kwargs: passed to `AutoModel.from_pretrained` (e.g. `attn_implementation`, `revision`).
+        """
+        encoder = AutoModel.from_pretrained(encoder_name_or_path, **encoder_kwargs)
+        config = MultiTaskConfig(
+            encoder_config=encoder.config, tasks=tasks, fusion=fusion, dropout=dropout, pooling=pooling
+        )
+        model = cls(config)
+        _remove_pooler(encoder)
+        model.encoder = encoder
+        model.config.encoder_config = encoder.config
+        return model
+
+    def get_input_embeddings(self):
+        return self.encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.encoder.set_input_embeddings(value)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.LongTensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        task_ids: torch.LongTensor | int | None = None,
+        labels: torch.Tensor | dict | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_fusion_weights: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> MultiTaskModelOutput | tuple:
+        r"""
+        task_ids (`int` or `torch.LongTensor` of shape `(batch,)`, *optional*):
+            The task of the batch, or of each example (a batch may mix tasks; each example goes through its own
+            task's head and loss). Left out, every task is predicted for every example from one encoder pass.
+        labels (`torch.Tensor` or `dict[str, torch.Tensor]`, *optional*):
+            For a batch of one task, that task's labels in their usual shape: `(batch,)` class ids, `(batch,
+            num_labels)` 0/1 for multi-label, `(batch,)` floats for regression, `(batch, seq)` token ids with -100
+            ignored. For a mixed batch, a `(batch, L)` tensor padded with -100 holding each example's labels in
+            those shapes (the task-aware collator builds it). With `task_ids` left out, a dict from task name to
+            labels trains several tasks on the same examples in one pass (joint intent and slots, as JointBERT).
+        output_fusion_weights (`bool`, *optional*):
+            Return the AttentionFusion token weights per task (when fusion is on).
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        encoder_inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "inputs_embeds": inputs_embeds,
+                          "token_type_ids": token_type_ids, "position_ids": position_ids}
+        encoder_inputs = {k: v for k, v in encoder_inputs.items() if v is not None and k in self._encoder_arguments}
+        encoder_outputs = self.encoder(
+            **encoder_inputs, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        sequence_output = encoder_outputs.last_hidden_state  # (batch, seq, hidden)
+        batch_size, seq_len = sequence_output.shape[:2]
+        if attention_mask is None:
+            attention_mask = torch.ones((batch_size, seq_len), dtype=torch.long, device=sequence_output.device)
+
+        routes, task_ids = self._routes(task_ids, labels, batch_size, sequence_output.device)
+        task_logits, task_losses, fusion_weights = {}, {}, {}
+        loss = None
+        for route in routes:
+            task = self.config.tasks[route.task_index]
+            head = self.heads[task["name"]]
+            hidden = sequence_output if route.rows is None else sequence_output[route.rows]
+            mask = attention_mask if route.rows is None else attention_mask[route.rows]
+            representation, weights = self._task_representation(hidden, mask, route.task_index, head.is_token_level)
+            logits = head(representation)
+            task_logits[task["name"]] = logits
+            if weights is not None and output_fusion_weights:
+                fusion_weights[task["name"]] = weights
+            if route.labels is not None:
+                task_loss = head.loss(logits, head.read_labels(route.labels, seq_len))
+                task_losses[task["name"]] = task_loss
+                weighted = task["loss_weight"] * route.loss_scale * task_loss
+                loss = weighted if loss is None else loss + weighted
+
+        output = MultiTaskModelOutput(
+            loss=loss,
+            logits=next(iter(task_logits.values())) if len(task_logits) == 1 else None,
+            task_ids=task_ids,
+            task_logits=task_logits,
+            task_losses=task_losses or None,
+            fusion_weights=fusion_weights or None,
+            hidden_states=encoder_outputs.hidden_states,
+            attentions=encoder_outputs.attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def _routes(self, task_ids, labels, batch_size: int, device) -> tuple[list[_Route], torch.Tensor | None]:
+        """Which tasks to run on which rows, with their labels; also the `(batch,)` task ids to report."""
+        num_tasks = self.config.num_tasks
+        if isinstance(labels, dict):
+            if task_ids is not None:
+                raise ValueError("Pass labels as a dict of task name -> labels only without task_ids "
+                                 "(joint training runs every named task on every example).")
+            indices = [self.config.task_index(name) for name in labels]
+            return [_Route(i, None, labels[self.config.task_names[i]], 1.0) for i in indices], None
+
+        if task_ids is None:
+            if labels is not None and num_tasks > 1:
+                raise ValueError(f"labels were given without task_ids, but the model has {num_tasks} tasks "
+                                 f"({', '.join(self.config.task_names)}): pass task_ids, or labels as a dict.")
+            if num_tasks > 1:
+                return [_Route(i, None, None, 1.0) for i in range(num_tasks)], None
+            task_ids = 0
+
+        if isinstance(task_ids, int) or (torch.is_tensor(task_ids) and task_ids.dim() == 0):
+            task_ids = torch.full((batch_size,), int(task_ids), dtype=torch.long, device=device)
+        task_ids = torch.as_tensor(task_ids, device=device).long()
+        if task_ids.shape != (batch_size,):
+            raise ValueError(f"task_ids must be an int or a (batch,) tensor; got shape {tuple(task_ids.shape)} "
+                             f"for a batch of {batch_size}.")
+        present = torch.unique(task_ids).tolist()
+        if present[0] < 0 or present[-1] >= num_tasks:
+            raise ValueError(f"task_ids must be in [0, {num_tasks}) for tasks {self.config.task_names}; "
+                             f"got {present}.")
+        if len(present) == 1:
+            return [_Route(present[0], None, labels, 1.0)], task_ids
+        routes = []
+        for index in present:
+            rows = (task_ids == index).nonzero(as_tuple=True)[0]
+            routes.append(_Route(index, rows, None if labels is None else labels[rows], len(rows) / batch_size))
+        return routes, task_ids
+
+    def _task_representation(self, hidden, mask, task_index: int, is_token_level: bool):
+        """What a task's head reads, and the fusion weights `(batch, seq)` when fusion is on."""
+        if self.fusion is None:
+            if is_token_level:
+                return hidden, None
+            if self.config.pooling == "mean":
+                mask_f = mask.unsqueeze(-1).to(hidden.dtype)
+                return (hidden * mask_f).sum(1) / mask_f.sum(1).clamp(min=1.0), None
+            return hidden[:, 0], None
+        weights = self.fusion.attention_weights(hidden, task_index, mask)  # (batch, seq)
+        if is_token_level:
+            # Rescaled so that uniform attention is the identity (AttentionFusion's docstring says why).
+            lengths = mask.sum(dim=1, keepdim=True).to(weights.dtype)
+            return hidden * (weights * lengths).unsqueeze(-1), weights
+        # The weighted sum of the fused tokens, without building the (batch, seq, hidden) product.
+        return torch.einsum("bs,bsh->bh", weights, hidden), weights
+
+
+def _remove_pooler(encoder: nn.Module) -> None:
+    """Drop the encoder's pooler: nothing reads it, and weights without gradients break data-parallel training."""
+    if getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None
+
+
+__all__ = ["MultiTaskModel", "MultiTaskModelOutput", "MultiTaskPreTrainedModel"]

@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny random encoders (the sizes of transformers' BertModelTester) and a tiny tokenizer."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertTokenizer, DistilBertConfig
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+TASKS = [
+    {"name": "intent", "type": "sequence_classification", "labels": ["greet", "book", "weather"]},
+    {"name": "slots", "type": "token_classification", "labels": ["O", "B-city", "I-city"]},
+    {"name": "similarity", "type": "regression", "loss_weight": 0.5},
+    {"name": "topics", "type": "multi_label_classification", "labels": ["travel", "music", "food", "sport"]},
+]
+
+
+def tiny_bert_config(**kwargs) -> BertConfig:
+    defaults = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                    max_position_embeddings=64)
+    return BertConfig(**{**defaults, **kwargs})
+
+
+def tiny_distilbert_config(**kwargs) -> DistilBertConfig:
+    defaults = dict(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=64)
+    return DistilBertConfig(**{**defaults, **kwargs})
+
+
+ENCODER_CONFIGS = {"bert": tiny_bert_config, "distilbert": tiny_distilbert_config}
+
+
+@pytest.fixture(params=sorted(ENCODER_CONFIGS))
+def encoder_config(request):
+    return ENCODER_CONFIGS[request.param]()
+
+
+@pytest.fixture
+def tiny_tokenizer():
+    vocab = {token: i for i, token in enumerate((FIXTURES / "vocab.txt").read_text().split())}
+    return BertTokenizer(vocab=vocab, do_lower_case=True)
+
+
+def random_batch(batch_size=6, seq_len=9, vocab_size=99, seed=0):
+    """Random ids with ragged padding: example i has seq_len - (i % 3) real tokens."""
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, vocab_size, (batch_size, seq_len), generator=generator)
+    attention_mask = torch.ones(batch_size, seq_len, dtype=torch.long)
+    for i in range(batch_size):
+        attention_mask[i, seq_len - (i % 3):] = 0
+    input_ids = input_ids.masked_fill(attention_mask == 0, 0)
+    return input_ids, attention_mask

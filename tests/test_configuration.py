@@ -1,0 +1,77 @@
+import json
+
+import pytest
+from conftest import TASKS, tiny_bert_config, tiny_distilbert_config
+
+from configuration_multitask import TASK_TYPES, MultiTaskConfig
+from modeling_multitask import HEAD_REGISTRY
+
+
+def test_round_trip_through_config_json(tmp_path):
+    config = MultiTaskConfig(encoder_config=tiny_distilbert_config(), tasks=TASKS, fusion={"type": "attention"},
+                             dropout=0.2, pooling="mean")
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["encoder_config"]["model_type"] == "distilbert"
+    reloaded = MultiTaskConfig.from_pretrained(tmp_path)
+    assert type(reloaded.encoder_config) is type(config.encoder_config)
+    assert reloaded.tasks == config.tasks
+    assert (reloaded.fusion, reloaded.dropout, reloaded.pooling, reloaded.num_tasks) == ({"type": "attention",
+                                                                                        "hidden_size": 32}, 0.2,
+                                                                                       "mean", 4)
+
+
+def test_tasks_are_normalised_with_label_maps():
+    config = MultiTaskConfig(encoder_config=tiny_bert_config(),
+                             tasks=TASKS + [{"name": "anon", "type": "sequence_classification", "num_labels": 2}])
+    assert config.task_names == ["intent", "slots", "similarity", "topics", "anon"]
+    assert config.task_id2label("slots") == {0: "O", 1: "B-city", 2: "I-city"}
+    assert config.task_label2id("intent")["weather"] == 2
+    assert config.task_id2label("anon") == {0: "LABEL_0", 1: "LABEL_1"}
+    similarity = config.tasks[2]
+    assert (similarity["num_labels"], similarity["labels"], similarity["loss_weight"]) == (1, None, 0.5)
+    assert config.num_tasks == 5 and config.fusion is None
+
+
+def test_every_task_type_has_exactly_one_head():
+    assert set(HEAD_REGISTRY) == set(TASK_TYPES)
+
+
+def _task(**overrides):
+    return {"name": "intent", "type": "sequence_classification", "labels": ["a", "b"], **overrides}
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"tasks": [_task(type="sequence_classificaton")]}, "unknown type 'sequence_classificaton'.*Did you mean "
+                                                           "'sequence_classification'.*Allowed types"),
+        ({"tasks": [_task(), _task()]}, r"unique; \['intent'\]"),
+        ({"tasks": [_task(name="has space")]}, "invalid name 'has space'"),
+        ({"tasks": [_task(name="a.b")]}, "invalid name 'a.b'"),
+        ({"tasks": [_task(labels=None)]}, "needs 'labels'.*or an integer 'num_labels' >= 2"),
+        ({"tasks": [_task(labels=["a"])]}, "at least 2 labels"),
+        ({"tasks": [_task(labels=["a", "a", "b"])]}, r"more than once: \['a'\]"),
+        ({"tasks": [_task(num_labels=3)]}, "num_labels=3 disagrees with the 2 names"),
+        ({"tasks": [_task(type="regression")]}, "regression task"),
+        ({"tasks": [_task(loss_weight=0)]}, "loss_weight must be a positive number"),
+        ({"tasks": [_task(lables=["a"])]}, "unknown key 'lables'.*Did you mean 'labels'"),
+        ({"tasks": ["intent"]}, "must be a dict"),
+        ({"tasks": [_task()], "num_tasks": 2}, "num_tasks=2 but 1 tasks"),
+        ({"tasks": [_task()], "fusion": {"type": "gated"}}, "Unknown fusion type 'gated'. Allowed types: attention"),
+        ({"tasks": [_task()], "fusion": {"type": "attention", "hidden_size": 768}},
+         "hidden_size=768 does not match the encoder's hidden size 32"),
+        ({"tasks": [_task()], "fusion": {"type": "attention", "hiden_size": 32}}, "Did you mean 'hidden_size'"),
+        ({"tasks": [_task()], "dropout": 1.5}, r"dropout must be in \[0, 1\)"),
+        ({"tasks": [_task()], "pooling": "max"}, "Unknown pooling 'max'"),
+    ],
+)
+def test_config_errors_name_the_problem(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        MultiTaskConfig(encoder_config=tiny_bert_config(), **kwargs)
+
+
+def test_unknown_task_name_lists_known_ones():
+    config = MultiTaskConfig(encoder_config=tiny_bert_config(), tasks=TASKS)
+    with pytest.raises(KeyError, match="Known tasks: intent, slots, similarity, topics"):
+        config.task_index("slot")

@@ -1,0 +1,84 @@
+"""The decisive Hub test: a saved checkpoint loads through AutoModel with trust_remote_code=True in a fresh process
+that cannot import this project, from another directory, and gives the same outputs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from conftest import TASKS, random_batch, tiny_bert_config
+
+from modeling_multitask import MultiTaskConfig, MultiTaskModel
+
+
+PROJECT_PACKAGES = ("configuration_multitask", "modeling_multitask", "multitask_training")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Runs in `python -I`: our packages are blocked outright, so only the checkpoint's own copies can be used.
+FRESH_LOAD = """
+import sys, json
+BLOCKED = {blocked!r}
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError("project package " + name + " must not be importable here")
+sys.meta_path.insert(0, _Block())
+import torch
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+checkpoint, inputs = sys.argv[1], torch.load(sys.argv[2])
+config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=True)
+model = AutoModel.from_pretrained(checkpoint, trust_remote_code=True).eval()
+tokenizer = AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=True)
+assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+outputs = {{}}
+with torch.no_grad():
+    for task in range(config.num_tasks):
+        outputs[config.tasks[task]["name"]] = model(**inputs, task_ids=task).logits
+torch.save(outputs, sys.argv[3])
+print(json.dumps({{"class": type(model).__name__, "tokens": tokenizer.tokenize("Show me flights to Boston")}}))
+"""
+
+
+def run_fresh(checkpoint: Path, inputs: dict, tmp_path: Path) -> tuple[dict, dict]:
+    torch.save(inputs, tmp_path / "inputs.pt")
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", FRESH_LOAD.format(blocked=PROJECT_PACKAGES), str(checkpoint),
+         str(tmp_path / "inputs.pt"), str(tmp_path / "outputs.pt")],
+        cwd=workdir, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1]), torch.load(tmp_path / "outputs.pt")
+
+
+def test_fresh_process_loads_checkpoint_through_remote_code(tmp_path, tiny_tokenizer):
+    torch.manual_seed(0)
+    config = MultiTaskConfig(encoder_config=tiny_bert_config(), tasks=TASKS, fusion={"type": "attention"})
+    model = MultiTaskModel(config).eval()
+    checkpoint = tmp_path / "checkpoint"
+    model.save_pretrained(checkpoint)
+    tiny_tokenizer.save_pretrained(checkpoint)
+
+    saved_config = json.loads((checkpoint / "config.json").read_text())
+    assert saved_config["auto_map"] == {"AutoConfig": "configuration_multitask.MultiTaskConfig",
+                                        "AutoModel": "modeling_multitask.MultiTaskModel"}
+    # The real config file, not the one-line re-export, ships beside the model.
+    assert (checkpoint / "configuration_multitask.py").read_text() == (
+        REPO_ROOT / "configuration_multitask" / "configuration_multitask.py").read_text()
+    for shipped in ("modeling_multitask.py", "fusion.py", "heads.py"):
+        assert (checkpoint / shipped).read_text() == (REPO_ROOT / "modeling_multitask" / shipped).read_text()
+    assert (checkpoint / "model.safetensors").exists()
+
+    input_ids, mask = random_batch()
+    info, outputs = run_fresh(checkpoint, {"input_ids": input_ids, "attention_mask": mask}, tmp_path)
+    assert info["class"] == "MultiTaskModel"
+    assert info["tokens"] == tiny_tokenizer.tokenize("Show me flights to Boston")
+    with torch.no_grad():
+        for task_index, task in enumerate(config.task_names):
+            expected = model(input_ids=input_ids, attention_mask=mask, task_ids=task_index).logits
+            torch.testing.assert_close(outputs[task], expected)
