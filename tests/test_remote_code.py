@@ -13,7 +13,7 @@ from conftest import TASKS, random_batch, tiny_bert_config
 from modeling_multitask import MultiTaskConfig, MultiTaskModel
 
 
-PROJECT_PACKAGES = ("configuration_multitask", "modeling_multitask", "multitask_training")
+PROJECT_PACKAGES = ("configuration_multitask", "modeling_multitask")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Runs in `python -I`: our packages are blocked outright, so only the checkpoint's own copies can be used.
