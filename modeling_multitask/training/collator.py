@@ -1,0 +1,68 @@
+"""The task-aware data collator: dynamic padding per batch, labels shaped for each task type, and `task_ids`."""
+
+from dataclasses import dataclass
+
+import torch
+
+
+INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _label_tensor(values: list, seq_len: int) -> torch.Tensor:
+    """Stack one task's labels. Their Python type says their kind (set in `data.encode_labels`):
+    int -> class id, float -> regression target, list of int -> token tags (padded with -100 to `seq_len`),
+    list of float -> multi-label 0/1 vector."""
+    first = values[0]
+    if isinstance(first, list) and (not first or isinstance(first[0], int)):
+        padded = torch.full((len(values), seq_len), -100, dtype=torch.long)
+        for row, tags in enumerate(values):
+            padded[row, : len(tags)] = torch.tensor(tags[:seq_len], dtype=torch.long)
+        return padded
+    if isinstance(first, list):
+        return torch.tensor(values, dtype=torch.float)
+    return torch.tensor(values, dtype=torch.float if isinstance(first, float) else torch.long)
+
+
+@dataclass
+class MultiTaskDataCollator:
+    """
+    Pads a batch to its longest example and builds the labels the model expects:
+    - one task: that task's labels in their natural shape (see `MultiTaskModel.forward`);
+    - several tasks mixed in the batch: a `(batch, L)` float tensor, each row its own labels, padded with -100;
+    - joint examples (labels given as a dict per task): a dict of per-task label tensors.
+
+    Args:
+        tokenizer: pads the model inputs (its padding side and pad token are used).
+        pad_to_multiple_of (`int`, *optional*): round the padded length up (tensor-core friendly on GPUs).
+    """
+
+    tokenizer: object
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        inputs = [{key: feature[key] for key in INPUT_KEYS if key in feature} for feature in features]
+        batch = dict(self.tokenizer.pad(inputs, padding=True, pad_to_multiple_of=self.pad_to_multiple_of,
+                                        return_tensors="pt"))
+        seq_len = batch["input_ids"].shape[1]
+        if "task_ids" in features[0]:
+            batch["task_ids"] = torch.tensor([feature["task_ids"] for feature in features], dtype=torch.long)
+        if "labels" not in features[0]:
+            return batch
+
+        labels = [feature["labels"] for feature in features]
+        if isinstance(labels[0], dict):
+            batch["labels"] = {name: _label_tensor([label[name] for label in labels], seq_len) for name in labels[0]}
+        elif "task_ids" not in batch or bool((batch["task_ids"] == batch["task_ids"][0]).all()):
+            batch["labels"] = _label_tensor(labels, seq_len)
+        else:
+            batch["labels"] = self._mixed_labels(labels, seq_len)
+        return batch
+
+    @staticmethod
+    def _mixed_labels(labels: list, seq_len: int) -> torch.Tensor:
+        rows = [torch.as_tensor(label, dtype=torch.float).reshape(-1) for label in labels]
+        width = max(seq_len, max(row.numel() for row in rows))
+        padded = torch.full((len(rows), width), -100.0)
+        for i, row in enumerate(rows):
+            padded[i, : row.numel()] = row
+        return padded

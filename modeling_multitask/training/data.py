@@ -1,0 +1,408 @@
+"""Reading task data, checking it, mapping labels to ids and tokenising it into model features.
+
+Every problem with a file names the file and the line, and is raised as an `ExperimentError` before training starts.
+"""
+
+import csv
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .experiment import DataSource, Experiment, ExperimentError, TaskSpec
+
+
+logger = logging.getLogger(__name__)
+
+UNK_LABEL = "UNK"
+_SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet",
+                   ".conll": "conll", ".bio": "conll", ".iob": "conll"}
+
+
+@dataclass
+class Rows:
+    """The records of one split of one data source, with where each came from (for error messages)."""
+
+    records: list[dict]
+    lines: list[int]
+    origin: str
+
+    def where(self, index: int) -> str:
+        return f"{self.origin}, line {self.lines[index]}"
+
+
+# ---------------------------------------------------------------------------------------------------------- reading
+
+
+def _read_delimited(path: Path, delimiter: str, has_header: bool, column_names: list[str] | None) -> Rows:
+    # GLUE's TSVs contain bare quotes: tab-separated files are read with quoting off, as the benchmark README says.
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    records, lines = [], []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
+        header = column_names
+        for row in reader:
+            if header is None:
+                if not has_header:
+                    raise ExperimentError(f"{path}: has_header is false, so give data.column_names.")
+                header = [name.strip() for name in row]
+                continue
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise ExperimentError(f"{path}, line {reader.line_num}: expected {len(header)} columns "
+                                      f"({', '.join(header)}), found {len(row)}.")
+            records.append(dict(zip(header, row)))
+            lines.append(reader.line_num)
+    return Rows(records, lines, str(path))
+
+
+def _read_jsonl(path: Path) -> Rows:
+    records, lines = [], []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ExperimentError(f"{path}, line {number}: not valid JSON ({error.msg}).") from error
+            if not isinstance(record, dict):
+                raise ExperimentError(f"{path}, line {number}: each line must be a JSON object.")
+            records.append(record)
+            lines.append(number)
+    return Rows(records, lines, str(path))
+
+
+def _read_conll(path: Path) -> Rows:
+    """CoNLL-style columns: one token per line, the token first and its tag last, blank lines between sentences."""
+    records, lines = [], []
+    tokens, tags, start = [], [], None
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            parts = line.split()
+            if not parts or parts[0] == "-DOCSTART-":
+                if tokens:
+                    records.append({"tokens": tokens, "tags": tags})
+                    lines.append(start)
+                tokens, tags, start = [], [], None
+                continue
+            if len(parts) < 2:
+                raise ExperimentError(f"{path}, line {number}: expected a token and a tag, found {line.strip()!r}.")
+            tokens.append(parts[0])
+            tags.append(parts[-1])
+            start = start or number
+    if tokens:
+        records.append({"tokens": tokens, "tags": tags})
+        lines.append(start)
+    return Rows(records, lines, str(path))
+
+
+def _read_line_files(columns: dict[str, Path]) -> Rows:
+    """Parallel text files, one example per line, one file per column (ATIS/SNIPS's seq.in, seq.out, label)."""
+    values = {}
+    for column, path in columns.items():
+        _require_file(path)
+        values[column] = path.read_text(encoding="utf-8").splitlines()
+    counts = {column: len(column_values) for column, column_values in values.items()}
+    if len(set(counts.values())) > 1:
+        raise ExperimentError("Line files of one split must have the same number of lines; got "
+                              + ", ".join(f"{columns[c]}: {n}" for c, n in counts.items()) + ".")
+    names = list(values)
+    records = [dict(zip(names, row)) for row in zip(*values.values())]
+    return Rows(records, list(range(1, len(records) + 1)), " + ".join(str(p) for p in columns.values()))
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise ExperimentError(f"Data file {path} does not exist.")
+
+
+def read_split(source: DataSource, split: str) -> Rows | None:
+    """The records of `split` (`None` when the source has no such split)."""
+    if source.dataset is not None:
+        if split not in source.splits:
+            return None
+        import datasets
+
+        try:
+            data = datasets.load_dataset(source.dataset, source.config, split=source.splits[split])
+        except Exception as error:  # datasets raises many types (connection, missing config, ...)
+            raise ExperimentError(f"Could not load Hub dataset '{source.dataset}' ({source.config}, split "
+                                  f"'{source.splits[split]}'): {error}. Offline, point data.train/validation at "
+                                  "local files instead.") from error
+        records = data.to_list()
+        return Rows(records, list(range(1, len(records) + 1)), f"{source.dataset}[{source.splits[split]}]")
+
+    location = source.files.get(split)
+    if location is None:
+        return None
+    if isinstance(location, dict):
+        rows = _read_line_files(location)
+    else:
+        _require_file(location)
+        file_format = source.format or _SUFFIX_FORMATS.get(location.suffix.lower())
+        if file_format is None:
+            raise ExperimentError(f"Cannot tell the format of {location} from its suffix: set data.format to one "
+                                  f"of {', '.join(sorted(set(_SUFFIX_FORMATS.values())))}.")
+        if file_format in ("csv", "tsv"):
+            delimiter = source.delimiter or ("\t" if file_format == "tsv" else ",")
+            rows = _read_delimited(location, delimiter, source.has_header, source.column_names)
+        elif file_format in ("jsonl", "json"):
+            rows = _read_jsonl(location)
+        elif file_format == "conll":
+            rows = _read_conll(location)
+        elif file_format == "parquet":
+            import pyarrow.parquet
+
+            records = pyarrow.parquet.read_table(location).to_pylist()
+            rows = Rows(records, list(range(1, len(records) + 1)), str(location))
+        else:
+            raise ExperimentError(f"data.format '{file_format}' needs a mapping of column -> line file per split.")
+    if not rows.records:
+        raise ExperimentError(f"{rows.origin} holds no examples.")
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------------- labelling
+
+
+def _words(value: Any, rows: Rows, index: int, column: str) -> list[str]:
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    raise ExperimentError(f"{rows.where(index)}: column '{column}' must be a list of strings or a "
+                          f"space-separated string, got {value!r}.")
+
+
+def _check_columns(task: TaskSpec, rows: Rows) -> None:
+    available = list(rows.records[0])
+    for column in (task.text_column, task.text_pair_column, task.label_column):
+        if column is not None and column not in rows.records[0]:
+            raise ExperimentError(f"Task '{task.name}': column '{column}' does not exist in {rows.origin}. "
+                                  f"Available columns: {', '.join(map(str, available))}.")
+    for index, record in enumerate(rows.records):
+        missing = [c for c in (task.text_column, task.label_column, task.text_pair_column) if c and c not in record]
+        if missing:
+            raise ExperimentError(f"{rows.where(index)}: missing column '{missing[0]}'.")
+
+
+def _raw_labels(task: TaskSpec, rows: Rows, index: int) -> Any:
+    """The label(s) of one record as names (or a float for regression)."""
+    value = rows.records[index][task.label_column]
+    if task.type == "regression":
+        try:
+            return float(value)
+        except (TypeError, ValueError) as error:
+            raise ExperimentError(f"{rows.where(index)}: regression label {value!r} is not a number.") from error
+    if task.type == "token_classification":
+        return _words(value, rows, index, task.label_column)
+    if task.type == "multi_label_classification":
+        if isinstance(value, str):
+            return [part for part in value.split(task.label_separator or "|") if part]
+        if isinstance(value, list):
+            return [str(item) for item in value]
+        raise ExperimentError(f"{rows.where(index)}: multi-label value {value!r} must be a list of label names or "
+                              "a string joined by label_separator (default '|').")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ExperimentError(f"{rows.where(index)}: empty label in column '{task.label_column}'.")
+    return str(value).strip() if isinstance(value, str) else str(value)
+
+
+def infer_labels(task: TaskSpec, train: Rows) -> list[str] | None:
+    """The label names: the experiment's list, or every label seen in train (sorted; 'O' first for tags)."""
+    if task.type == "regression":
+        return None
+    if task.labels is not None:
+        labels = list(task.labels)
+    elif task.num_labels is not None and task.type != "token_classification":
+        labels = [str(i) for i in range(task.num_labels)]
+    else:
+        seen = set()
+        for index in range(len(train.records)):
+            raw = _raw_labels(task, train, index)
+            seen.update(raw if isinstance(raw, list) else [raw])
+        labels = sorted(seen, key=lambda label: (label != "O", label))
+    if task.unseen_labels == "unk" and UNK_LABEL not in labels:
+        labels.append(UNK_LABEL)
+    return labels
+
+
+def encode_labels(task: TaskSpec, rows: Rows, labels: list[str] | None, split: str) -> list[Any]:
+    """Label ids per record: an int, a float (regression), 0/1 floats (multi-label) or a list of tag ids."""
+    label2id = {label: i for i, label in enumerate(labels or [])}
+
+    def to_id(name: str, index: int) -> int:
+        if name in label2id:
+            return label2id[name]
+        if split != "train" and task.unseen_labels == "unk":
+            return label2id[UNK_LABEL]
+        hint = ("add it to the task's labels" if split == "train" else
+                "add it to the task's labels, or set unseen_labels: unk to score it as UNK (always an error)")
+        raise ExperimentError(f"{rows.where(index)}: label '{name}' of task '{task.name}' is not in its label "
+                              f"list ({len(label2id)} labels): {hint}.")
+
+    encoded = []
+    for index in range(len(rows.records)):
+        raw = _raw_labels(task, rows, index)
+        if task.type == "regression":
+            encoded.append(raw)
+        elif task.type == "multi_label_classification":
+            hot = [0.0] * len(label2id)
+            for name in raw:
+                hot[to_id(name, index)] = 1.0
+            encoded.append(hot)
+        elif task.type == "token_classification":
+            words = _words(rows.records[index][task.text_column], rows, index, task.text_column)
+            if len(words) != len(raw):
+                raise ExperimentError(f"{rows.where(index)}: {len(words)} tokens but {len(raw)} tags in task "
+                                      f"'{task.name}'; each token needs exactly one tag.")
+            encoded.append([to_id(name, index) for name in raw])
+        else:
+            encoded.append(to_id(raw, index))
+    return encoded
+
+
+# ------------------------------------------------------------------------------------------------------ tokenising
+
+
+@dataclass
+class TaskGroup:
+    """Tasks trained on the same examples in one encoder pass (one task, or e.g. intent + slots of ATIS)."""
+
+    tasks: list[TaskSpec]
+    source: DataSource
+    split_words: bool | None = None  # tokenise from word lists; defaults to "any task is token-level"
+
+    @property
+    def name(self) -> str:
+        return "+".join(task.name for task in self.tasks)
+
+    @property
+    def first(self) -> TaskSpec:
+        return self.tasks[0]
+
+    @property
+    def word_level(self) -> bool:
+        if self.split_words is not None:
+            return self.split_words
+        return any(task.is_token_level for task in self.tasks)
+
+
+def group_tasks(experiment: Experiment) -> list[TaskGroup]:
+    """Tasks sharing data, text columns and max_length form one group when `sampling.joint` is on."""
+    groups: dict[tuple, TaskGroup] = {}
+    for i, task in enumerate(experiment.tasks):
+        key = (task.data.key(), task.text_column, task.text_pair_column, task.max_length)
+        key = key if experiment.sampling.joint else (i,)
+        groups.setdefault(key, TaskGroup([], task.data)).tasks.append(task)
+    return list(groups.values())
+
+
+def tokenize(group: TaskGroup, rows: Rows, tokenizer, label_ids: dict[str, list], task_indices: dict[str, int],
+             joint: bool) -> list[dict]:
+    """Model features for the records of one group's split.
+
+    Word-level groups (any token task) are tokenised from word lists, and each word's tag goes to its first
+    sub-token, the others and the special tokens getting -100 (the JointBERT / transformers convention).
+    """
+    task = group.first
+    if group.word_level:
+        if task.text_pair_column:
+            raise ExperimentError(f"Task '{task.name}': token classification takes one text; drop text_pair_column.")
+        words = [_words(record[task.text_column], rows, i, task.text_column) for i, record in enumerate(rows.records)]
+        encoding = tokenizer(words, is_split_into_words=True, truncation=True, max_length=task.max_length)
+        full = tokenizer(words, is_split_into_words=True, truncation=False)
+    else:
+        texts = [_text(record[task.text_column], rows, i, task.text_column) for i, record in enumerate(rows.records)]
+        pairs = None
+        if task.text_pair_column:
+            pairs = [_text(r[task.text_pair_column], rows, i, task.text_pair_column) for i, r in enumerate(rows.records)]
+        encoding = tokenizer(texts, pairs, truncation=True, max_length=task.max_length)
+        full = tokenizer(texts, pairs, truncation=False)
+    truncated = sum(len(a) < len(b) for a, b in zip(encoding["input_ids"], full["input_ids"]))
+    if truncated:
+        logger.warning("%s: %d of %d examples are longer than max_length=%d tokens and were truncated.",
+                       rows.origin, truncated, len(rows.records), task.max_length)
+
+    features = []
+    for index in range(len(rows.records)):
+        feature = {key: encoding[key][index] for key in ("input_ids", "attention_mask", "token_type_ids")
+                   if key in encoding}
+        labels = {}
+        for member in group.tasks:
+            value = label_ids[member.name][index]
+            if member.is_token_level:
+                value = _align_tags(value, encoding.word_ids(index))
+            labels[member.name] = value
+        if joint:
+            feature["labels"] = labels
+        else:
+            feature["labels"] = labels[task.name]
+            feature["task_ids"] = task_indices[task.name]
+        features.append(feature)
+    return features
+
+
+def _text(value: Any, rows: Rows, index: int, column: str) -> str:
+    if isinstance(value, list):
+        value = " ".join(map(str, value))
+    if not isinstance(value, str) or not value.strip():
+        raise ExperimentError(f"{rows.where(index)}: column '{column}' is empty or not text ({value!r}).")
+    return value
+
+
+def _align_tags(tag_ids: list[int], word_ids: list[int | None]) -> list[int]:
+    aligned, previous = [], None
+    for word in word_ids:
+        aligned.append(-100 if word is None or word == previous else tag_ids[word])
+        previous = word
+    return aligned
+
+
+@dataclass
+class PreparedData:
+    """Everything training needs from the data: label names per task, train features per group, eval features."""
+
+    labels: dict[str, list[str] | None]
+    train: dict[str, list[dict]]  # group name -> features
+    validation: dict[str, list[dict]] = field(default_factory=dict)  # task name -> features
+    test: dict[str, list[dict]] = field(default_factory=dict)
+    groups: list[TaskGroup] = field(default_factory=list)
+
+
+def prepare_data(experiment: Experiment, tokenizer) -> PreparedData:
+    """Read, check and tokenise every task's splits; any problem raises `ExperimentError` before training."""
+    groups = group_tasks(experiment)
+    task_indices = {task.name: i for i, task in enumerate(experiment.tasks)}
+    cache: dict[tuple, Rows | None] = {}
+
+    def rows_of(source: DataSource, split: str) -> Rows | None:
+        key = (source.key(), source.format, split)
+        if key not in cache:
+            cache[key] = read_split(source, split)
+        return cache[key]
+
+    prepared = PreparedData(labels={}, train={}, groups=groups)
+    for group in groups:
+        train_rows = rows_of(group.source, "train")
+        label_ids = {}
+        for task in group.tasks:
+            _check_columns(task, train_rows)
+            prepared.labels[task.name] = infer_labels(task, train_rows)
+            label_ids[task.name] = encode_labels(task, train_rows, prepared.labels[task.name], "train")
+        prepared.train[group.name] = tokenize(group, train_rows, tokenizer, label_ids, task_indices,
+                                              joint=len(group.tasks) > 1)
+        for split in ("validation", "test"):
+            rows = rows_of(group.source, split)
+            if rows is None:
+                continue
+            for task in group.tasks:
+                _check_columns(task, rows)
+                ids = {task.name: encode_labels(task, rows, prepared.labels[task.name], split)}
+                # Evaluated alone, but tokenised exactly as in training.
+                single = TaskGroup([task], group.source, split_words=group.word_level)
+                getattr(prepared, split)[task.name] = tokenize(single, rows, tokenizer, ids, task_indices, joint=False)
+    return prepared

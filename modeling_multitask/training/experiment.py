@@ -1,0 +1,288 @@
+"""The experiment file (`experiment.yaml`), parsed once and strictly into typed objects.
+
+```yaml
+model:
+  base_model: "sentence-transformers/all-MiniLM-L6-v2"   # a local folder or a Hub id
+  dropout: 0.1
+  pooling: mean                                         # optional: cls | mean
+  fusion: {type: attention, hidden_size: 384}           # optional
+tasks:
+  - name: intent
+    type: sequence_classification
+    data: {train: data/train.jsonl, validation: data/dev.jsonl}
+    text_column: text
+    label_column: intent
+sampling: {strategy: temperature, temperature: 2.0}
+training:                                               # any transformers.TrainingArguments field
+  output_dir: runs/demo
+  num_train_epochs: 3
+```
+
+Unknown keys are rejected with their path and the nearest valid key; relative paths are read from the folder
+holding the experiment file.
+"""
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import TrainingArguments
+
+from configuration_multitask import TASK_TYPES
+
+
+class ExperimentError(ValueError):
+    """A mistake in the experiment file or its data: reported to the user without a traceback."""
+
+
+SPLITS = ("train", "validation", "test")
+FILE_FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "conll", "lines")
+SAMPLING_STRATEGIES = ("proportional", "temperature", "uniform", "round_robin")
+UNSEEN_LABEL_RULES = ("error", "unk")
+DEFAULT_METRICS = {
+    "sequence_classification": ["accuracy", "f1", "mcc"],
+    "multi_label_classification": ["micro_f1", "macro_f1", "subset_accuracy"],
+    "regression": ["pearson_spearman", "pearson", "spearman", "mse"],
+    "token_classification": ["f1", "precision", "recall", "accuracy"],
+}
+
+
+@dataclasses.dataclass
+class DataSource:
+    """Where a task's examples come from: local files per split, or a Hub dataset.
+
+    A split is a file path (format from its suffix, or `format`), or a mapping from column name to a text file with
+    one example per line (the "lines" format, e.g. ATIS's `seq.in` / `seq.out` / `label`).
+    """
+
+    files: dict[str, Any] = dataclasses.field(default_factory=dict)  # split -> path or {column: path}
+    format: str | None = None
+    dataset: str | None = None  # Hub dataset id
+    config: str | None = None
+    splits: dict[str, str] = dataclasses.field(default_factory=dict)  # our split -> the Hub dataset's split name
+    delimiter: str | None = None
+    has_header: bool = True
+    column_names: list[str] | None = None  # for csv/tsv files without a header
+
+    def key(self) -> tuple:
+        """Identifies the data, so that tasks reading the same examples can share one encoder pass."""
+        return (repr(sorted(self.files.items())), self.dataset, self.config, repr(sorted(self.splits.items())))
+
+
+@dataclasses.dataclass
+class TaskSpec:
+    name: str
+    type: str
+    data: DataSource
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    labels: list[str] | None = None
+    num_labels: int | None = None
+    unseen_labels: str = "error"
+    max_length: int = 128
+    loss_weight: float = 1.0
+    metrics: list[str] | None = None
+    label_separator: str | None = None  # multi-label: labels given as one string, e.g. "a|b"
+
+    @property
+    def is_token_level(self) -> bool:
+        return self.type == "token_classification"
+
+
+@dataclasses.dataclass
+class ModelSpec:
+    base_model: str
+    dropout: float = 0.1
+    pooling: str = "cls"
+    fusion: dict | None = None
+
+
+@dataclasses.dataclass
+class SamplingSpec:
+    strategy: str = "temperature"
+    temperature: float = 2.0
+    max_examples_per_task: int | None = None
+    joint: bool = True  # tasks with the same data and text columns train together, one encoder pass per example
+
+
+@dataclasses.dataclass
+class Experiment:
+    model: ModelSpec
+    tasks: list[TaskSpec]
+    sampling: SamplingSpec
+    training: dict
+    path: Path | None = None
+    seed: int = 42
+
+    def training_arguments(self, **overrides) -> TrainingArguments:
+        arguments = {"seed": self.seed, **self.training, **overrides}
+        try:
+            return TrainingArguments(**arguments)
+        except (ValueError, TypeError) as error:
+            raise ExperimentError(f"training: {error}") from error
+
+
+def _nearest(key: str, allowed) -> str:
+    match = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.5)
+    return f" Did you mean '{match[0]}'?" if match else ""
+
+
+def _check_keys(section: Any, allowed, path: str, required=()) -> dict:
+    if not isinstance(section, dict):
+        raise ExperimentError(f"{path} must be a mapping, got {type(section).__name__}: {section!r}.")
+    for key in section:
+        if key not in allowed:
+            listing = ", ".join(allowed) if len(allowed) <= 15 else "see the transformers.TrainingArguments docs"
+            raise ExperimentError(f"Unknown key '{path}.{key}'.{_nearest(str(key), allowed)} Allowed here: {listing}.")
+    for key in required:
+        if section.get(key) is None:
+            raise ExperimentError(f"Missing required key '{path}.{key}'.")
+    return section
+
+
+def _resolve(path: Any, base: Path, where: str) -> Path:
+    if not isinstance(path, str):
+        raise ExperimentError(f"{where} must be a file path, got {path!r}.")
+    resolved = Path(path).expanduser()
+    return resolved if resolved.is_absolute() else (base / resolved)
+
+
+def _parse_data(raw: Any, base: Path, where: str) -> DataSource:
+    allowed = ["train", "validation", "test", "format", "dataset", "config", "splits", "delimiter", "has_header",
+               "column_names"]
+    raw = _check_keys(raw, allowed, where)
+    source = DataSource(format=raw.get("format"), dataset=raw.get("dataset"), config=raw.get("config"),
+                        delimiter=raw.get("delimiter"), has_header=raw.get("has_header", True),
+                        column_names=raw.get("column_names"))
+    if source.format is not None and source.format not in FILE_FORMATS:
+        raise ExperimentError(f"{where}.format '{source.format}' is unknown.{_nearest(source.format, FILE_FORMATS)} "
+                              f"Allowed: {', '.join(FILE_FORMATS)}.")
+    if source.dataset is not None:
+        splits = raw.get("splits") or {"train": "train", "validation": "validation"}
+        source.splits = dict(_check_keys(splits, SPLITS, f"{where}.splits"))
+        if any(raw.get(split) for split in SPLITS):
+            raise ExperimentError(f"{where}: give either a Hub 'dataset' (with 'splits') or local files per split, "
+                                  "not both.")
+        return source
+    for split in SPLITS:
+        value = raw.get(split)
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            source.files[split] = {column: _resolve(p, base, f"{where}.{split}.{column}") for column, p in
+                                   value.items()}
+        else:
+            source.files[split] = _resolve(value, base, f"{where}.{split}")
+    if "train" not in source.files:
+        raise ExperimentError(f"{where} needs a 'train' file (or a Hub 'dataset').")
+    return source
+
+
+def _parse_task(raw: Any, index: int, base: Path) -> TaskSpec:
+    where = f"tasks[{index}]"
+    fields = [f.name for f in dataclasses.fields(TaskSpec)]
+    raw = _check_keys(raw, fields, where, required=("name", "type", "data"))
+    where = f"tasks[{index}] ({raw['name']})"
+    if raw["type"] not in TASK_TYPES:
+        raise ExperimentError(f"{where}.type '{raw['type']}' is unknown.{_nearest(str(raw['type']), TASK_TYPES)} "
+                              f"Allowed types: {', '.join(TASK_TYPES)}.")
+    values = {key: value for key, value in raw.items() if key != "data"}
+    task = TaskSpec(data=_parse_data(raw["data"], base, f"{where}.data"), **values)
+    if task.is_token_level and "text_column" not in raw:
+        task.text_column = "tokens"
+    if task.is_token_level and "label_column" not in raw:
+        task.label_column = "tags"
+    if task.unseen_labels not in UNSEEN_LABEL_RULES:
+        raise ExperimentError(f"{where}.unseen_labels must be one of {', '.join(UNSEEN_LABEL_RULES)}.")
+    if isinstance(task.labels, str):  # a label file, one label per line
+        label_file = _resolve(task.labels, base, f"{where}.labels")
+        if not label_file.is_file():
+            raise ExperimentError(f"{where}.labels: label file {label_file} does not exist.")
+        task.labels = [line.strip() for line in label_file.read_text().splitlines() if line.strip()]
+    if task.labels is not None and (not isinstance(task.labels, list) or not all(isinstance(x, str) for x in task.labels)):
+        raise ExperimentError(f"{where}.labels must be a list of label names or a label file path.")
+    if not isinstance(task.max_length, int) or task.max_length < 4:
+        raise ExperimentError(f"{where}.max_length must be an integer >= 4, got {task.max_length!r}.")
+    known_metrics = DEFAULT_METRICS[task.type]
+    for metric in task.metrics or []:
+        if metric not in known_metrics and not str(metric).startswith("evaluate:"):
+            raise ExperimentError(f"{where}.metrics: '{metric}' is unknown for {task.type}.{_nearest(metric, known_metrics)} "
+                                  f"Built-in: {', '.join(known_metrics)}; or 'evaluate:<module id>' (needs the Hub).")
+    return task
+
+
+def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = None) -> Experiment:
+    """Validate a parsed YAML mapping into an [`Experiment`]; every mistake raises [`ExperimentError`]."""
+    base = Path(base_dir)
+    raw = _check_keys(raw, ["model", "tasks", "sampling", "training", "seed"], "experiment",
+                      required=("model", "tasks"))
+    model_raw = _check_keys(raw["model"], [f.name for f in dataclasses.fields(ModelSpec)], "model",
+                            required=("base_model",))
+    model = ModelSpec(**model_raw)
+    base_model = Path(model.base_model).expanduser()
+    if not base_model.is_absolute() and (base / base_model).is_dir():
+        model.base_model = str(base / base_model)
+    if not isinstance(raw["tasks"], list) or not raw["tasks"]:
+        raise ExperimentError("'tasks' must be a non-empty list of task definitions.")
+    tasks = [_parse_task(task, i, base) for i, task in enumerate(raw["tasks"])]
+    names = [task.name for task in tasks]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ExperimentError(f"Task names must be unique; {duplicates} appear more than once.")
+
+    sampling = SamplingSpec(**_check_keys(raw.get("sampling") or {}, [f.name for f in dataclasses.fields(SamplingSpec)],
+                                          "sampling"))
+    if sampling.strategy not in SAMPLING_STRATEGIES:
+        raise ExperimentError(f"sampling.strategy '{sampling.strategy}' is unknown."
+                              f"{_nearest(sampling.strategy, SAMPLING_STRATEGIES)} "
+                              f"Allowed: {', '.join(SAMPLING_STRATEGIES)}.")
+    if not sampling.temperature > 0:
+        raise ExperimentError(f"sampling.temperature must be > 0, got {sampling.temperature}.")
+
+    training = dict(raw.get("training") or {})
+    argument_names = [f.name for f in dataclasses.fields(TrainingArguments) if f.init]
+    _check_keys(training, argument_names, "training")
+    return Experiment(model=model, tasks=tasks, sampling=sampling, training=training, path=path,
+                      seed=raw.get("seed", 42))
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ExperimentError(f"--set expects key.path=value, got '{text}'.")
+    key, value = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(value)
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply `--set a.b=value` overrides (values parsed as YAML; `tasks.0.max_length=64` indexes the task list)."""
+    for override in overrides:
+        keys, value = _parse_override(override)
+        node = raw
+        for i, key in enumerate(keys[:-1]):
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise ExperimentError(f"--set {override}: '{'.'.join(keys[:i + 1])}' is not a valid list index.")
+                node = node[int(key)]
+            else:
+                node = node.setdefault(key, {})
+        if isinstance(node, list):
+            node[int(keys[-1])] = value
+        else:
+            node[keys[-1]] = value
+    return raw
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
+    """Read, override and validate an experiment file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExperimentError(f"Experiment file {path} does not exist.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ExperimentError(f"{path} is not valid YAML: {error}") from error
+    raw = apply_overrides(raw or {}, overrides or [])
+    return parse_experiment(raw, base_dir=path.resolve().parent, path=path)

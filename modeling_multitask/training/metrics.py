@@ -1,0 +1,100 @@
+"""Per-task metrics, computed offline with scikit-learn, SciPy and seqeval.
+
+Each task type has built-in metrics (the first one listed for a task is its *primary* metric, which the combined
+score averages). `evaluate:<module id>` names an `evaluate` module instead; those load from the Hub, so they are
+resolved before training starts and fail there with a clear message when the Hub is out of reach.
+"""
+
+import numpy as np
+from scipy.stats import pearsonr, spearmanr
+from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+from sklearn.metrics import accuracy_score, matthews_corrcoef, mean_squared_error
+from sklearn.metrics import f1_score as sk_f1
+
+from .experiment import DEFAULT_METRICS, ExperimentError
+
+
+def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labels: int) -> dict[str, float]:
+    average = "binary" if num_labels == 2 else "macro"
+    return {
+        "accuracy": float(accuracy_score(labels, predictions)),
+        "f1": float(sk_f1(labels, predictions, average=average, zero_division=0)),
+        "mcc": float(matthews_corrcoef(labels, predictions)),
+    }
+
+
+def multi_label_metrics(probabilities: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    predicted = (probabilities >= threshold).astype(int)
+    labels = labels.astype(int)
+    return {
+        "micro_f1": float(sk_f1(labels, predicted, average="micro", zero_division=0)),
+        "macro_f1": float(sk_f1(labels, predicted, average="macro", zero_division=0)),
+        "subset_accuracy": float(accuracy_score(labels, predicted)),
+    }
+
+
+def regression_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    predictions, labels = predictions.reshape(-1), labels.reshape(-1)
+    constant = np.ptp(predictions) == 0 or np.ptp(labels) == 0
+    pearson = 0.0 if constant else float(pearsonr(predictions, labels)[0])
+    spearman = 0.0 if constant else float(spearmanr(predictions, labels)[0])
+    return {"pearson_spearman": (pearson + spearman) / 2, "pearson": pearson, "spearman": spearman,
+            "mse": float(mean_squared_error(labels, predictions))}
+
+
+def tag_sequences(predictions: np.ndarray, labels: np.ndarray, id2label: dict[int, str]):
+    """Gold and predicted tag strings per sentence, keeping only labelled positions (first sub-tokens)."""
+    gold, predicted = [], []
+    for prediction_row, label_row in zip(predictions, labels):
+        keep = label_row != -100
+        gold.append([id2label[int(i)] for i in label_row[keep]])
+        predicted.append([id2label[int(i)] for i in prediction_row[keep]])
+    return gold, predicted
+
+
+def token_metrics(predictions: np.ndarray, labels: np.ndarray, id2label: dict[int, str]) -> dict[str, float]:
+    """Entity-level precision/recall/F1 (seqeval, conlleval-compatible) and tag accuracy."""
+    gold, predicted = tag_sequences(predictions, labels, id2label)
+    flat_gold = [tag for sentence in gold for tag in sentence]
+    flat_predicted = [tag for sentence in predicted for tag in sentence]
+    return {
+        "f1": float(f1_score(gold, predicted, zero_division=0)),
+        "precision": float(precision_score(gold, predicted, zero_division=0)),
+        "recall": float(recall_score(gold, predicted, zero_division=0)),
+        "accuracy": float(accuracy_score(flat_gold, flat_predicted)) if flat_gold else 0.0,
+    }
+
+
+def entity_report(predictions: np.ndarray, labels: np.ndarray, id2label: dict[int, str]) -> str:
+    gold, predicted = tag_sequences(predictions, labels, id2label)
+    return classification_report(gold, predicted, zero_division=0)
+
+
+def load_evaluate_metric(name: str):
+    """An `evaluate` module for a metric spelled `evaluate:<id>`; raises ExperimentError when it can't be loaded."""
+    module_id = name.split(":", 1)[1]
+    try:
+        import evaluate
+
+        return evaluate.load(module_id)
+    except Exception as error:  # evaluate raises connection, file and import errors alike
+        raise ExperimentError(f"Could not load evaluate metric '{module_id}' ({type(error).__name__}: {error}). "
+                              "evaluate modules live on the Hugging Face Hub; offline, use the built-in metrics: "
+                              + "; ".join(f"{t}: {', '.join(m)}" for t, m in DEFAULT_METRICS.items())) from error
+
+
+def compute_task_metrics(task_type: str, predictions: np.ndarray, labels: np.ndarray, labels_names: list | None,
+                         extra_metrics: dict | None = None) -> dict[str, float]:
+    """All built-in metrics of one task (predictions already reduced: ids, probabilities or values)."""
+    if task_type == "sequence_classification":
+        metrics = classification_metrics(predictions, labels, len(labels_names))
+    elif task_type == "multi_label_classification":
+        metrics = multi_label_metrics(predictions, labels)
+    elif task_type == "regression":
+        metrics = regression_metrics(predictions, labels)
+    else:
+        metrics = token_metrics(predictions, labels, dict(enumerate(labels_names)))
+    for name, module in (extra_metrics or {}).items():
+        result = module.compute(predictions=predictions.tolist(), references=labels.tolist())
+        metrics.update({f"{name.split(':', 1)[1]}_{key}": float(value) for key, value in result.items()})
+    return metrics

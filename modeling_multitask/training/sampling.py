@@ -1,0 +1,97 @@
+"""Task sampling: which task group trains at each step.
+
+The Trainer batches an *index* sampler with `batch_size`, so this sampler yields whole blocks of `batch_size` indices
+from one group: every batch holds one task group. Under data-parallel training each step's group is repeated for
+every rank (the data loader hands rank r the r-th block of a step), so all ranks train the same task at a step.
+
+Group probabilities, with n the (optionally capped) number of examples of a group:
+    proportional  p ∝ n
+    temperature   p ∝ n^(1/T)   (T = 1 is proportional, large T tends to uniform; MT-DNN / XTREME's sampling)
+    uniform       p ∝ 1
+    round_robin   the groups in turn, no randomness in the order
+An epoch holds as many steps as it takes to see sum(n) examples; within a group, examples are drawn without
+replacement and reshuffled when exhausted. The stream is a pure function of (seed, epoch): deterministic, and it
+resumes exactly where an interrupted run stopped.
+"""
+
+import math
+
+import torch
+from torch.utils.data import Sampler
+
+
+def task_probabilities(sizes: list[int], strategy: str, temperature: float = 1.0,
+                       max_examples_per_task: int | None = None) -> list[float]:
+    """The probability of drawing each group at a step."""
+    capped = [min(n, max_examples_per_task) if max_examples_per_task else n for n in sizes]
+    if strategy == "proportional":
+        weights = [float(n) for n in capped]
+    elif strategy == "temperature":
+        weights = [n ** (1.0 / temperature) for n in capped]
+    elif strategy in ("uniform", "round_robin"):
+        weights = [1.0] * len(capped)
+    else:
+        raise ValueError(f"Unknown sampling strategy {strategy!r}: use proportional, temperature, uniform or "
+                         "round_robin.")
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+class TaskBlockSampler(Sampler[int]):
+    """
+    Index sampler over the concatenation of the groups' datasets (group g owns indices offsets[g] .. offsets[g+1]).
+
+    Args:
+        sizes (`list[int]`): examples per group.
+        batch_size (`int`): the per-device batch size; every block of this many indices comes from one group.
+        strategy, temperature, max_examples_per_task: see the module docstring.
+        num_replicas (`int`): data-parallel world size; each step's group is repeated for every rank.
+        seed (`int`): with the epoch, fixes the whole stream.
+    """
+
+    def __init__(self, sizes: list[int], batch_size: int, strategy: str = "temperature", temperature: float = 2.0,
+                 max_examples_per_task: int | None = None, num_replicas: int = 1, seed: int = 0):
+        if not sizes or min(sizes) <= 0:
+            raise ValueError(f"Every task group needs examples; got sizes {sizes}.")
+        self.sizes = list(sizes)
+        self.offsets = [0]
+        for n in self.sizes:
+            self.offsets.append(self.offsets[-1] + n)
+        self.batch_size = batch_size
+        self.strategy = strategy
+        self.probabilities = task_probabilities(sizes, strategy, temperature, max_examples_per_task)
+        self.capped = [min(n, max_examples_per_task) if max_examples_per_task else n for n in sizes]
+        self.num_replicas = num_replicas
+        self.seed = seed
+        self.epoch = 0
+
+    @property
+    def num_steps(self) -> int:
+        """Steps per epoch (one step = one block per rank)."""
+        return max(1, math.ceil(sum(self.capped) / (self.batch_size * self.num_replicas)))
+
+    def __len__(self) -> int:
+        return self.num_steps * self.batch_size * self.num_replicas
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def group_schedule(self, generator: torch.Generator) -> list[int]:
+        """The group trained at each step of this epoch."""
+        if self.strategy == "round_robin":
+            return [step % len(self.sizes) for step in range(self.num_steps)]
+        weights = torch.tensor(self.probabilities, dtype=torch.double)
+        return torch.multinomial(weights, self.num_steps, replacement=True, generator=generator).tolist()
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + 1_000_003 * self.epoch)
+        orders = [torch.randperm(n, generator=generator).tolist() for n in self.sizes]
+        positions = [0] * len(self.sizes)
+        for group in self.group_schedule(generator):
+            for _ in range(self.num_replicas):
+                for _ in range(self.batch_size):
+                    if positions[group] == self.sizes[group]:
+                        orders[group] = torch.randperm(self.sizes[group], generator=generator).tolist()
+                        positions[group] = 0
+                    yield self.offsets[group] + orders[group][positions[group]]
+                    positions[group] += 1

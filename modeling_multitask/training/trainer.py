@@ -1,0 +1,126 @@
+"""`MultiTaskTrainer`: the HF Trainer with task sampling, per-task losses in the logs and per-task evaluation.
+
+Only what differs from `transformers.Trainer` is overridden: the train sampler (one task group per batch), the loss
+(to record each task's loss), `log` (to report them), and `evaluate` (to add the combined score). Evaluation data is
+a dict of task name -> dataset, so metrics come back as `eval_<task>_<metric>`.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from transformers import EvalPrediction, Trainer
+
+from .experiment import DEFAULT_METRICS
+from .metrics import compute_task_metrics
+from .sampling import TaskBlockSampler
+
+
+class FeatureDataset(Dataset):
+    """A list of tokenised features (dicts), as a torch Dataset."""
+
+    def __init__(self, features: list[dict]):
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.features[index]
+
+
+@dataclass
+class TaskInfo:
+    """What evaluation needs to know about a task."""
+
+    name: str
+    type: str
+    labels: list[str] | None
+    metrics: list[str] = field(default_factory=list)  # the first is the primary metric
+    extra_metrics: dict = field(default_factory=dict)  # evaluate modules by name
+
+    @property
+    def primary_metric(self) -> str:
+        return (self.metrics or DEFAULT_METRICS[self.type])[0]
+
+
+class MultiTaskTrainer(Trainer):
+    """
+    Args (beyond `transformers.Trainer`'s):
+        group_sizes (`list[int]`): examples per task group, in the order of the concatenated train dataset.
+        tasks (`list[TaskInfo]`): per-task evaluation settings, in the model's task order.
+        sampling_strategy, temperature, max_examples_per_task: see `sampling.TaskBlockSampler`.
+    """
+
+    def __init__(self, *args, group_sizes: list[int], tasks: list[TaskInfo], sampling_strategy: str = "temperature",
+                 temperature: float = 2.0, max_examples_per_task: int | None = None, **kwargs):
+        self.group_sizes = group_sizes
+        self.tasks = tasks
+        self.sampling = dict(strategy=sampling_strategy, temperature=temperature,
+                             max_examples_per_task=max_examples_per_task)
+        self._task_loss_sums = defaultdict(float)
+        self._task_loss_counts = defaultdict(int)
+        kwargs.setdefault("compute_metrics", self._compute_metrics)
+        kwargs.setdefault("preprocess_logits_for_metrics", self._reduce_logits)
+        super().__init__(*args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset=None):
+        return TaskBlockSampler(self.group_sizes, self._train_batch_size, num_replicas=self.args.world_size,
+                                seed=self.args.seed, **self.sampling)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        if model.training and outputs.task_losses:
+            for name, value in outputs.task_losses.items():
+                self._task_loss_sums[name] += value.detach().float()
+                self._task_loss_counts[name] += 1
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._task_loss_counts:
+            for name, count in self._task_loss_counts.items():
+                logs[f"loss_{name}"] = round(float(self._task_loss_sums[name]) / count, 4)
+            self._task_loss_sums.clear()
+            self._task_loss_counts.clear()
+        super().log(logs, start_time)
+
+    # ------------------------------------------------------------------------------------------------ evaluation
+
+    def _reduce_logits(self, outputs, labels):
+        """Keep only what the metrics need (class ids, probabilities or values), so eval memory stays small."""
+        logits, task_ids = outputs if isinstance(outputs, (tuple, list)) else (outputs, None)
+        task = self.tasks[int(task_ids[0])]
+        if task.type == "multi_label_classification":
+            reduced = torch.sigmoid(logits.float())
+        elif task.type == "regression":
+            reduced = logits.float().squeeze(-1)
+        else:
+            reduced = logits.argmax(dim=-1)
+        return reduced, task_ids
+
+    def _compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
+        predictions, task_ids = prediction.predictions
+        task = self.tasks[int(np.asarray(task_ids).reshape(-1)[0])]
+        return compute_task_metrics(task.type, np.asarray(predictions), np.asarray(prediction.label_ids),
+                                    task.labels, task.extra_metrics)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        datasets = self.eval_dataset if eval_dataset is None else eval_dataset
+        if isinstance(datasets, dict):
+            # The mean of each task's primary metric: one number for metric_for_best_model="combined_score".
+            primaries = [metrics.get(f"{metric_key_prefix}_{task.name}_{task.primary_metric}")
+                         for task in self.tasks if task.name in datasets]
+            primaries = [value for value in primaries if value is not None]
+            if primaries:
+                metrics[f"{metric_key_prefix}_combined_score"] = float(np.mean(primaries))
+                self.log({f"{metric_key_prefix}_combined_score": metrics[f"{metric_key_prefix}_combined_score"]})
+        return metrics
+
+    def predict_task(self, task_name: str, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+        """Reduced predictions and labels of one task's dataset, in dataset order."""
+        output = self.predict(dataset, metric_key_prefix=f"predict_{task_name}")
+        predictions, _ = output.predictions
+        return np.asarray(predictions), np.asarray(output.label_ids)
