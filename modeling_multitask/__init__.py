@@ -30,3 +30,12 @@ __all__ = [
     "MultiTaskPreTrainedModel",
     "build_head",
 ]
+
+# The inference pipeline: `pipeline("multitask", model=...)` in this process; checkpoints name it in config.json.
+from transformers.pipelines import PIPELINE_REGISTRY  # noqa: E402
+
+from .pipeline_multitask import PIPELINE_TASK, MultiTaskPipeline  # noqa: E402
+
+
+PIPELINE_REGISTRY.register_pipeline(PIPELINE_TASK, pipeline_class=MultiTaskPipeline, pt_model=AutoModel, type="text")
+__all__ += ["MultiTaskPipeline"]
