@@ -205,7 +205,7 @@ def render_model_card(config: dict, metrics: dict | None = None, base_model: str
         "from transformers import AutoModel, AutoTokenizer",
         "",
         f'model = AutoModel.from_pretrained("{where}", trust_remote_code=True)',
-        f'tokenizer = AutoTokenizer.from_pretrained("{where}")',
+        f'tokenizer = AutoTokenizer.from_pretrained("{where}", trust_remote_code=True)',
         'outputs = model(**tokenizer("your text here", return_tensors="pt"))',
         "outputs.task_logits  # {task name: logits}",
         "```",
