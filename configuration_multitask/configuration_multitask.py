@@ -116,6 +116,8 @@ class MultiTaskConfig(PreTrainedConfig):
             equal the encoder's hidden size; left out, it is filled in from the encoder.
         dropout (`float`, *optional*, defaults to 0.1):
             Dropout applied in the task heads.
+        text_pair_tasks (`list[str]`, *optional*):
+            Names of the sequence-level tasks whose input is a pair of texts (what pipelines expect as input).
         pooling (`str`, *optional*, defaults to `"cls"`):
             How sequence-level heads summarise the tokens when there is no fusion: `"cls"` (first token) or `"mean"`
             (mean over real tokens, the pooling sentence-transformers encoders were trained with). With fusion, the
@@ -153,6 +155,7 @@ class MultiTaskConfig(PreTrainedConfig):
     fusion: dict | None = None
     dropout: float = 0.1
     pooling: str = "cls"
+    text_pair_tasks: list | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -169,6 +172,12 @@ class MultiTaskConfig(PreTrainedConfig):
             raise ValueError(f"Unknown pooling {self.pooling!r}. Allowed: {', '.join(POOLING_TYPES)}.")
         if self.fusion is not None:
             self.fusion = self._normalize_fusion(self.fusion)
+        self.text_pair_tasks = list(self.text_pair_tasks or [])
+        token_level = {task["name"] for task in self.tasks if task["type"] in TOKEN_LEVEL_TASK_TYPES}
+        for name in self.text_pair_tasks:
+            if name not in self.task_names or name in token_level:
+                raise ValueError(f"text_pair_tasks names {name!r}, which is not a sequence-level task of this "
+                                 f"config ({', '.join(self.task_names)}).")
 
     def _validate_task_names(self):
         names = [task["name"] for task in self.tasks]

@@ -5,12 +5,14 @@ this `__init__` is not shipped, so it may register the classes with the Auto API
 """
 
 from transformers import AutoConfig, AutoModel
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from configuration_multitask import MultiTaskConfig
 
 from .fusion import AttentionFusion, AttentionFusionOutput
 from .heads import HEAD_REGISTRY, build_head
 from .modeling_multitask import MultiTaskModel, MultiTaskModelOutput, MultiTaskPreTrainedModel
+from .pipeline_multitask import PIPELINE_TASK, MultiTaskPipeline
 
 
 # save_pretrained writes `auto_map` and copies the defining files for the registered classes.
@@ -19,6 +21,8 @@ MultiTaskModel.register_for_auto_class("AutoModel")
 # In this process, AutoConfig/AutoModel resolve "multitask" checkpoints without trust_remote_code.
 AutoConfig.register(MultiTaskConfig.model_type, MultiTaskConfig, exist_ok=True)
 AutoModel.register(MultiTaskConfig, MultiTaskModel, exist_ok=True)
+# The inference pipeline: `pipeline("multitask", model=...)` here; checkpoints name it in config.json.
+PIPELINE_REGISTRY.register_pipeline(PIPELINE_TASK, pipeline_class=MultiTaskPipeline, pt_model=AutoModel, type="text")
 
 __all__ = [
     "AttentionFusion",
@@ -27,15 +31,7 @@ __all__ = [
     "MultiTaskConfig",
     "MultiTaskModel",
     "MultiTaskModelOutput",
+    "MultiTaskPipeline",
     "MultiTaskPreTrainedModel",
     "build_head",
 ]
-
-# The inference pipeline: `pipeline("multitask", model=...)` in this process; checkpoints name it in config.json.
-from transformers.pipelines import PIPELINE_REGISTRY  # noqa: E402
-
-from .pipeline_multitask import PIPELINE_TASK, MultiTaskPipeline  # noqa: E402
-
-
-PIPELINE_REGISTRY.register_pipeline(PIPELINE_TASK, pipeline_class=MultiTaskPipeline, pt_model=AutoModel, type="text")
-__all__ += ["MultiTaskPipeline"]

@@ -113,6 +113,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         fusion: dict | None = None,
         dropout: float = 0.1,
         pooling: str = "cls",
+        text_pair_tasks: list[str] | None = None,
         **encoder_kwargs,
     ) -> "MultiTaskModel":
         """
@@ -120,18 +121,28 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
 
         Args:
             encoder_name_or_path (`str`): a local model folder or a Hub id, as for `AutoModel.from_pretrained`.
-            tasks, fusion, dropout, pooling: as in [`MultiTaskConfig`].
+            tasks, fusion, dropout, pooling, text_pair_tasks: as in [`MultiTaskConfig`].
             encoder_kwargs: passed to `AutoModel.from_pretrained` (e.g. `attn_implementation`, `revision`).
         """
         encoder = AutoModel.from_pretrained(encoder_name_or_path, **encoder_kwargs)
         config = MultiTaskConfig(
-            encoder_config=encoder.config, tasks=tasks, fusion=fusion, dropout=dropout, pooling=pooling
+            encoder_config=encoder.config, tasks=tasks, fusion=fusion, dropout=dropout, pooling=pooling,
+            text_pair_tasks=text_pair_tasks,
         )
         model = cls(config)
         _remove_pooler(encoder)
         model.encoder = encoder
         model.config.encoder_config = encoder.config
         return model
+
+    def push_to_hub(self, repo_id: str, tokenizer=None, **kwargs):
+        """Push the model (with `tokenizer`, if given), the multi-task pipeline and a generated model card.
+
+        Replaces transformers' `push_to_hub`, whose generic card would overwrite ours; see `hub.push_model`.
+        """
+        from .hub import push_model
+
+        return push_model(self, repo_id, tokenizer=tokenizer, **kwargs)
 
     def get_input_embeddings(self):
         return self.encoder.get_input_embeddings()

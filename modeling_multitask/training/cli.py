@@ -87,7 +87,8 @@ def build_model(experiment: Experiment, encoder_path: str, prepared: PreparedDat
     try:
         return MultiTaskModel.from_encoder_pretrained(
             encoder_path, tasks=tasks, fusion=experiment.model.fusion, dropout=experiment.model.dropout,
-            pooling=experiment.model.pooling)
+            pooling=experiment.model.pooling,
+            text_pair_tasks=[task.name for task in experiment.tasks if task.text_pair_column])
     except (ValueError, TypeError) as error:
         raise ExperimentError(f"model: {error}") from error
 
@@ -185,10 +186,7 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
         if sentence_accuracy:
             results[f"{split}_sentence_accuracy"] = sentence_accuracy
 
-    trainer.save_model(str(output_dir))
-    (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
-    if experiment.path is not None:
-        (output_dir / "experiment.yaml").write_text(experiment.path.read_text())
+    save_final_checkpoint(trainer, tokenizer, output_dir, results, experiment)
     print(f"\nPer-task metrics ({output_dir}):")
     print(format_table({split: results[split] for split in ("validation", "test") if split in results}))
     for key in ("validation_sentence_accuracy", "test_sentence_accuracy"):
@@ -196,6 +194,26 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
             print(f"  {key.split('_')[0]:<10} {group:<16} sentence_accuracy {value:.4f}")
     print(f"Saved the checkpoint to {output_dir}")
     return results
+
+
+def save_final_checkpoint(trainer: MultiTaskTrainer, tokenizer, output_dir: Path, results: dict,
+                          experiment: Experiment) -> None:
+    """Model, tokenizer, pipeline code, metrics, experiment copy and model card; pushed when the run asks to."""
+    from modeling_multitask.hub import push_checkpoint, save_pipeline_files, write_model_card
+
+    if trainer.is_world_process_zero():
+        trainer.model.save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)
+        save_pipeline_files(output_dir)
+        (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+        if experiment.path is not None:
+            (output_dir / "experiment.yaml").write_text(experiment.path.read_text())
+        write_model_card(output_dir, base_model=experiment.model.base_model)
+        if trainer.args.push_to_hub:
+            repo_id = trainer.args.hub_model_id or output_dir.name
+            push_checkpoint(output_dir, repo_id, token=trainer.args.hub_token, private=bool(
+                trainer.args.hub_private_repo))
+            print(f"Pushed the checkpoint to the Hub repo {repo_id}")
 
 
 def build_parser() -> argparse.ArgumentParser:

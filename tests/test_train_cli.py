@@ -1,0 +1,148 @@
+"""The training CLI end to end on a tiny random encoder and tiny data, its error table, and --resume."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_bert_config
+from transformers import AutoModel
+
+from modeling_multitask.training.cli import main
+
+
+DATA = [
+    ("book a flight to boston tomorrow", "book", "O O O O B-city B-date"),
+    ("what is the weather in denver", "weather", "O O O O O B-city"),
+    ("show me flights to new york", "book", "O O O O B-city I-city"),
+    ("will it rain in dallas today", "weather", "O O O O B-city B-date"),
+    ("hello", "greet", "O"),
+    ("hi please book a flight", "book", "O O O O O"),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory, request):
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    AutoModel.from_config(tiny_bert_config()).save_pretrained(folder)
+    from transformers import BertTokenizer
+
+    vocab = {t: i for i, t in enumerate((Path(__file__).parent / "fixtures" / "vocab.txt").read_text().split())}
+    BertTokenizer(vocab=vocab, do_lower_case=True).save_pretrained(folder)
+    return folder
+
+
+def write_data(folder: Path) -> None:
+    rows = [{"tokens": text.split(), "tags": tags.split(), "intent": intent} for text, intent, tags in DATA]
+    for split in ("train", "dev"):
+        (folder / f"assistant_{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs = "sentence1\tsentence2\tscore\n" + "".join(
+        f"{a}\t{b}\t{s}\n" for a, b, s in [("book a flight", "book flights", 4.5), ("hello", "rain today", 0.5),
+                                           ("show me boston", "show me denver", 3.0), ("hi", "hello", 4.0)])
+    (folder / "pairs.tsv").write_text(pairs)
+    conll = "-DOCSTART- O\n\nbook O\nboston B-city\n\nrain O\nin O\nnew B-city\nyork I-city\n\n"
+    (folder / "ner.conll").write_text(conll)
+
+
+def experiment(folder: Path, encoder: Path, **changes) -> dict:
+    assistant = {"train": "assistant_train.jsonl", "validation": "assistant_dev.jsonl"}
+    raw = {
+        "model": {"base_model": str(encoder), "dropout": 0.1, "fusion": {"type": "attention", "hidden_size": 32}},
+        "tasks": [
+            {"name": "intent", "type": "sequence_classification", "data": assistant, "text_column": "tokens",
+             "label_column": "intent", "max_length": 16},
+            {"name": "slots", "type": "token_classification", "data": assistant, "max_length": 16},
+            {"name": "similarity", "type": "regression", "data": {"train": "pairs.tsv", "validation": "pairs.tsv"},
+             "text_column": "sentence1", "text_pair_column": "sentence2", "label_column": "score"},
+            {"name": "ner", "type": "token_classification", "data": {"train": "ner.conll", "validation": "ner.conll"}},
+        ],
+        "sampling": {"strategy": "temperature", "temperature": 2.0},
+        "training": {"output_dir": str(folder / "out"), "num_train_epochs": 2, "per_device_train_batch_size": 2,
+                     "learning_rate": 1e-3, "logging_steps": 1, "disable_tqdm": True},
+    }
+    for path, value in changes.items():
+        node = raw
+        keys = path.split(".")
+        for key in keys[:-1]:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if value is None and isinstance(node, dict):
+            node.pop(keys[-1], None)
+        else:
+            node[int(keys[-1]) if isinstance(node, list) else keys[-1]] = value
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(raw))
+    return raw
+
+
+def test_cli_trains_evaluates_saves_and_resumes(tmp_path, tiny_encoder, capsys):
+    write_data(tmp_path)
+    experiment(tmp_path, tiny_encoder)
+    assert main([str(tmp_path / "experiment.yaml")]) == 0
+    output = tmp_path / "out"
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert set(metrics["validation"]) == {"intent", "slots", "similarity", "ner"}
+    assert {"accuracy", "f1", "mcc"} <= set(metrics["validation"]["intent"])
+    assert {"pearson", "spearman"} <= set(metrics["validation"]["similarity"])
+    assert "intent+slots" in metrics["validation_sentence_accuracy"]
+    config = json.loads((output / "config.json").read_text())
+    assert config["tasks"][1]["labels"][0] == "O" and "B-city" in config["tasks"][1]["labels"]
+    assert config["text_pair_tasks"] == ["similarity"]
+    assert (output / "model.safetensors").exists() and (output / "tokenizer.json").exists()
+    assert "Per-task metrics" in capsys.readouterr().out
+
+    # A rerun refuses to clobber the checkpoints; --resume continues from the last one.
+    assert main([str(tmp_path / "experiment.yaml")]) == 2
+    assert "--resume" in capsys.readouterr().err
+    checkpoints = sorted(output.glob("checkpoint-*"))
+    assert checkpoints
+    trainer_state = json.loads((checkpoints[-1] / "trainer_state.json").read_text())
+    assert main([str(tmp_path / "experiment.yaml"), "--resume", "--set", "training.num_train_epochs=3"]) == 0
+    resumed_state = json.loads((sorted(output.glob("checkpoint-*"))[-1] / "trainer_state.json").read_text())
+    assert resumed_state["global_step"] > trainer_state["global_step"]
+    assert resumed_state["epoch"] == pytest.approx(3.0)
+
+
+BAD_EXPERIMENTS = [
+    ({"tasks.0.data.train": "missing.jsonl"}, "missing.jsonl does not exist"),
+    ({"tasks.0.type": "sequence_clasification"}, "Did you mean 'sequence_classification'"),
+    ({"tasks.0.label_column": "intnet"}, "column 'intnet' does not exist.*Available columns: tokens, tags, intent"),
+    ({"tasks.0.labels": ["book", "weather"]}, r"assistant_train.jsonl, line 5: label 'greet' of task 'intent'"),
+    ({"model.fusion.hidden_size": 768}, "hidden_size is 768 but the base model.*has hidden size 32"),
+    ({"model.fusoin": {"type": "attention"}}, "Unknown key 'model.fusoin'. Did you mean 'fusion'"),
+    ({"training.learning_rat": 0.1}, "Unknown key 'training.learning_rat'. Did you mean 'learning_rate'"),
+    ({"tasks.2.data.train": "broken.tsv"}, r"broken.tsv, line 3: expected 3 columns"),
+    ({"tasks.0.data.train": "broken.jsonl"}, r"broken.jsonl, line 2: not valid JSON"),
+    ({"tasks.0.data.train": "empty.jsonl"}, "empty.jsonl holds no examples"),
+    ({"tasks.0.data.train": "mismatch.jsonl", "tasks.0.data.validation": "mismatch.jsonl"},
+     r"mismatch.jsonl, line 1: 2 tokens but 1 tags"),
+    ({"model.base_model": "/nonexistent/encoder"}, "model.base_model: cannot load"),
+    ({"sampling.strategy": "temprature"}, "Did you mean 'temperature'"),
+]
+
+
+@pytest.mark.parametrize("changes, match", BAD_EXPERIMENTS)
+def test_bad_input_fails_before_training_with_a_clear_error(tmp_path, tiny_encoder, capsys, changes, match):
+    write_data(tmp_path)
+    (tmp_path / "broken.tsv").write_text("sentence1\tsentence2\tscore\nhello\thi\t1.0\nno score here\t2\n")
+    (tmp_path / "broken.jsonl").write_text('{"tokens": ["hi"], "tags": ["O"], "intent": "greet"}\n{"tokens": [\n')
+    (tmp_path / "empty.jsonl").write_text("\n")
+    (tmp_path / "mismatch.jsonl").write_text('{"tokens": ["hi", "there"], "tags": ["O"], "intent": "greet"}\n')
+    experiment(tmp_path, tiny_encoder, **changes)
+    assert main([str(tmp_path / "experiment.yaml")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and "Traceback" not in error
+    import re
+
+    assert re.search(match, error), error
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_experiment_file(tmp_path, capsys):
+    assert main([str(tmp_path / "nope.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_resume_without_checkpoint(tmp_path, tiny_encoder, capsys):
+    write_data(tmp_path)
+    experiment(tmp_path, tiny_encoder)
+    assert main([str(tmp_path / "experiment.yaml"), "--resume"]) == 2
+    assert "no checkpoint-* folder" in capsys.readouterr().err
