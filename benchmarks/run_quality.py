@@ -1,0 +1,432 @@
+"""Real-data quality benchmark: one shared multi-task model against single-task baselines, on the same data and budget.
+
+    python benchmarks/run_quality.py atis [--seeds 1 2 3] [--variants fusion,no_fusion,single_task] [--epochs 3]
+                                         [--set training.learning_rate=1e-4 ...] [--threads 1]
+
+BENCHMARK is `atis`, `snips`, `glue` (the experiment files next to this script) or the path of any experiment file.
+For every seed it trains
+  fusion       the multi-task model of the experiment file (AttentionFusion), through `multitask-train`;
+  no_fusion    the same with `--set model.fusion=null` (heads read the mean-pooled / token encoder output);
+  single_task  one standard transformers model per task (`AutoModelForSequenceClassification` /
+               `AutoModelForTokenClassification` + `Trainer`) on the same encoder, data, tokenisation, epochs,
+               learning rate, batch size and schedule;
+and writes `benchmarks/results/<name>.json` (every run, with its metrics, wall time and command) and
+`benchmarks/results/<name>.md` (mean ± sample std over seeds of each task's published-protocol metric).
+Runs accumulate: a later call with other seeds or variants adds to the results of earlier calls made with the same
+settings (a call with different settings starts the results again).
+
+Where `../shared/data` (next to the repository) or a data file of the experiment is absent, it prints why and exits
+with status 0 without training anything.
+"""
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as a script from a clone: import the library from this checkout
+    sys.path.insert(0, str(REPO_ROOT))
+
+from modeling_multitask.training.experiment import Experiment, TaskSpec, load_experiment  # noqa: E402
+
+
+logger = logging.getLogger("run_quality")
+
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+BENCHMARKS = {name: Path(__file__).resolve().parent / f"{name}.yaml" for name in ("atis", "snips", "glue")}
+VARIANTS = ("fusion", "no_fusion", "single_task")
+
+# The split and metrics each published table uses (README of ../shared/data). A benchmark not listed here (any
+# other experiment file) is scored on test where every task has one, else on validation, with each task's primary
+# metric (the first of its `metrics`, else the task type's default), Pearson and Spearman for regression, entity F1
+# for token tasks and sentence accuracy for joint sentence + token groups.
+PROTOCOLS = {
+    "atis": {"split": "test", "metrics": [("intent", "accuracy"), ("slots", "f1"),
+                                          ("intent+slots", "sentence_accuracy")]},
+    "snips": {"split": "test", "metrics": [("intent", "accuracy"), ("slots", "f1"),
+                                           ("intent+slots", "sentence_accuracy")]},
+    "glue": {"split": "validation", "metrics": [("sst2", "accuracy"), ("cola", "mcc"), ("stsb", "pearson"),
+                                                ("stsb", "spearman"), ("stsb", "pearson_spearman")]},
+}
+PUBLISHED = {
+    "atis": {("intent", "accuracy"): "97.5 (JointBERT)", ("slots", "f1"): "96.1 (JointBERT)",
+             ("intent+slots", "sentence_accuracy"): "88.2 (JointBERT)"},
+    "snips": {("intent", "accuracy"): "98.6 (JointBERT)", ("slots", "f1"): "97.0 (JointBERT)",
+              ("intent+slots", "sentence_accuracy"): "92.8 (JointBERT)"},
+    "glue": {("sst2", "accuracy"): "91.3 DistilBERT / 92.7 BERT-base", ("cola", "mcc"): "51.3 / 56.3",
+             ("stsb", "pearson_spearman"): "86.9 / 89.0"},
+}
+
+
+# ------------------------------------------------------------------------------------------------------ data check
+
+
+def data_files(experiment: Experiment) -> list[Path]:
+    """Every local file the experiment reads (label files are read when it is parsed, so they exist already)."""
+    paths = []
+    for task in experiment.tasks:
+        for location in task.data.files.values():
+            paths.extend(location.values() if isinstance(location, dict) else [location])
+    return paths
+
+
+def skip_reason(experiment_path: Path, overrides: list[str]) -> str | None:
+    """Why this benchmark cannot run here, or None."""
+    from modeling_multitask.training.experiment import ExperimentError
+
+    if experiment_path.parent == BENCHMARKS["atis"].parent and not SHARED_DATA.is_dir():
+        return f"the benchmark data folder {SHARED_DATA} is absent (see the README of shared/data)."
+    try:
+        experiment = load_experiment(experiment_path, overrides)
+    except ExperimentError as error:  # e.g. a label file under the absent data folder
+        if "does not exist" in str(error):
+            return str(error)
+        raise
+    missing = [str(path) for path in data_files(experiment) if not path.is_file()]
+    if missing:
+        return f"{len(missing)} data file(s) are absent, e.g. {missing[0]}."
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------- multi-task
+
+
+def multitask_run(experiment_path: Path, variant: str, seed: int, overrides: list[str], output_dir: Path,
+                  env: dict) -> dict:
+    """Train and evaluate one multi-task variant through the training CLI; its metrics in our record format."""
+    command = [sys.executable, "-m", "modeling_multitask.training.cli", str(experiment_path), "--overwrite",
+               "--set", f"seed={seed}", "--set", f"training.output_dir={output_dir}"]
+    for override in overrides:
+        command += ["--set", override]
+    if variant == "no_fusion":
+        command += ["--set", "model.fusion=null"]
+    log_path = output_dir.with_suffix(".log")
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    with log_path.open("w") as log:
+        completed = subprocess.run(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    wall = time.time() - start
+    if completed.returncode != 0:
+        raise RuntimeError(f"{variant} seed {seed} failed (exit {completed.returncode}); see {log_path}.")
+    raw = json.loads((output_dir / "metrics.json").read_text())
+    metrics = {}
+    for split in ("validation", "test"):
+        if split not in raw:
+            continue
+        metrics[split] = {task: dict(values) for task, values in raw[split].items()}
+        for group, value in raw.get(f"{split}_sentence_accuracy", {}).items():
+            metrics[split][group] = {"sentence_accuracy": value}
+    return {"variant": variant, "seed": seed, "wall_s": round(wall, 1), "metrics": metrics,
+            "command": shlex.join(["python" if c == sys.executable else c for c in command]), "log": str(log_path)}
+
+
+# --------------------------------------------------------------------------------------------------- single task
+
+
+def _reduce(task_type: str, logits: np.ndarray) -> np.ndarray:
+    if task_type == "regression":
+        return logits.reshape(logits.shape[0], -1)[:, 0]
+    if task_type == "multi_label_classification":
+        return 1.0 / (1.0 + np.exp(-logits))
+    return logits.argmax(axis=-1)
+
+
+def single_task_model(task: TaskSpec, encoder_path: str, labels: list[str] | None):
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    if task.type == "regression":
+        return AutoModelForSequenceClassification.from_pretrained(encoder_path, num_labels=1,
+                                                                  problem_type="regression")
+    kwargs = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
+                  label2id={label: i for i, label in enumerate(labels)})
+    if task.type == "token_classification":
+        return AutoModelForTokenClassification.from_pretrained(encoder_path, **kwargs)
+    problem = "multi_label_classification" if task.type == "multi_label_classification" else \
+        "single_label_classification"
+    return AutoModelForSequenceClassification.from_pretrained(encoder_path, problem_type=problem, **kwargs)
+
+
+def single_task_run(experiment: Experiment, task: TaskSpec, seed: int, output_dir: Path) -> tuple[dict, dict]:
+    """One task with a standard transformers model and Trainer, on the data and tokenisation of our pipeline.
+
+    The budget matches the multi-task run's: same epochs, learning rate, batch size, warm-up and weight decay; where
+    `sampling.max_examples_per_task` caps an epoch of the multi-task run, the baseline's epoch is capped the same way
+    (as many steps, drawn from the whole train set). Returns (record, predictions per split for sentence accuracy).
+    """
+    from transformers import AutoTokenizer, DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer
+
+    from modeling_multitask.training.cli import TRAINING_DEFAULTS, check_base_model
+    from modeling_multitask.training.data import prepare_data
+    from modeling_multitask.training.metrics import compute_task_metrics
+    from modeling_multitask.training.trainer import FeatureDataset
+
+    start = time.time()
+    alone = dataclasses.replace(experiment, tasks=[task], seed=seed)
+    encoder_path, _ = check_base_model(alone)
+    tokenizer = AutoTokenizer.from_pretrained(encoder_path)
+    prepared = prepare_data(alone, tokenizer)
+
+    def features(rows: list[dict]) -> FeatureDataset:
+        return FeatureDataset([{key: value for key, value in row.items() if key != "task_ids"} for row in rows])
+
+    train = features(prepared.train[task.name])
+    settings = {**TRAINING_DEFAULTS, **experiment.training, "output_dir": str(output_dir), "seed": seed,
+                "eval_strategy": "no", "save_strategy": "no", "report_to": "none", "load_best_model_at_end": False}
+    cap = experiment.sampling.max_examples_per_task
+    if cap and cap < len(train):
+        batch = settings.get("per_device_train_batch_size", 8)
+        settings["max_steps"] = math.ceil(cap / batch) * math.ceil(float(settings["num_train_epochs"]))
+    args = experiment.training_arguments(**settings)
+    collator = (DataCollatorForTokenClassification(tokenizer) if task.is_token_level
+                else DataCollatorWithPadding(tokenizer))
+    labels = prepared.labels[task.name]
+    trainer = Trainer(model=single_task_model(task, encoder_path, labels), args=args, train_dataset=train,
+                      data_collator=collator, processing_class=tokenizer)
+    trainer.train()
+
+    metrics, predictions = {}, {}
+    for split in ("validation", "test"):
+        rows = getattr(prepared, split).get(task.name)
+        if not rows:
+            continue
+        output = trainer.predict(features(rows))
+        reduced = _reduce(task.type, np.asarray(output.predictions))
+        gold = np.asarray(output.label_ids)
+        metrics[split] = {task.name: compute_task_metrics(task.type, reduced, gold, labels)}
+        predictions[split] = (reduced, gold, labels)
+    record = {"variant": "single_task", "task": task.name, "seed": seed, "wall_s": round(time.time() - start, 1),
+              "metrics": metrics}
+    return record, predictions
+
+
+def joint_groups(experiment: Experiment) -> list[tuple[str, str]]:
+    """(sentence task, token task) pairs trained jointly: the ones JointBERT's sentence accuracy is defined for."""
+    from modeling_multitask.training.data import group_tasks
+
+    pairs = []
+    for group in group_tasks(experiment):
+        sentence = [t.name for t in group.tasks if t.type == "sequence_classification"]
+        tokens = [t.name for t in group.tasks if t.type == "token_classification"]
+        if len(sentence) == 1 and len(tokens) == 1:
+            pairs.append((sentence[0], tokens[0]))
+    return pairs
+
+
+def single_task_seed(experiment: Experiment, seed: int, run_dir: Path) -> dict:
+    """Every task alone for one seed, merged into one record; sentence accuracy pairs the two separate models."""
+    from modeling_multitask.training.metrics import tag_sequences
+
+    merged = {"variant": "single_task", "seed": seed, "wall_s": 0.0, "metrics": {}, "per_task_wall_s": {}}
+    predictions = {}
+    for task in experiment.tasks:
+        record, predictions[task.name] = single_task_run(experiment, task, seed, run_dir / f"single_{task.name}_s{seed}")
+        merged["wall_s"] += record["wall_s"]
+        merged["per_task_wall_s"][task.name] = record["wall_s"]
+        for split, values in record["metrics"].items():
+            merged["metrics"].setdefault(split, {}).update(values)
+        logger.info("single_task %s seed %d: %s", task.name, seed, json.dumps(record["metrics"]))
+    for sentence, token in joint_groups(experiment):
+        for split in predictions[sentence]:
+            intent_pred, intent_gold, _ = predictions[sentence][split]
+            tag_pred, tag_gold, tag_names = predictions[token][split]
+            gold, predicted = tag_sequences(tag_pred, tag_gold, dict(enumerate(tag_names)))
+            correct = [(a == b) and (g == p) for a, b, g, p in zip(intent_pred, intent_gold, gold, predicted)]
+            merged["metrics"][split][f"{sentence}+{token}"] = {"sentence_accuracy": float(np.mean(correct))}
+    merged["wall_s"] = round(merged["wall_s"], 1)
+    return merged
+
+
+# --------------------------------------------------------------------------------------------------------- tables
+
+
+def protocol(name: str, experiment: Experiment) -> dict:
+    if name in PROTOCOLS:
+        return PROTOCOLS[name]
+    from modeling_multitask.training.experiment import DEFAULT_METRICS
+
+    split = "test" if all("test" in task.data.files or "test" in task.data.splits for task in experiment.tasks) \
+        else "validation"
+    metrics = []
+    for task in experiment.tasks:
+        if task.type == "regression":
+            metrics += [(task.name, "pearson"), (task.name, "spearman")]
+        else:
+            metrics.append((task.name, (task.metrics or DEFAULT_METRICS[task.type])[0]))
+    metrics += [(f"{s}+{t}", "sentence_accuracy") for s, t in joint_groups(experiment)]
+    return {"split": split, "metrics": metrics}
+
+
+def summarise(runs: list[dict], spec: dict, variants) -> dict:
+    """Mean, sample std, min and max over seeds, in points (x100, MSE excepted), per variant and metric."""
+    table = {}
+    for variant in variants:
+        chosen = [run for run in runs if run["variant"] == variant]
+        if not chosen:
+            continue
+        rows = {}
+        for split in ("validation", "test"):
+            for task, metric in spec["metrics"]:
+                values = [run["metrics"].get(split, {}).get(task, {}).get(metric) for run in chosen]
+                values = [v * (1 if metric == "mse" else 100) for v in values if v is not None]
+                if values:
+                    rows[f"{split}/{task}/{metric}"] = {
+                        "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                        "min": min(values), "max": max(values), "n": len(values), "values": values}
+        table[variant] = {"seeds": sorted(run["seed"] for run in chosen), "metrics": rows,
+                          "wall_s_mean": statistics.fmean(run["wall_s"] for run in chosen)}
+    return table
+
+
+def _cell(entry: dict | None) -> str:
+    if entry is None:
+        return "–"
+    spread = f" ± {entry['std']:.2f}" if entry["n"] > 1 else ""
+    return f"{entry['mean']:.2f}{spread} (n={entry['n']})"
+
+
+def markdown(name: str, spec: dict, summary: dict, settings: dict, commands: list[str]) -> str:
+    variants = [v for v in VARIANTS if v in summary]
+    lines = [f"# {name}: quality benchmark", "",
+             f"Metric split: **{spec['split']}** (the published protocol). Cells: mean ± sample std over seeds, in "
+             "points; n = number of seeds.", ""]
+    header = ["task", "metric"] + variants
+    if "fusion" in summary and "single_task" in summary:
+        header.append("fusion − single")
+    if "fusion" in summary and "no_fusion" in summary:
+        header.append("fusion − no fusion")
+    header.append("published")
+    for split in dict.fromkeys([spec["split"], "validation"]):
+        lines += [f"## {split}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for task, metric in spec["metrics"]:
+            key = f"{split}/{task}/{metric}"
+            entries = {v: summary[v]["metrics"].get(key) for v in variants}
+            row = [task, metric] + [_cell(entries[v]) for v in variants]
+            for a, b in (("fusion", "single_task"), ("fusion", "no_fusion")):
+                if a in summary and b in summary:
+                    row.append(f"{entries[a]['mean'] - entries[b]['mean']:+.2f}" if entries[a] and entries[b]
+                               else "–")
+            row.append(PUBLISHED.get(name, {}).get((task, metric), "–") if split == spec["split"] else "–")
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    lines += ["## Runs", "", "| variant | seeds | mean wall time per seed |", "|---|---|---|"]
+    for variant in variants:
+        lines.append(f"| {variant} | {', '.join(map(str, summary[variant]['seeds']))} | "
+                     f"{summary[variant]['wall_s_mean'] / 60:.1f} min |")
+    lines += ["", "Settings: `" + json.dumps(settings) + "`", "", "Commands:", ""]
+    lines += [f"    {command}" for command in commands]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------------------- main
+
+
+def _comparable(settings: dict | None) -> dict | None:
+    """The settings that change results: every run goes to its own --runs-dir folder, so output_dir does not count."""
+    if settings is None:
+        return None
+    training = {key: value for key, value in settings["training"].items() if key != "output_dir"}
+    return {**settings, "training": training}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("benchmark", help="atis, snips, glue, or the path of an experiment file")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: " + ", ".join(VARIANTS))
+    parser.add_argument("--epochs", type=float, default=None, help="training.num_train_epochs for every variant")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an experiment override for every variant (repeatable), as in multitask-train")
+    parser.add_argument("--results-dir", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--runs-dir", default=str(REPO_ROOT / "runs" / "benchmarks"),
+                        help="where checkpoints and logs go")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch/OpenMP threads (1 is fastest on a busy 2-core machine)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    experiment_path = BENCHMARKS.get(args.benchmark, Path(args.benchmark)).resolve()
+    name = args.benchmark if args.benchmark in BENCHMARKS else experiment_path.stem
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        print(f"error: unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}.", file=sys.stderr)
+        return 2
+    overrides = list(args.set) + ([f"training.num_train_epochs={args.epochs:g}"] if args.epochs else [])
+
+    reason = skip_reason(experiment_path, overrides)
+    if reason:
+        print(f"SKIPPED {name}: {reason}")
+        return 0
+    experiment = load_experiment(experiment_path, overrides)
+
+    env = dict(os.environ)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
+
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    json_path = results_dir / f"{name}.json"
+    settings = {"experiment": str(experiment_path.relative_to(REPO_ROOT)) if experiment_path.is_relative_to(REPO_ROOT)
+                else str(experiment_path), "overrides": overrides, "training": experiment.training,
+                "sampling": dataclasses.asdict(experiment.sampling)}
+    previous = json.loads(json_path.read_text()) if json_path.is_file() else {}
+    if _comparable(previous.get("settings")) == _comparable(settings):
+        runs, commands = previous["runs"], previous["commands"]
+    else:
+        runs, commands = [], []
+    invocation = "python benchmarks/run_quality.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    commands.append(invocation)
+    spec = protocol(name, experiment)
+    run_dir = Path(args.runs_dir) / name
+
+    def save() -> None:
+        summary = summarise(runs, spec, VARIANTS)
+        import platform
+
+        import torch
+        import transformers
+
+        environment = {"python": platform.python_version(), "torch": torch.__version__,
+                       "transformers": transformers.__version__, "cpu_count": os.cpu_count(),
+                       "threads": args.threads or torch.get_num_threads()}
+        json_path.write_text(json.dumps({"benchmark": name, "settings": settings, "protocol": spec,
+                                         "environment": environment, "commands": commands, "summary": summary,
+                                         "runs": runs}, indent=2))
+        (results_dir / f"{name}.md").write_text(markdown(name, spec, summary, settings, commands))
+
+    for seed in args.seeds:
+        for variant in variants:
+            logger.info("%s: %s, seed %d", name, variant, seed)
+            if variant == "single_task":
+                record = single_task_seed(experiment, seed, run_dir)
+                record["command"] = invocation
+            else:
+                record = multitask_run(experiment_path, variant, seed, overrides, run_dir / f"{variant}_s{seed}", env)
+            runs[:] = [r for r in runs if (r["variant"], r["seed"]) != (variant, seed)] + [record]
+            save()  # after every run, so an interrupted benchmark keeps what it measured
+            logger.info("%s seed %d done in %.0f s: %s", variant, seed, record["wall_s"],
+                        json.dumps(record["metrics"].get(spec["split"], {})))
+    print((results_dir / f"{name}.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
