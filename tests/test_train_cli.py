@@ -1,6 +1,7 @@
 """The training CLI end to end on a tiny random encoder and tiny data, its error table, and --resume."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,8 @@ def experiment(folder: Path, encoder: Path, **changes) -> dict:
         ],
         "sampling": {"strategy": "temperature", "temperature": 2.0},
         "training": {"output_dir": str(folder / "out"), "num_train_epochs": 2, "per_device_train_batch_size": 2,
-                     "learning_rate": 1e-3, "logging_steps": 1, "disable_tqdm": True},
+                     "learning_rate": 1e-3, "logging_steps": 1, "disable_tqdm": True,
+                     "load_best_model_at_end": True},
     }
     for path, value in changes.items():
         node = raw
@@ -88,17 +90,29 @@ def test_cli_trains_evaluates_saves_and_resumes(tmp_path, tiny_encoder, capsys):
     assert config["text_pair_tasks"] == ["similarity"]
     assert (output / "model.safetensors").exists() and (output / "tokenizer.json").exists()
     assert "Per-task metrics" in capsys.readouterr().out
+    # load_best_model_at_end picked checkpoints by the combined score of the per-task primary metrics.
+    state = json.loads((checkpoints_of(output)[-1] / "trainer_state.json").read_text())
+    assert state["best_metric"] is not None
+    assert any("eval_combined_score" in entry for entry in state["log_history"])
+    # Per-task training losses: the joint intent+slots group logs both at once.
+    logged = [entry for entry in state["log_history"] if "loss" in entry]
+    assert any("loss_intent" in entry and "loss_slots" in entry for entry in logged)
+    assert any("loss_ner" in entry for entry in logged) and any("loss_similarity" in entry for entry in logged)
 
     # A rerun refuses to clobber the checkpoints; --resume continues from the last one.
     assert main([str(tmp_path / "experiment.yaml")]) == 2
     assert "--resume" in capsys.readouterr().err
-    checkpoints = sorted(output.glob("checkpoint-*"))
+    checkpoints = checkpoints_of(output)
     assert checkpoints
     trainer_state = json.loads((checkpoints[-1] / "trainer_state.json").read_text())
     assert main([str(tmp_path / "experiment.yaml"), "--resume", "--set", "training.num_train_epochs=3"]) == 0
-    resumed_state = json.loads((sorted(output.glob("checkpoint-*"))[-1] / "trainer_state.json").read_text())
+    resumed_state = json.loads((checkpoints_of(output)[-1] / "trainer_state.json").read_text())
     assert resumed_state["global_step"] > trainer_state["global_step"]
     assert resumed_state["epoch"] == pytest.approx(3.0)
+
+
+def checkpoints_of(folder: Path) -> list[Path]:
+    return sorted(folder.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
 
 
 BAD_EXPERIMENTS = [
@@ -130,8 +144,6 @@ def test_bad_input_fails_before_training_with_a_clear_error(tmp_path, tiny_encod
     assert main([str(tmp_path / "experiment.yaml")]) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: ") and "Traceback" not in error
-    import re
-
     assert re.search(match, error), error
     assert not (tmp_path / "out").exists()
 
@@ -146,3 +158,31 @@ def test_resume_without_checkpoint(tmp_path, tiny_encoder, capsys):
     experiment(tmp_path, tiny_encoder)
     assert main([str(tmp_path / "experiment.yaml"), "--resume"]) == 2
     assert "no checkpoint-* folder" in capsys.readouterr().err
+
+
+def test_unseen_validation_labels_error_or_map_to_unk(tmp_path, tiny_encoder, capsys):
+    write_data(tmp_path)
+    rows = [{"tokens": ["bye", "now"], "tags": ["O", "O"], "intent": "farewell"}]
+    (tmp_path / "assistant_dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    experiment(tmp_path, tiny_encoder, **{"training.num_train_epochs": 1, "training.load_best_model_at_end": False})
+    assert main([str(tmp_path / "experiment.yaml")]) == 2
+    assert re.search(r"assistant_dev.jsonl, line 1: label 'farewell'.*unseen_labels: unk", capsys.readouterr().err)
+    experiment(tmp_path, tiny_encoder, **{"training.num_train_epochs": 1, "training.load_best_model_at_end": False,
+                                          "tasks.0.unseen_labels": "unk"})
+    assert main([str(tmp_path / "experiment.yaml")]) == 0
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["tasks"][0]["labels"][-1] == "UNK"
+
+
+def test_evaluate_metrics_fail_early_with_a_clear_error(tmp_path, tiny_encoder, capsys, monkeypatch):
+    import evaluate
+
+    def offline(module_id):
+        raise ConnectionError("Hub unreachable")
+
+    monkeypatch.setattr(evaluate, "load", offline)
+    write_data(tmp_path)
+    experiment(tmp_path, tiny_encoder, **{"tasks.0.metrics": ["accuracy", "evaluate:accuracy"]})
+    assert main([str(tmp_path / "experiment.yaml")]) == 2
+    error = capsys.readouterr().err
+    assert "Could not load evaluate metric 'accuracy'" in error and "built-in metrics" in error

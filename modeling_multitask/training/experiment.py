@@ -202,8 +202,10 @@ def _parse_task(raw: Any, index: int, base: Path) -> TaskSpec:
         if not label_file.is_file():
             raise ExperimentError(f"{where}.labels: label file {label_file} does not exist.")
         task.labels = [line.strip() for line in label_file.read_text().splitlines() if line.strip()]
-    if task.labels is not None and (not isinstance(task.labels, list) or not all(isinstance(x, str) for x in task.labels)):
-        raise ExperimentError(f"{where}.labels must be a list of label names or a label file path.")
+    if task.labels is not None:
+        if not isinstance(task.labels, list) or not all(isinstance(x, (str, int)) for x in task.labels):
+            raise ExperimentError(f"{where}.labels must be a list of label names or a label file path.")
+        task.labels = [str(label) for label in task.labels]  # labels written as 0/1 match the data's "0"/"1"
     if not isinstance(task.max_length, int) or task.max_length < 4:
         raise ExperimentError(f"{where}.max_length must be an integer >= 4, got {task.max_length!r}.")
     known_metrics = DEFAULT_METRICS[task.type]
