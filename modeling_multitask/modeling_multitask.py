@@ -239,8 +239,15 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
                 return [_Route(i, None, None, 1.0) for i in range(num_tasks)], None
             task_ids = 0
 
-        if isinstance(task_ids, int) or (torch.is_tensor(task_ids) and task_ids.dim() == 0):
-            task_ids = torch.full((batch_size,), int(task_ids), dtype=torch.long, device=device)
+        if torch.is_tensor(task_ids) and task_ids.dim() == 0:
+            task_ids = int(task_ids)
+        if isinstance(task_ids, int):
+            # One task for the whole batch: no data-dependent routing (and no graph break under torch.compile).
+            if not 0 <= task_ids < num_tasks:
+                raise ValueError(f"task_ids must be in [0, {num_tasks}) for tasks {self.config.task_names}; "
+                                 f"got {task_ids}.")
+            task_tensor = torch.full((batch_size,), task_ids, dtype=torch.long, device=device)
+            return [_Route(task_ids, None, labels, 1.0)], task_tensor
         task_ids = torch.as_tensor(task_ids, device=device).long()
         if task_ids.shape != (batch_size,):
             raise ValueError(f"task_ids must be an int or a (batch,) tensor; got shape {tuple(task_ids.shape)} "

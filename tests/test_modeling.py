@@ -230,3 +230,15 @@ def test_activation_checkpointing_gives_the_same_gradients():
         gradients.append(model.encoder.embeddings.word_embeddings.weight.grad.clone())
     # Dropout in the encoder draws the same random numbers in the recomputation, so gradients agree.
     torch.testing.assert_close(gradients[0], gradients[1])
+
+
+def test_single_task_forward_compiles_without_graph_breaks():
+    model = make_model()
+    input_ids, mask = random_batch()
+    compiled = torch.compile(model, fullgraph=True, backend="eager")  # fullgraph: any graph break raises
+    for task_index, task in enumerate(LOGIT_SHAPES):
+        labels = labels_for(task, 6, 9, mask)
+        out = compiled(input_ids=input_ids, attention_mask=mask, task_ids=task_index, labels=labels)
+        expected = model(input_ids=input_ids, attention_mask=mask, task_ids=task_index, labels=labels)
+        torch.testing.assert_close(out.logits, expected.logits)
+        torch.testing.assert_close(out.loss, expected.loss)

@@ -27,7 +27,7 @@ def _label_tensor(values: list, seq_len: int) -> torch.Tensor:
 class MultiTaskDataCollator:
     """
     Pads a batch to its longest example and builds the labels the model expects:
-    - one task: that task's labels in their natural shape (see `MultiTaskModel.forward`);
+    - one task: that task's labels in their natural shape (see `MultiTaskModel.forward`), and `task_ids` an int;
     - several tasks mixed in the batch: a `(batch, L)` float tensor, each row its own labels, padded with -100;
     - joint examples (labels given as a dict per task): a dict of per-task label tensors.
 
@@ -44,15 +44,19 @@ class MultiTaskDataCollator:
         batch = dict(self.tokenizer.pad(inputs, padding=True, pad_to_multiple_of=self.pad_to_multiple_of,
                                         return_tensors="pt"))
         seq_len = batch["input_ids"].shape[1]
-        if "task_ids" in features[0]:
-            batch["task_ids"] = torch.tensor([feature["task_ids"] for feature in features], dtype=torch.long)
+        task_ids = [feature["task_ids"] for feature in features] if "task_ids" in features[0] else None
+        one_task = task_ids is None or len(set(task_ids)) == 1
+        if task_ids is not None:
+            # A single-task batch carries a plain int: the model then routes without reading a device tensor
+            # (no host sync, no graph break under torch.compile). Mixed batches carry one id per example.
+            batch["task_ids"] = task_ids[0] if one_task else torch.tensor(task_ids, dtype=torch.long)
         if "labels" not in features[0]:
             return batch
 
         labels = [feature["labels"] for feature in features]
         if isinstance(labels[0], dict):
             batch["labels"] = {name: _label_tensor([label[name] for label in labels], seq_len) for name in labels[0]}
-        elif "task_ids" not in batch or bool((batch["task_ids"] == batch["task_ids"][0]).all()):
+        elif one_task:
             batch["labels"] = _label_tensor(labels, seq_len)
         else:
             batch["labels"] = self._mixed_labels(labels, seq_len)
