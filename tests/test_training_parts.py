@@ -76,6 +76,24 @@ def test_round_robin_alternates_and_replicas_share_each_step():
     assert groups == [0, 0, 1, 1, 0, 0, 1, 1]
 
 
+def test_length_grouping_batches_similar_lengths_and_keeps_every_example():
+    lengths = [[(7 * i) % 50 + 1 for i in range(400)], [(3 * i) % 20 + 1 for i in range(200)]]
+    grouped = TaskBlockSampler([400, 200], batch_size=8, strategy="proportional", seed=0, lengths=lengths)
+    plain = TaskBlockSampler([400, 200], batch_size=8, strategy="proportional", seed=0)
+
+    def padding_waste(sampler):
+        waste = 0
+        for block in _blocks(sampler):
+            group = _group_of(sampler, block[0])
+            sizes = [lengths[group][i - sampler.offsets[group]] for i in block]
+            waste += sum(max(sizes) - size for size in sizes)
+        return waste
+
+    assert padding_waste(grouped) < padding_waste(plain) / 3
+    group0 = [i for i in grouped if i < 400]
+    assert len(set(group0[:400])) == len(group0[:400])  # still drawn without replacement within a group
+
+
 def test_sampler_rejects_empty_groups():
     with pytest.raises(ValueError, match="needs examples"):
         TaskBlockSampler([5, 0], batch_size=2)

@@ -166,6 +166,8 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
         sampling_strategy=experiment.sampling.strategy,
         temperature=experiment.sampling.temperature,
         max_examples_per_task=experiment.sampling.max_examples_per_task,
+        group_lengths=[[len(f["input_ids"]) for f in prepared.train[group.name]] for group in prepared.groups]
+        if experiment.sampling.group_by_length else None,
     )
     logger.info("Training %d tasks in %d groups (%s) on %s.", len(experiment.tasks), len(prepared.groups),
                 ", ".join(group.name for group in prepared.groups), experiment.model.base_model)

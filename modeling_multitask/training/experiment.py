@@ -106,6 +106,7 @@ class SamplingSpec:
     temperature: float = 2.0
     max_examples_per_task: int | None = None
     joint: bool = True  # tasks with the same data and text columns train together, one encoder pass per example
+    group_by_length: bool = False  # batches of similar length within a task (less padding)
 
 
 @dataclasses.dataclass

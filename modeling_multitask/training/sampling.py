@@ -10,7 +10,9 @@ Group probabilities, with n the (optionally capped) number of examples of a grou
     uniform       p ∝ 1
     round_robin   the groups in turn, no randomness in the order
 An epoch holds as many steps as it takes to see sum(n) examples; within a group, examples are drawn without
-replacement and reshuffled when exhausted. The stream is a pure function of (seed, epoch): deterministic, and it
+replacement and reshuffled when exhausted. With `lengths`, each shuffled order is cut into mega-batches of
+`MEGA_BATCH_FACTOR` batches sorted by length (as transformers' LengthGroupedSampler), so a batch holds examples of
+similar length and dynamic padding wastes little. The stream is a pure function of (seed, epoch): deterministic, and it
 resumes exactly where an interrupted run stopped.
 """
 
@@ -37,6 +39,9 @@ def task_probabilities(sizes: list[int], strategy: str, temperature: float = 1.0
     return [w / total for w in weights]
 
 
+MEGA_BATCH_FACTOR = 50
+
+
 class TaskBlockSampler(Sampler[int]):
     """
     Index sampler over the concatenation of the groups' datasets (group g owns indices offsets[g] .. offsets[g+1]).
@@ -47,10 +52,12 @@ class TaskBlockSampler(Sampler[int]):
         strategy, temperature, max_examples_per_task: see the module docstring.
         num_replicas (`int`): data-parallel world size; each step's group is repeated for every rank.
         seed (`int`): with the epoch, fixes the whole stream.
+        lengths (`list[list[int]]`, *optional*): token count of every example, per group: groups batches by length.
     """
 
     def __init__(self, sizes: list[int], batch_size: int, strategy: str = "temperature", temperature: float = 2.0,
-                 max_examples_per_task: int | None = None, num_replicas: int = 1, seed: int = 0):
+                 max_examples_per_task: int | None = None, num_replicas: int = 1, seed: int = 0,
+                 lengths: list[list[int]] | None = None):
         if not sizes or min(sizes) <= 0:
             raise ValueError(f"Every task group needs examples; got sizes {sizes}.")
         self.sizes = list(sizes)
@@ -64,6 +71,9 @@ class TaskBlockSampler(Sampler[int]):
         self.num_replicas = num_replicas
         self.seed = seed
         self.epoch = 0
+        if lengths is not None and [len(group) for group in lengths] != self.sizes:
+            raise ValueError("lengths must hold one length per example of every group.")
+        self.lengths = lengths
 
     @property
     def num_steps(self) -> int:
@@ -83,15 +93,23 @@ class TaskBlockSampler(Sampler[int]):
         weights = torch.tensor(self.probabilities, dtype=torch.double)
         return torch.multinomial(weights, self.num_steps, replacement=True, generator=generator).tolist()
 
+    def _order(self, group: int, generator: torch.Generator) -> list[int]:
+        order = torch.randperm(self.sizes[group], generator=generator).tolist()
+        if self.lengths is None:
+            return order
+        size, lengths = self.batch_size * MEGA_BATCH_FACTOR, self.lengths[group]
+        chunks = [sorted(order[i:i + size], key=lambda index: -lengths[index]) for i in range(0, len(order), size)]
+        return [index for chunk in chunks for index in chunk]
+
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed + 1_000_003 * self.epoch)
-        orders = [torch.randperm(n, generator=generator).tolist() for n in self.sizes]
+        orders = [self._order(group, generator) for group in range(len(self.sizes))]
         positions = [0] * len(self.sizes)
         for group in self.group_schedule(generator):
             for _ in range(self.num_replicas):
                 for _ in range(self.batch_size):
                     if positions[group] == self.sizes[group]:
-                        orders[group] = torch.randperm(self.sizes[group], generator=generator).tolist()
+                        orders[group] = self._order(group, generator)
                         positions[group] = 0
                     yield self.offsets[group] + orders[group][positions[group]]
                     positions[group] += 1

@@ -52,14 +52,16 @@ class MultiTaskTrainer(Trainer):
         group_sizes (`list[int]`): examples per task group, in the order of the concatenated train dataset.
         tasks (`list[TaskInfo]`): per-task evaluation settings, in the model's task order.
         sampling_strategy, temperature, max_examples_per_task: see `sampling.TaskBlockSampler`.
+        group_lengths (`list[list[int]]`, *optional*): example lengths per group, to batch similar lengths together.
     """
 
     def __init__(self, *args, group_sizes: list[int], tasks: list[TaskInfo], sampling_strategy: str = "temperature",
-                 temperature: float = 2.0, max_examples_per_task: int | None = None, **kwargs):
+                 temperature: float = 2.0, max_examples_per_task: int | None = None,
+                 group_lengths: list[list[int]] | None = None, **kwargs):
         self.group_sizes = group_sizes
         self.tasks = tasks
         self.sampling = dict(strategy=sampling_strategy, temperature=temperature,
-                             max_examples_per_task=max_examples_per_task)
+                             max_examples_per_task=max_examples_per_task, lengths=group_lengths)
         self._task_loss_sums = defaultdict(float)
         self._task_loss_counts = defaultdict(int)
         kwargs.setdefault("compute_metrics", self._compute_metrics)
