@@ -10,6 +10,18 @@ from transformers import BertConfig, BertTokenizer, DistilBertConfig
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+PROJECT_PACKAGES = ("configuration_multitask", "modeling_multitask")
+# Opens the scripts run with `python -I` by the remote-code tests: this project's packages cannot be imported there,
+# so only the copies shipped inside a checkpoint or Hub repo can be used.
+BLOCK_PROJECT_IMPORTS = f"""
+import sys
+class _BlockProject:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {PROJECT_PACKAGES!r}:
+            raise ImportError("project package " + name + " must not be importable here")
+sys.meta_path.insert(0, _BlockProject())
+"""
+
 TASKS = [
     {"name": "intent", "type": "sequence_classification", "labels": ["greet", "book", "weather"]},
     {"name": "slots", "type": "token_classification", "labels": ["O", "B-city", "I-city"]},

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TASKS, tiny_bert_config
+from conftest import BLOCK_PROJECT_IMPORTS, TASKS, tiny_bert_config
 from hub_server import HubServer
 from huggingface_hub import ModelCard
-from test_remote_code import PROJECT_PACKAGES
 from transformers import pipeline
 
 from modeling_multitask import MultiTaskConfig, MultiTaskModel
@@ -36,14 +35,8 @@ print(first.oid, second.oid)
 """
 
 # `python -I`, project packages blocked: only what the Hub repo holds can be used.
-FRESH_LOAD = """
+FRESH_LOAD = BLOCK_PROJECT_IMPORTS + """
 import sys, json
-BLOCKED = {blocked!r}
-class _Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ImportError("project package " + name + " must not be importable here")
-sys.meta_path.insert(0, _Block())
 import torch
 from transformers import AutoModel, AutoTokenizer, pipeline
 repo, texts = sys.argv[1], json.loads(sys.argv[2])
@@ -55,7 +48,7 @@ with torch.no_grad():
 pipe = pipeline(model=repo, trust_remote_code=True, device="cpu")
 assert type(pipe).__module__.startswith("transformers_modules."), type(pipe).__module__
 torch.save(logits, sys.argv[3])
-print(json.dumps({{"pipeline": pipe(texts, return_fusion_weights=True), "intent": pipe(texts[0], task="intent")}}))
+print(json.dumps({"pipeline": pipe(texts, return_fusion_weights=True), "intent": pipe(texts[0], task="intent")}))
 """
 
 
@@ -127,7 +120,7 @@ def test_push_then_load_by_repo_id_in_a_fresh_process(hub, tmp_path, tiny_tokeni
     # Load by repo id where only torch and transformers exist, and compare with the original model.
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
-    out = json.loads(run([sys.executable, "-I", "-c", FRESH_LOAD.format(blocked=PROJECT_PACKAGES), REPO_ID,
+    out = json.loads(run([sys.executable, "-I", "-c", FRESH_LOAD, REPO_ID,
                           json.dumps(TEXTS), str(tmp_path / "logits.pt")], env, workdir))
     loaded = torch.load(tmp_path / "logits.pt")
     with torch.no_grad():

@@ -8,23 +8,16 @@ import sys
 from pathlib import Path
 
 import torch
-from conftest import TASKS, random_batch, tiny_bert_config
+from conftest import BLOCK_PROJECT_IMPORTS, TASKS, random_batch, tiny_bert_config
 
 from modeling_multitask import MultiTaskConfig, MultiTaskModel
 
 
-PROJECT_PACKAGES = ("configuration_multitask", "modeling_multitask")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Runs in `python -I`: our packages are blocked outright, so only the checkpoint's own copies can be used.
-FRESH_LOAD = """
+FRESH_LOAD = BLOCK_PROJECT_IMPORTS + """
 import sys, json
-BLOCKED = {blocked!r}
-class _Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ImportError("project package " + name + " must not be importable here")
-sys.meta_path.insert(0, _Block())
 import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 checkpoint, inputs = sys.argv[1], torch.load(sys.argv[2])
@@ -32,12 +25,12 @@ config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=True)
 model = AutoModel.from_pretrained(checkpoint, trust_remote_code=True).eval()
 tokenizer = AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=True)
 assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
-outputs = {{}}
+outputs = {}
 with torch.no_grad():
     for task in range(config.num_tasks):
         outputs[config.tasks[task]["name"]] = model(**inputs, task_ids=task).logits
 torch.save(outputs, sys.argv[3])
-print(json.dumps({{"class": type(model).__name__, "tokens": tokenizer.tokenize("Show me flights to Boston")}}))
+print(json.dumps({"class": type(model).__name__, "tokens": tokenizer.tokenize("Show me flights to Boston")}))
 """
 
 
@@ -48,7 +41,7 @@ def run_fresh(checkpoint: Path, inputs: dict, tmp_path: Path) -> tuple[dict, dic
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
     env.pop("PYTHONPATH", None)
     result = subprocess.run(
-        [sys.executable, "-I", "-c", FRESH_LOAD.format(blocked=PROJECT_PACKAGES), str(checkpoint),
+        [sys.executable, "-I", "-c", FRESH_LOAD, str(checkpoint),
          str(tmp_path / "inputs.pt"), str(tmp_path / "outputs.pt")],
         cwd=workdir, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
     )
