@@ -69,6 +69,9 @@ def training_arguments(experiment: Experiment, has_validation: bool):
     defaults["output_dir"] = str(Path("runs") / (experiment.path.stem if experiment.path else "experiment"))
     defaults["label_names"] = ["labels"]
     defaults["dataloader_pin_memory"] = torch.cuda.is_available()
+    # Each batch trains one task group, so the other heads get no gradient at that step: data-parallel training
+    # must look for unused parameters (the Trainer turns that off under activation checkpointing otherwise).
+    defaults["ddp_find_unused_parameters"] = len(experiment.tasks) > 1
     if has_validation:
         defaults.update(eval_strategy="epoch", save_strategy="epoch")
     else:
