@@ -637,6 +637,17 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict:
     info = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
@@ -644,8 +655,7 @@ def machine() -> dict:
 
     info["transformers"] = transformers.__version__
     info["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else (
-        f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{torch.get_num_threads()} torch threads)")
+        f"CPU ({cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)")
     return info
 
 

@@ -138,16 +138,29 @@ def test_validation_metrics_match_the_single_process_run(runs):
         assert two[task]["loss"] == pytest.approx(one[task]["loss"], rel=1e-3)
 
 
+def world_sizes(launcher: list[str], workdir: Path, use_cpu: bool) -> list[int]:
+    """The world size each launched process would train with, as `multitask-train` sets the Trainer up."""
+    command = [*launcher, str(DDP_FIXTURES / "world_size.py"), str(DDP_FIXTURES / "experiment.yaml"),
+               "model.base_model=unused", f"training.output_dir={workdir}", f"training.use_cpu={str(use_cpu).lower()}"]
+    process = subprocess.Popen(command, cwd=workdir, env=environment(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    output = finish(process, " ".join(launcher[:4]))
+    return [json.loads(line)["world_size"] for line in output.replace("}{", "}\n{").splitlines()
+            if line.startswith('{"rank"')]
+
+
+def test_accelerate_launch_trains_data_parallel_on_cpu(tmp_path):
+    # `accelerate launch --cpu --num_processes 2` starts a single process (accelerate's simple launcher); on a CPU-only
+    # machine, the multi-process launcher is `--multi_gpu`, with training.use_cpu=true (see the next test).
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    assert world_sizes(launcher, tmp_path, use_cpu=True) == [2, 2]
+
+
 @pytest.mark.xfail(strict=True, reason=(
     "cli.training_arguments (modeling_multitask/training/cli.py, next to dataloader_pin_memory) leaves use_cpu "
     "False on a machine without CUDA; accelerate then sets up no data parallelism (DistributedType.NO), so under "
     "torchrun every process trains the whole run alone and they all write the same output_dir. Fix: set "
     "defaults['use_cpu'] = True when CUDA is unavailable and WORLD_SIZE > 1."))
 def test_cli_trains_data_parallel_on_cpu_without_use_cpu(tmp_path):
-    command = [*torchrun(2), str(DDP_FIXTURES / "world_size.py"), str(DDP_FIXTURES / "experiment.yaml"),
-               "model.base_model=unused", f"training.output_dir={tmp_path}", "training.use_cpu=false"]
-    process = subprocess.Popen(command, cwd=tmp_path, env=environment(), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    output = finish(process, "torchrun of world_size.py")
-    sizes = [json.loads(line)["world_size"] for line in output.splitlines() if line.startswith('{"rank"')]
-    assert sizes == [2, 2], output[-2000:]
+    assert world_sizes(torchrun(2), tmp_path, use_cpu=False) == [2, 2]
