@@ -447,29 +447,45 @@ def measure_data_pipeline(preset: Preset, model_samples_per_second: float) -> di
             single.append({"input_ids": ids, "attention_mask": [1] * length,
                            "labels": int(torch.randint(2, (1,), generator=generator)), "task_ids": 2})
     dataset = torch.utils.data.ConcatDataset([FeatureDataset(joint), FeatureDataset(single)])
-    sampler = TaskBlockSampler([len(joint), len(single)], preset.batch_size, strategy="temperature", temperature=2.0)
     collator = MultiTaskDataCollator(tokenizer(preset))
-    loader = DataLoader(dataset, batch_size=preset.batch_size, sampler=sampler, collate_fn=collator)
+
+    def multitask_loader(group_by_length: bool) -> DataLoader:
+        group_lengths = [[len(f["input_ids"]) for f in group] for group in (joint, single)]
+        sampler = TaskBlockSampler([len(joint), len(single)], preset.batch_size, strategy="temperature",
+                                   temperature=2.0, lengths=group_lengths if group_by_length else None)
+        return DataLoader(dataset, batch_size=preset.batch_size, sampler=sampler, collate_fn=collator)
 
     baseline_features = [{k: v for k, v in f.items() if k != "task_ids"} for f in single + single]
-    baseline_loader = DataLoader(FeatureDataset(baseline_features), batch_size=preset.batch_size,
-                                 sampler=RandomSampler(baseline_features), collate_fn=DataCollatorWithPadding(
-                                     tokenizer(preset)))
+    loaders = {
+        "multitask": multitask_loader(group_by_length=False),
+        "multitask_group_by_length": multitask_loader(group_by_length=True),
+        "baseline": DataLoader(FeatureDataset(baseline_features), batch_size=preset.batch_size,
+                               sampler=RandomSampler(baseline_features),
+                               collate_fn=DataCollatorWithPadding(tokenizer(preset))),
+    }
 
-    def rate(data_loader) -> float:
-        start, count = time.perf_counter(), 0
+    def rate(data_loader) -> tuple[float, float]:
+        """Samples per second, and the share of real tokens among the padded ones."""
+        start, count, real, padded = clock(), 0, 0, 0
         for batch in data_loader:
             count += batch["input_ids"].shape[0]
-        return count / (time.perf_counter() - start)
+            real += int(batch["attention_mask"].sum())
+            padded += batch["attention_mask"].numel()
+        return count / (clock() - start), real / padded
 
-    rate(loader)  # warm-up
-    multitask_rates, baseline_rates = [], []
+    rates = {name: [] for name in loaders}
+    real_token_share = {}
+    for data_loader in loaders.values():  # warm-up
+        rate(data_loader)
     for _ in range(3):
-        multitask_rates.append(rate(loader))
-        baseline_rates.append(rate(baseline_loader))
-    multitask = statistics.median(multitask_rates)
-    return {"samples_per_second": summary(multitask_rates),
-            "baseline_collator_samples_per_second": summary(baseline_rates),
+        for name, data_loader in loaders.items():
+            samples_per_second, real_token_share[name] = rate(data_loader)
+            rates[name].append(samples_per_second)
+    multitask = statistics.median(rates["multitask"])
+    return {"samples_per_second": summary(rates["multitask"]),
+            "group_by_length_samples_per_second": summary(rates["multitask_group_by_length"]),
+            "baseline_collator_samples_per_second": summary(rates["baseline"]),
+            "real_token_share": real_token_share,
             "model_samples_per_second": model_samples_per_second,
             "headroom": multitask / model_samples_per_second,
             "note": "one process, num_workers=0; ragged lengths 8..seq_len, half joint intent+slots examples"}
@@ -631,8 +647,12 @@ def markdown(results: dict) -> str:
         "",
         f"MFU (model FLOPs / measured {mfu['dtype']} matmul peak of {mfu['peak_tflops']:.2f} TFLOP/s): "
         + ", ".join(f"{name} {value:.1%}" for name, value in mfu["by_config"].items()) + ".",
-        f"Memory method: {memory['method']}. Baseline collator (DataCollatorWithPadding, RandomSampler): "
-        f"{data['baseline_collator_samples_per_second']['median']:.0f} samples/s.",
+        f"Memory method: {memory['method']}.",
+        f"Data pipeline (d): with sampling.group_by_length {data['group_by_length_samples_per_second']['median']:.0f} "
+        f"samples/s; DataCollatorWithPadding + RandomSampler (single task) "
+        f"{data['baseline_collator_samples_per_second']['median']:.0f} samples/s. Real tokens among padded ones: "
+        f"{data['real_token_share']['multitask']:.0%} random blocks, "
+        f"{data['real_token_share']['multitask_group_by_length']:.0%} length-grouped.",
     ]
     return "\n".join(lines)
 
