@@ -5,8 +5,8 @@
 1. trains examples/default/experiment.yaml (intent + slots jointly, and sentiment, on all-MiniLM-L6-v2 with
    AttentionFusion) through the `multitask-train` CLI, which prints per-task metrics and saves the checkpoint;
 2. starts a fresh `python -I` process in another directory, where this project cannot be imported, that loads the
-   checkpoint with `AutoModel.from_pretrained(..., trust_remote_code=True)` and predicts every task for a few new
-   sentences from one encoder pass per sentence.
+   checkpoint with `AutoModel.from_pretrained(..., trust_remote_code=True)` and, through the multi-task pipeline
+   shipped in the checkpoint, predicts every task for a few new sentences from one encoder pass per sentence.
 """
 
 import argparse
@@ -30,35 +30,23 @@ NEW_SENTENCES = [
 # Runs in a fresh interpreter: only torch and transformers, plus the code shipped inside the checkpoint.
 RELOAD_AND_PREDICT = r"""
 import json, sys
-import torch
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel, pipeline
 
 checkpoint, sentences = sys.argv[1], json.loads(sys.argv[2])
 model = AutoModel.from_pretrained(checkpoint, trust_remote_code=True).eval()
-tokenizer = AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=True)
 print(f"reloaded {type(model).__module__}.{type(model).__name__} with tasks {model.config.task_names}")
-for sentence in sentences:
-    words = sentence.split()
-    inputs = tokenizer(words, is_split_into_words=True, return_tensors="pt")
-    with torch.no_grad():
-        logits = model(**inputs).task_logits  # every task from one encoder pass
-    result = {"text": sentence}
-    for task in model.config.tasks:
-        names = model.config.task_id2label(task["name"])
-        scores = logits[task["name"]][0]
-        if task["type"] == "token_classification":
-            ids, seen, tags = scores.argmax(-1).tolist(), set(), []
-            for position, word in enumerate(inputs.word_ids(0)):
-                if word is not None and word not in seen:
-                    seen.add(word)
-                    tags.append(names[ids[position]])
-            result[task["name"]] = " ".join(f"{w}/{t}" if t != "O" else w for w, t in zip(words, tags))
-        elif task["type"] == "sequence_classification":
-            probabilities = scores.softmax(-1)
-            result[task["name"]] = f"{names[int(probabilities.argmax())]} ({probabilities.max():.2f})"
+# The multi-task pipeline ships inside the checkpoint too: every task from one encoder pass per sentence.
+predict = pipeline(model=checkpoint, trust_remote_code=True)
+for sentence, prediction in zip(sentences, predict(sentences)):
+    shown = {"text": sentence}
+    for task, result in prediction.items():
+        if "entities" in result:
+            shown[task] = [f"{e['word']}={e['entity']}" for e in result["entities"]]
+        elif "label" in result:
+            shown[task] = f"{result['label']} ({result['score']:.2f})"
         else:
-            result[task["name"]] = scores.tolist()
-    print(json.dumps(result))
+            shown[task] = result
+    print(json.dumps(shown))
 """
 
 
