@@ -715,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
     memory = measure_memory(args.preset, workdir)
 
     dtype = torch.bfloat16 if preset.bf16 else torch.float32
-    peak = matmul_peak_flops(dtype, 4096 if torch.cuda.is_available() else 1024)
+    peak = matmul_peak_flops(dtype, 8192 if torch.cuda.is_available() else 1024)
     flops = training_flops_per_sample(preset)
     mfu = {"dtype": str(dtype).replace("torch.", ""), "peak_tflops": peak / 1e12,
            "flops_per_sample": flops,
