@@ -138,6 +138,19 @@ def test_validation_metrics_match_the_single_process_run(runs):
         assert two[task]["loss"] == pytest.approx(one[task]["loss"], rel=1e-3)
 
 
+def test_a_head_without_gradient_on_one_rank_neither_hangs_nor_desynchronises(tmp_path):
+    # Rank r trains task r only (as a mixed-task sampler could do): each head has no gradient on the other rank.
+    process = subprocess.Popen([*torchrun(2), str(DDP_FIXTURES / "uneven_heads.py")], cwd=tmp_path,
+                               env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = finish(process, "torchrun of uneven_heads.py")
+    results = [json.loads(line) for line in output.replace("}{", "}\n{").splitlines() if line.startswith('{"rank"')]
+    assert sorted(result["rank"] for result in results) == [0, 1], output[-2000:]
+    for result in results:
+        assert all(result["same_gradients"]) and result["same_weights"]
+        # Both heads got the averaged gradient on both ranks, although each was used on one rank only.
+        assert all(norms["intent"] > 0 and norms["slots"] > 0 for norms in result["head_gradient_norms"])
+
+
 def world_sizes(launcher: list[str], workdir: Path, use_cpu: bool) -> list[int]:
     """The world size each launched process would train with, as `multitask-train` sets the Trainer up."""
     command = [*launcher, str(DDP_FIXTURES / "world_size.py"), str(DDP_FIXTURES / "experiment.yaml"),
