@@ -15,6 +15,11 @@ summation order (~1e-7 relative per operation): over the 24 Adam steps at lr 1e-
 task, a shard missing, gradients not averaged, heads initialised differently: 5e-3 at step 0, 7e-2 later) fails it.
 Metrics came out identical; they may differ by one validation example (1/16), in case a prediction sits on a
 decision boundary.
+
+Also here: DDP with a different task on each rank (each head without gradient on one rank), the world size under
+`accelerate launch`, and a strict xfail for the CLI's missing `use_cpu` under torchrun on a CPU-only machine.
+The experiment sets `training.use_cpu: true` for that reason, and `tests/fixtures/ddp/run_cli.py` seeds the model
+initialisation, which `cli.run` does not (see docs/PERFORMANCE.md).
 """
 
 import json
