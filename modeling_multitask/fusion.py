@@ -81,14 +81,24 @@ class AttentionFusion(nn.Module):
                              f"for a batch of {batch_size}.")
         return task_id
 
-    def attention_weights(self, shared_representation, task_id, attention_mask=None) -> torch.Tensor:
-        """The `(batch, seq)` token weights of `task_id` (an int, or a `(batch,)` tensor of task ids)."""
-        batch_size, _, hidden_size = shared_representation.shape
+    def project_tokens(self, shared_representation) -> torch.Tensor:
+        """`W_h h` for every token `(batch, seq, hidden)`: the task-independent part of the attention layer, which
+        can be computed once and reused for every task of the same batch."""
+        return F.linear(shared_representation, self.attention_layer.weight[:, : self.hidden_size])
+
+    def attention_weights(self, shared_representation, task_id, attention_mask=None,
+                          projected_tokens=None) -> torch.Tensor:
+        """The `(batch, seq)` token weights of `task_id` (an int, or a `(batch,)` tensor of task ids).
+
+        `projected_tokens`, from [`~AttentionFusion.project_tokens`], skips recomputing the token projection.
+        """
+        batch_size = shared_representation.shape[0]
         task_ids = self._task_ids(task_id, batch_size, shared_representation.device)
-        weight_shared = self.attention_layer.weight[:, :hidden_size]
-        weight_task = self.attention_layer.weight[:, hidden_size:]
+        weight_task = self.attention_layer.weight[:, self.hidden_size:]
         task_term = F.linear(self.task_embeddings(task_ids), weight_task, self.attention_layer.bias)  # (batch, hidden)
-        hidden = torch.tanh(F.linear(shared_representation, weight_shared) + task_term[:, None, :])  # (b, seq, hidden)
+        if projected_tokens is None:
+            projected_tokens = self.project_tokens(shared_representation)
+        hidden = torch.tanh(projected_tokens + task_term[:, None, :])  # (batch, seq, hidden)
         scores = self.score(hidden).squeeze(-1).float()  # (batch, seq); softmax in fp32 under bf16/fp16
         if attention_mask is not None:
             mask = attention_mask.to(torch.bool)

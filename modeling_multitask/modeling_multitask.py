@@ -191,6 +191,10 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             attention_mask = torch.ones((batch_size, seq_len), dtype=torch.long, device=sequence_output.device)
 
         routes, task_ids = self._routes(task_ids, labels, batch_size, sequence_output.device)
+        # Several tasks over the same rows share the fusion's task-independent token projection.
+        projected = None
+        if self.fusion is not None and len(routes) > 1 and routes[0].rows is None:
+            projected = self.fusion.project_tokens(sequence_output)
         task_logits, task_losses, fusion_weights = {}, {}, {}
         loss = None
         for route in routes:
@@ -198,7 +202,8 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             head = self.heads[task["name"]]
             hidden = sequence_output if route.rows is None else sequence_output[route.rows]
             mask = attention_mask if route.rows is None else attention_mask[route.rows]
-            representation, weights = self._task_representation(hidden, mask, route.task_index, head.is_token_level)
+            representation, weights = self._task_representation(
+                hidden, mask, route.task_index, head.is_token_level, projected if route.rows is None else None)
             logits = head(representation)
             task_logits[task["name"]] = logits
             if weights is not None and output_fusion_weights:
@@ -264,7 +269,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             routes.append(_Route(index, rows, None if labels is None else labels[rows], len(rows) / batch_size))
         return routes, task_ids
 
-    def _task_representation(self, hidden, mask, task_index: int, is_token_level: bool):
+    def _task_representation(self, hidden, mask, task_index: int, is_token_level: bool, projected=None):
         """What a task's head reads, and the fusion weights `(batch, seq)` when fusion is on."""
         if self.fusion is None:
             if is_token_level:
@@ -273,7 +278,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
                 mask_f = mask.unsqueeze(-1).to(hidden.dtype)
                 return (hidden * mask_f).sum(1) / mask_f.sum(1).clamp(min=1.0), None
             return hidden[:, 0], None
-        weights = self.fusion.attention_weights(hidden, task_index, mask)  # (batch, seq)
+        weights = self.fusion.attention_weights(hidden, task_index, mask, projected_tokens=projected)  # (batch, seq)
         if is_token_level:
             # Rescaled so that uniform attention is the identity (AttentionFusion's docstring says why).
             lengths = mask.sum(dim=1, keepdim=True).to(weights.dtype)

@@ -16,10 +16,8 @@ task, a shard missing, gradients not averaged, heads initialised differently: 5e
 Metrics came out identical; they may differ by one validation example (1/16), in case a prediction sits on a
 decision boundary.
 
-Also here: DDP with a different task on each rank (each head without gradient on one rank), the world size under
-`accelerate launch`, and a strict xfail for the CLI's missing `use_cpu` under torchrun on a CPU-only machine.
-The experiment sets `training.use_cpu: true` for that reason, and `tests/fixtures/ddp/run_cli.py` seeds the model
-initialisation, which `cli.run` does not (see docs/PERFORMANCE.md).
+Also here: DDP with a different task on each rank (each head without gradient on one rank), and the world size
+under `torchrun` and `accelerate launch` on a CPU-only machine (the CLI turns on `use_cpu` there by itself).
 """
 
 import json
@@ -156,10 +154,10 @@ def test_a_head_without_gradient_on_one_rank_neither_hangs_nor_desynchronises(tm
         assert all(norms["intent"] > 0 and norms["slots"] > 0 for norms in result["head_gradient_norms"])
 
 
-def world_sizes(launcher: list[str], workdir: Path, use_cpu: bool) -> list[int]:
+def world_sizes(launcher: list[str], workdir: Path) -> list[int]:
     """The world size each launched process would train with, as `multitask-train` sets the Trainer up."""
     command = [*launcher, str(DDP_FIXTURES / "world_size.py"), str(DDP_FIXTURES / "experiment.yaml"),
-               "model.base_model=unused", f"training.output_dir={workdir}", f"training.use_cpu={str(use_cpu).lower()}"]
+               "model.base_model=unused", f"training.output_dir={workdir}"]
     process = subprocess.Popen(command, cwd=workdir, env=environment(), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     output = finish(process, " ".join(launcher[:4]))
@@ -169,16 +167,13 @@ def world_sizes(launcher: list[str], workdir: Path, use_cpu: bool) -> list[int]:
 
 def test_accelerate_launch_trains_data_parallel_on_cpu(tmp_path):
     # `accelerate launch --cpu --num_processes 2` starts a single process (accelerate's simple launcher); on a CPU-only
-    # machine, the multi-process launcher is `--multi_gpu`, with training.use_cpu=true (see the next test).
+    # machine, the multi-process launcher is `--multi_gpu` (the CLI then trains with use_cpu on every process).
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    assert world_sizes(launcher, tmp_path, use_cpu=True) == [2, 2]
+    assert world_sizes(launcher, tmp_path) == [2, 2]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cli.training_arguments (modeling_multitask/training/cli.py, next to dataloader_pin_memory) leaves use_cpu "
-    "False on a machine without CUDA; accelerate then sets up no data parallelism (DistributedType.NO), so under "
-    "torchrun every process trains the whole run alone and they all write the same output_dir. Fix: set "
-    "defaults['use_cpu'] = True when CUDA is unavailable and WORLD_SIZE > 1."))
-def test_cli_trains_data_parallel_on_cpu_without_use_cpu(tmp_path):
-    assert world_sizes(torchrun(2), tmp_path, use_cpu=False) == [2, 2]
+def test_cli_trains_data_parallel_on_cpu_under_torchrun(tmp_path):
+    # Without use_cpu, accelerate would set up no data parallelism on a machine without CUDA: each process would
+    # train the whole run alone, all writing the same output_dir.
+    assert world_sizes(torchrun(2), tmp_path) == [2, 2]

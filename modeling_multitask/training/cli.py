@@ -11,12 +11,13 @@ with the HF Trainer, evaluates every task on validation (and test where given), 
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 import torch
 from torch.utils.data import ConcatDataset
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from .collator import MultiTaskDataCollator
@@ -72,6 +73,8 @@ def training_arguments(experiment: Experiment, has_validation: bool):
     # Each batch trains one task group, so the other heads get no gradient at that step: data-parallel training
     # must look for unused parameters (the Trainer turns that off under activation checkpointing otherwise).
     defaults["ddp_find_unused_parameters"] = len(experiment.tasks) > 1
+    if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        defaults["use_cpu"] = True  # otherwise each torchrun process on a CPU machine trains alone
     if has_validation:
         defaults.update(eval_strategy="epoch", save_strategy="epoch")
     else:
@@ -155,6 +158,7 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
         raise ExperimentError(f"{output_dir} already holds {Path(last_checkpoint).name} from an earlier run: pass "
                               "--resume to continue it, or --overwrite to start again.")
 
+    set_seed(args.seed)  # the heads and fusion start from the same weights in every run with this seed
     model = build_model(experiment, encoder_path, prepared)
     train_dataset = ConcatDataset([FeatureDataset(prepared.train[group.name]) for group in prepared.groups])
     trainer = MultiTaskTrainer(
