@@ -148,6 +148,14 @@ def test_bad_input_fails_before_training_with_a_clear_error(tmp_path, tiny_encod
     assert not (tmp_path / "out").exists()
 
 
+def test_encoder_folder_without_tokenizer_files(tmp_path, capsys):
+    write_data(tmp_path)
+    AutoModel.from_config(tiny_bert_config()).save_pretrained(tmp_path / "bare-encoder")
+    experiment(tmp_path, tmp_path / "bare-encoder")
+    assert main([str(tmp_path / "experiment.yaml")]) == 2
+    assert "has no vocabulary" in capsys.readouterr().err
+
+
 def test_missing_experiment_file(tmp_path, capsys):
     assert main([str(tmp_path / "nope.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -85,6 +85,12 @@ def training_arguments(experiment: Experiment, has_validation: bool):
     return experiment.training_arguments(**settings)
 
 
+def _all_unknown(tokenizer, text: str) -> bool:
+    unknown = tokenizer.unk_token_id
+    ids = [i for i in tokenizer(text)["input_ids"] if i == unknown or i not in tokenizer.all_special_ids]
+    return unknown is not None and bool(ids) and all(i == unknown for i in ids)
+
+
 def build_model(experiment: Experiment, encoder_path: str, prepared: PreparedData):
     from modeling_multitask import MultiTaskModel
 
@@ -145,7 +151,16 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
         info.extra_metrics = {m: load_evaluate_metric(m) for m in info.metrics if m.startswith("evaluate:")}
         info.metrics = [m for m in info.metrics if not m.startswith("evaluate:")]
 
-    tokenizer = AutoTokenizer.from_pretrained(encoder_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(encoder_path)
+    except (OSError, ValueError) as error:
+        raise ExperimentError(f"model.base_model: no usable tokenizer in '{experiment.model.base_model}' ({error}). "
+                              "Save the encoder's tokenizer beside its weights.") from error
+    if _all_unknown(tokenizer, "the a of and to in is it"):
+        # transformers builds an empty tokenizer from a folder without tokenizer files: every word becomes [UNK].
+        raise ExperimentError(f"model.base_model: the tokenizer of '{experiment.model.base_model}' has no vocabulary "
+                              f"({len(tokenizer)} tokens; every word maps to {tokenizer.unk_token}). Save the "
+                              "encoder's tokenizer files beside its weights.")
     prepared = prepare_data(experiment, tokenizer)
     for info in task_infos:
         info.labels = prepared.labels[info.name]
