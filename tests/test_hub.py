@@ -150,6 +150,28 @@ def test_push_then_load_by_repo_id_in_a_fresh_process(hub, tmp_path, tiny_tokeni
     assert not hub.state.unhandled, hub.state.unhandled
 
 
+# `model.push_to_hub` in a process that imported the project: our card and the pipeline, not transformers' generic card.
+MODEL_PUSH_TO_HUB = """
+import sys
+from transformers import AutoTokenizer
+from modeling_multitask import MultiTaskModel
+model = MultiTaskModel.from_pretrained(sys.argv[1])
+print(model.push_to_hub(sys.argv[2], tokenizer=AutoTokenizer.from_pretrained(sys.argv[1])).oid)
+"""
+
+
+def test_model_push_to_hub_writes_the_model_card_and_pipeline(hub, tmp_path, tiny_tokenizer):
+    checkpoint = tmp_path / "checkpoint"
+    make_checkpoint(checkpoint, tiny_tokenizer, seed=2, accuracy=0.5)
+    oid = run([sys.executable, "-c", MODEL_PUSH_TO_HUB, str(checkpoint), "tester/pushed-model"], hub_env(hub, tmp_path),
+              REPO_ROOT)
+    commit = hub.state.repos["tester/pushed-model"][-1]
+    assert commit.sha == oid
+    assert {"model.safetensors", "tokenizer.json", "pipeline_multitask.py", "README.md"} <= set(commit.files)
+    card = commit.files["README.md"].data.decode()
+    assert CARD_MARKER in card and "trust_remote_code=True" in card
+
+
 def test_push_cli_rejects_a_folder_that_is_not_a_multitask_checkpoint(hub, tmp_path):
     from transformers import BertConfig
 
