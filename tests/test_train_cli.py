@@ -130,6 +130,9 @@ BAD_EXPERIMENTS = [
      r"mismatch.jsonl, line 1: 2 tokens but 1 tags"),
     ({"model.base_model": "/nonexistent/encoder"}, "model.base_model: cannot load"),
     ({"sampling.strategy": "temprature"}, "Did you mean 'temperature'"),
+    ({"sampling.temperature": "hot"}, "sampling.temperature must be a number > 0, got 'hot'"),
+    ({"tasks.1.loss_weight": -1}, r"tasks\[1\] \(slots\).loss_weight must be a positive number"),
+    ({"model.dropout": 1.5}, r"model.dropout must be a number in \[0, 1\)"),
 ]
 
 

@@ -126,6 +126,10 @@ class Experiment:
             raise ExperimentError(f"training: {error}") from error
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _nearest(key: str, allowed) -> str:
     match = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.5)
     return f" Did you mean '{match[0]}'?" if match else ""
@@ -207,6 +211,8 @@ def _parse_task(raw: Any, index: int, base: Path) -> TaskSpec:
         if not isinstance(task.labels, list) or not all(isinstance(x, (str, int)) for x in task.labels):
             raise ExperimentError(f"{where}.labels must be a list of label names or a label file path.")
         task.labels = [str(label) for label in task.labels]  # labels written as 0/1 match the data's "0"/"1"
+    if not _is_number(task.loss_weight) or not task.loss_weight > 0:
+        raise ExperimentError(f"{where}.loss_weight must be a positive number, got {task.loss_weight!r}.")
     if not isinstance(task.max_length, int) or task.max_length < 4:
         raise ExperimentError(f"{where}.max_length must be an integer >= 4, got {task.max_length!r}.")
     known_metrics = DEFAULT_METRICS[task.type]
@@ -242,8 +248,13 @@ def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = N
         raise ExperimentError(f"sampling.strategy '{sampling.strategy}' is unknown."
                               f"{_nearest(sampling.strategy, SAMPLING_STRATEGIES)} "
                               f"Allowed: {', '.join(SAMPLING_STRATEGIES)}.")
-    if not sampling.temperature > 0:
-        raise ExperimentError(f"sampling.temperature must be > 0, got {sampling.temperature}.")
+    if not _is_number(sampling.temperature) or not sampling.temperature > 0:
+        raise ExperimentError(f"sampling.temperature must be a number > 0, got {sampling.temperature!r}.")
+    cap = sampling.max_examples_per_task
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+        raise ExperimentError(f"sampling.max_examples_per_task must be a positive integer or null, got {cap!r}.")
+    if not _is_number(model.dropout) or not 0 <= model.dropout < 1:
+        raise ExperimentError(f"model.dropout must be a number in [0, 1), got {model.dropout!r}.")
 
     training = dict(raw.get("training") or {})
     argument_names = [f.name for f in dataclasses.fields(TrainingArguments) if f.init]
