@@ -126,6 +126,7 @@ BAD_EXPERIMENTS = [
     ({"tasks.2.data.train": "broken.tsv"}, r"broken.tsv, line 3: expected 3 columns"),
     ({"tasks.0.data.train": "broken.jsonl"}, r"broken.jsonl, line 2: not valid JSON"),
     ({"tasks.0.data.train": "empty.jsonl"}, "empty.jsonl holds no examples"),
+    ({"tasks.0.data.train": "latin1.jsonl"}, "latin1.jsonl is not UTF-8 text"),
     ({"tasks.0.data.train": "mismatch.jsonl", "tasks.0.data.validation": "mismatch.jsonl"},
      r"mismatch.jsonl, line 1: 2 tokens but 1 tags"),
     ({"model.base_model": "/nonexistent/encoder"}, "model.base_model: cannot load"),
@@ -142,6 +143,7 @@ def test_bad_input_fails_before_training_with_a_clear_error(tmp_path, tiny_encod
     (tmp_path / "broken.tsv").write_text("sentence1\tsentence2\tscore\nhello\thi\t1.0\nno score here\t2\n")
     (tmp_path / "broken.jsonl").write_text('{"tokens": ["hi"], "tags": ["O"], "intent": "greet"}\n{"tokens": [\n')
     (tmp_path / "empty.jsonl").write_text("\n")
+    (tmp_path / "latin1.jsonl").write_bytes('{"tokens": ["caf\xe9"], "tags": ["O"], "intent": "greet"}\n'.encode("latin-1"))
     (tmp_path / "mismatch.jsonl").write_text('{"tokens": ["hi", "there"], "tags": ["O"], "intent": "greet"}\n')
     experiment(tmp_path, tiny_encoder, **changes)
     assert main([str(tmp_path / "experiment.yaml")]) == 2

@@ -138,6 +138,17 @@ def read_split(source: DataSource, split: str) -> Rows | None:
     location = source.files.get(split)
     if location is None:
         return None
+    try:
+        rows = _read_local(source, location)
+    except UnicodeDecodeError as error:
+        raise ExperimentError(f"{location} is not UTF-8 text ({error.reason} at byte {error.start}): save it as "
+                              "UTF-8.") from error
+    if not rows.records:
+        raise ExperimentError(f"{rows.origin} holds no examples.")
+    return rows
+
+
+def _read_local(source: DataSource, location) -> Rows:
     if isinstance(location, dict):
         rows = _read_line_files(location)
     else:
@@ -156,12 +167,13 @@ def read_split(source: DataSource, split: str) -> Rows | None:
         elif file_format == "parquet":
             import pyarrow.parquet
 
-            records = pyarrow.parquet.read_table(location).to_pylist()
+            try:
+                records = pyarrow.parquet.read_table(location).to_pylist()
+            except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+                raise ExperimentError(f"{location} is not a readable parquet file: {error}") from error
             rows = Rows(records, list(range(1, len(records) + 1)), str(location))
         else:
             raise ExperimentError(f"data.format '{file_format}' needs a mapping of column -> line file per split.")
-    if not rows.records:
-        raise ExperimentError(f"{rows.origin} holds no examples.")
     return rows
 
 
