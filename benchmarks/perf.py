@@ -108,10 +108,15 @@ def clock_name() -> str:
 
 
 def encoder_config(preset: Preset) -> BertConfig:
-    return BertConfig(vocab_size=preset.vocab_size, hidden_size=preset.hidden_size,
-                      num_hidden_layers=preset.num_layers, num_attention_heads=preset.num_heads,
-                      intermediate_size=preset.intermediate_size, max_position_embeddings=max(512, preset.seq_len),
-                      attn_implementation="sdpa")
+    return BertConfig(
+        vocab_size=preset.vocab_size,
+        hidden_size=preset.hidden_size,
+        num_hidden_layers=preset.num_layers,
+        num_attention_heads=preset.num_heads,
+        intermediate_size=preset.intermediate_size,
+        max_position_embeddings=max(512, preset.seq_len),
+        attn_implementation="sdpa",
+    )
 
 
 def tokenizer(preset: Preset) -> BertTokenizer:
@@ -132,17 +137,25 @@ def fixed_length_features(preset: Preset, num_labels: list[int], seed: int = 0) 
     per_task = preset.num_train_examples // len(num_labels)
     groups = []
     for task_index, labels in enumerate(num_labels):
-        groups.append([{"input_ids": random_ids(generator, preset, preset.seq_len),
-                        "attention_mask": [1] * preset.seq_len,
-                        "labels": int(torch.randint(labels, (1,), generator=generator)),
-                        "task_ids": task_index} for _ in range(per_task)])
+        groups.append(
+            [
+                {
+                    "input_ids": random_ids(generator, preset, preset.seq_len),
+                    "attention_mask": [1] * preset.seq_len,
+                    "labels": int(torch.randint(labels, (1,), generator=generator)),
+                    "task_ids": task_index,
+                }
+                for _ in range(per_task)
+            ]
+        )
     return groups
 
 
 def multitask_model(preset: Preset, tasks: list[dict], fusion: bool) -> MultiTaskModel:
     torch.manual_seed(0)
-    config = MultiTaskConfig(encoder_config=encoder_config(preset), tasks=tasks,
-                             fusion={"type": "attention"} if fusion else None)
+    config = MultiTaskConfig(
+        encoder_config=encoder_config(preset), tasks=tasks, fusion={"type": "attention"} if fusion else None
+    )
     return MultiTaskModel(config)
 
 
@@ -158,12 +171,27 @@ def baseline_model(preset: Preset, num_labels: int, token_level: bool = False, p
 
 def training_args(preset: Preset, output_dir: str, max_steps: int, compile_model: bool) -> TrainingArguments:
     return TrainingArguments(
-        output_dir=output_dir, per_device_train_batch_size=preset.batch_size, max_steps=max_steps,
-        learning_rate=1e-4, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, optim=preset.optim,
-        bf16=preset.bf16, dataloader_num_workers=preset.dataloader_num_workers,
-        dataloader_pin_memory=torch.cuda.is_available(), save_strategy="no", eval_strategy="no",
-        logging_strategy="no", report_to="none", disable_tqdm=True, label_names=["labels"], seed=0,
-        use_cpu=not torch.cuda.is_available(), torch_compile=compile_model, **preset.extra_args,
+        output_dir=output_dir,
+        per_device_train_batch_size=preset.batch_size,
+        max_steps=max_steps,
+        learning_rate=1e-4,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        optim=preset.optim,
+        bf16=preset.bf16,
+        dataloader_num_workers=preset.dataloader_num_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        save_strategy="no",
+        eval_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        label_names=["labels"],
+        seed=0,
+        use_cpu=not torch.cuda.is_available(),
+        torch_compile=compile_model,
+        **preset.extra_args,
     )
 
 
@@ -242,16 +270,25 @@ def build_trainer(name: str, preset: Preset, output_dir: str, compile_model: boo
         # The same examples, without task ids: one single-task model, the standard way.
         features = [{k: v for k, v in f.items() if k != "task_ids"} for group in groups for f in group]
         model = baseline_model(preset, num_labels=max(len(task["labels"]) for task in TRAIN_TASKS))
-        trainer = Trainer(model=model, args=args, train_dataset=FeatureDataset(features),
-                          data_collator=DataCollatorWithPadding(tokenizer(preset)))
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=FeatureDataset(features),
+            data_collator=DataCollatorWithPadding(tokenizer(preset)),
+        )
     else:
         model = multitask_model(preset, TRAIN_TASKS, fusion=name == "multitask_fusion")
         infos = [TaskInfo(task["name"], task["type"], task["labels"]) for task in TRAIN_TASKS]
         dataset = torch.utils.data.ConcatDataset([FeatureDataset(group) for group in groups])
-        trainer = MultiTaskTrainer(model=model, args=args, train_dataset=dataset,
-                                   data_collator=MultiTaskDataCollator(tokenizer(preset)),
-                                   group_sizes=[len(group) for group in groups], tasks=infos,
-                                   sampling_strategy="uniform")
+        trainer = MultiTaskTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            data_collator=MultiTaskDataCollator(tokenizer(preset)),
+            group_sizes=[len(group) for group in groups],
+            tasks=infos,
+            sampling_strategy="uniform",
+        )
     trainer.remove_callback(PrinterCallback)  # the end-of-training metrics line
     return trainer
 
@@ -259,8 +296,14 @@ def build_trainer(name: str, preset: Preset, output_dir: str, compile_model: boo
 def summary(values: list[float]) -> dict:
     """Median with the interquartile range (robust to the load bursts of a shared machine) and all values."""
     quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
-    return {"median": statistics.median(values), "q1": quartiles[0], "q3": quartiles[2], "min": min(values),
-            "max": max(values), "values": values}
+    return {
+        "median": statistics.median(values),
+        "q1": quartiles[0],
+        "q3": quartiles[2],
+        "min": min(values),
+        "max": max(values),
+        "values": values,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ measurements
@@ -291,7 +334,7 @@ def measure_training(preset: Preset, output_dir: str, compile_model: bool) -> di
         name, error = next(iter(errors.items()))
         raise RuntimeError(f"training {name} failed: {error!r}") from error
 
-    seconds = {name: timer.seconds[preset.warmup_steps:] for name, timer in timers.items()}
+    seconds = {name: timer.seconds[preset.warmup_steps :] for name, timer in timers.items()}
     # Step k of each configuration ran within one cycle, seconds apart: compare them pairwise.
     per_step = {
         "multitask_vs_baseline": [b / m for b, m in zip(seconds["baseline"], seconds["multitask"])],
@@ -304,8 +347,10 @@ def measure_training(preset: Preset, output_dir: str, compile_model: bool) -> di
         "samples_per_second": {name: summary(values) for name, values in samples.items()},
         "samples_per_second_overall": total,
         "ratios": {name: summary(values) for name, values in per_step.items()},
-        "ratios_overall": {"multitask_vs_baseline": total["multitask"] / total["baseline"],
-                           "fusion_vs_multitask": total["multitask"] / total["multitask_fusion"] - 1.0},
+        "ratios_overall": {
+            "multitask_vs_baseline": total["multitask"] / total["baseline"],
+            "fusion_vs_multitask": total["multitask"] / total["multitask_fusion"] - 1.0,
+        },
         "measured_steps": len(seconds["baseline"]),
         "parameters": parameters,
     }
@@ -316,8 +361,10 @@ def measure_inference(preset: Preset) -> dict:
     dev = device()
     dtype = torch.bfloat16 if preset.bf16 else None
     tasks = INFERENCE_TASKS[: preset.num_inference_tasks]
-    candidates = {"multitask_k": multitask_model(preset, tasks, fusion=False),
-                  "multitask_k_fusion": multitask_model(preset, tasks, fusion=True)}
+    candidates = {
+        "multitask_k": multitask_model(preset, tasks, fusion=False),
+        "multitask_k_fusion": multitask_model(preset, tasks, fusion=True),
+    }
     singles = []
     for task in tasks:
         if task["type"] == "token_classification":
@@ -332,11 +379,14 @@ def measure_inference(preset: Preset) -> dict:
         model.to(device=dev, dtype=dtype).eval()
 
     generator = torch.Generator().manual_seed(1)
-    input_ids = torch.randint(5, preset.vocab_size, (preset.inference_batch_size, preset.seq_len),
-                              generator=generator).to(dev)
+    input_ids = torch.randint(
+        5, preset.vocab_size, (preset.inference_batch_size, preset.seq_len), generator=generator
+    ).to(dev)
     attention_mask = torch.ones_like(input_ids)
-    runs = {"single_one": lambda: singles[0](input_ids=input_ids, attention_mask=attention_mask),
-            "single_k_separate": lambda: [m(input_ids=input_ids, attention_mask=attention_mask) for m in singles]}
+    runs = {
+        "single_one": lambda: singles[0](input_ids=input_ids, attention_mask=attention_mask),
+        "single_k_separate": lambda: [m(input_ids=input_ids, attention_mask=attention_mask) for m in singles],
+    }
     for name, model in candidates.items():
         runs[name] = lambda model=model: model(input_ids=input_ids, attention_mask=attention_mask)
     # Check the candidates really predict every task from one pass.
@@ -361,8 +411,9 @@ def measure_inference(preset: Preset) -> dict:
     # Ratios within a repeat compare forwards run moments apart: their median is robust to load bursts.
     paired = {
         "k_tasks_one_pass_over_one_task": [m / o for m, o in zip(seconds["multitask_k"], seconds["single_one"])],
-        "k_tasks_one_pass_fusion_over_one_task": [m / o for m, o in zip(seconds["multitask_k_fusion"],
-                                                                        seconds["single_one"])],
+        "k_tasks_one_pass_fusion_over_one_task": [
+            m / o for m, o in zip(seconds["multitask_k_fusion"], seconds["single_one"])
+        ],
         "k_separate_over_one_pass": [k / m for k, m in zip(seconds["single_k_separate"], seconds["multitask_k"])],
     }
     return {
@@ -427,8 +478,10 @@ def measure_fusion_component(preset: Preset) -> dict:
             synchronize()
             seconds[name].append(clock() - start)
     median = {name: statistics.median(values) for name, values in seconds.items()}
-    return {"seconds": {name: summary(values) for name, values in seconds.items()},
-            "overhead": (median["fusion_path"] - median["cls_path"]) / median["step"]}
+    return {
+        "seconds": {name: summary(values) for name, values in seconds.items()},
+        "overhead": (median["fusion_path"] - median["cls_path"]) / median["step"],
+    }
 
 
 def measure_data_pipeline(preset: Preset, model_samples_per_second: float) -> dict:
@@ -441,27 +494,46 @@ def measure_data_pipeline(preset: Preset, model_samples_per_second: float) -> di
         if i % 2:
             # A joint group (intent + slots on the same sentence): dict labels with token tags.
             tags = [-100] + torch.randint(9, (length - 2,), generator=generator).tolist() + [-100]
-            joint.append({"input_ids": ids, "attention_mask": [1] * length,
-                          "labels": {"intent": int(torch.randint(8, (1,), generator=generator)), "slots": tags}})
+            joint.append(
+                {
+                    "input_ids": ids,
+                    "attention_mask": [1] * length,
+                    "labels": {"intent": int(torch.randint(8, (1,), generator=generator)), "slots": tags},
+                }
+            )
         else:
-            single.append({"input_ids": ids, "attention_mask": [1] * length,
-                           "labels": int(torch.randint(2, (1,), generator=generator)), "task_ids": 2})
+            single.append(
+                {
+                    "input_ids": ids,
+                    "attention_mask": [1] * length,
+                    "labels": int(torch.randint(2, (1,), generator=generator)),
+                    "task_ids": 2,
+                }
+            )
     dataset = torch.utils.data.ConcatDataset([FeatureDataset(joint), FeatureDataset(single)])
     collator = MultiTaskDataCollator(tokenizer(preset))
 
     def multitask_loader(group_by_length: bool) -> DataLoader:
         group_lengths = [[len(f["input_ids"]) for f in group] for group in (joint, single)]
-        sampler = TaskBlockSampler([len(joint), len(single)], preset.batch_size, strategy="temperature",
-                                   temperature=2.0, lengths=group_lengths if group_by_length else None)
+        sampler = TaskBlockSampler(
+            [len(joint), len(single)],
+            preset.batch_size,
+            strategy="temperature",
+            temperature=2.0,
+            lengths=group_lengths if group_by_length else None,
+        )
         return DataLoader(dataset, batch_size=preset.batch_size, sampler=sampler, collate_fn=collator)
 
     baseline_features = [{k: v for k, v in f.items() if k != "task_ids"} for f in single + single]
     loaders = {
         "multitask": multitask_loader(group_by_length=False),
         "multitask_group_by_length": multitask_loader(group_by_length=True),
-        "baseline": DataLoader(FeatureDataset(baseline_features), batch_size=preset.batch_size,
-                               sampler=RandomSampler(baseline_features),
-                               collate_fn=DataCollatorWithPadding(tokenizer(preset))),
+        "baseline": DataLoader(
+            FeatureDataset(baseline_features),
+            batch_size=preset.batch_size,
+            sampler=RandomSampler(baseline_features),
+            collate_fn=DataCollatorWithPadding(tokenizer(preset)),
+        ),
     }
 
     def rate(data_loader) -> tuple[float, float]:
@@ -482,13 +554,15 @@ def measure_data_pipeline(preset: Preset, model_samples_per_second: float) -> di
             samples_per_second, real_token_share[name] = rate(data_loader)
             rates[name].append(samples_per_second)
     multitask = statistics.median(rates["multitask"])
-    return {"samples_per_second": summary(rates["multitask"]),
-            "group_by_length_samples_per_second": summary(rates["multitask_group_by_length"]),
-            "baseline_collator_samples_per_second": summary(rates["baseline"]),
-            "real_token_share": real_token_share,
-            "model_samples_per_second": model_samples_per_second,
-            "headroom": multitask / model_samples_per_second,
-            "note": "one process, num_workers=0; ragged lengths 8..seq_len, half joint intent+slots examples"}
+    return {
+        "samples_per_second": summary(rates["multitask"]),
+        "group_by_length_samples_per_second": summary(rates["multitask_group_by_length"]),
+        "baseline_collator_samples_per_second": summary(rates["baseline"]),
+        "real_token_share": real_token_share,
+        "model_samples_per_second": model_samples_per_second,
+        "headroom": multitask / model_samples_per_second,
+        "note": "one process, num_workers=0; ragged lengths 8..seq_len, half joint intent+slots examples",
+    }
 
 
 class PeakRSS:
@@ -534,24 +608,36 @@ def memory_child(preset: Preset, name: str, output_dir: str) -> dict:
     with rss:
         trainer = build_trainer(name, steps_preset, output_dir, compile_model=False)
         trainer.train()
-    return {"peak_bytes": rss.peak - before,
-            "method": "peak RSS (sampled every 2 ms) minus RSS before building model and Trainer, fresh process"}
+    return {
+        "peak_bytes": rss.peak - before,
+        "method": "peak RSS (sampled every 2 ms) minus RSS before building model and Trainer, fresh process",
+    }
 
 
 def measure_memory(preset_name: str, output_dir: str) -> dict:
     """(e): one fresh process per configuration, so that each peak is its own."""
     results = {}
     for name in TRAIN_CONFIGS:
-        command = [sys.executable, __file__, "--preset", preset_name, "--memory-child", name,
-                   "--workdir", f"{output_dir}/memory_{name}"]
+        command = [
+            sys.executable,
+            __file__,
+            "--preset",
+            preset_name,
+            "--memory-child",
+            name,
+            "--workdir",
+            f"{output_dir}/memory_{name}",
+        ]
         completed = subprocess.run(command, capture_output=True, text=True, check=False)
         if completed.returncode != 0:
             raise RuntimeError(f"memory child {name} failed:\n{completed.stderr[-3000:]}")
         results[name] = json.loads(completed.stdout.strip().splitlines()[-1])
     base = results["baseline"]["peak_bytes"]
-    return {"peak_bytes": {name: r["peak_bytes"] for name, r in results.items()},
-            "method": results["baseline"]["method"],
-            "ratios": {name: r["peak_bytes"] / base for name, r in results.items() if name != "baseline"}}
+    return {
+        "peak_bytes": {name: r["peak_bytes"] for name, r in results.items()},
+        "method": results["baseline"]["method"],
+        "ratios": {name: r["peak_bytes"] / base for name, r in results.items() if name != "baseline"},
+    }
 
 
 def matmul_peak_flops(dtype: torch.dtype, size: int) -> float:
@@ -642,11 +728,13 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| (e) peak train memory, {name} (MiB) | {memory['peak_bytes']['baseline'] / 2**20:.1f} | "
             f"{memory['peak_bytes'][name] / 2**20:.1f} | {ratio:.3f} | <= {TARGETS['memory_ratio']} | "
-            f"{verdict(ratio <= TARGETS['memory_ratio'])} |")
+            f"{verdict(ratio <= TARGETS['memory_ratio'])} |"
+        )
     lines += [
         "",
         f"MFU (model FLOPs / measured {mfu['dtype']} matmul peak of {mfu['peak_tflops']:.2f} TFLOP/s): "
-        + ", ".join(f"{name} {value:.1%}" for name, value in mfu["by_config"].items()) + ".",
+        + ", ".join(f"{name} {value:.1%}" for name, value in mfu["by_config"].items())
+        + ".",
         f"Memory method: {memory['method']}.",
         f"Data pipeline (d): with sampling.group_by_length {data['group_by_length_samples_per_second']['median']:.0f} "
         f"samples/s; DataCollatorWithPadding + RandomSampler (single task) "
@@ -669,13 +757,21 @@ def cpu_model() -> str:
 
 
 def machine() -> dict:
-    info = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
     import transformers
 
     info["transformers"] = transformers.__version__
-    info["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else (
-        f"CPU ({cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)")
+    info["device"] = (
+        torch.cuda.get_device_name(0)
+        if torch.cuda.is_available()
+        else (f"CPU ({cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)")
+    )
     return info
 
 
@@ -702,8 +798,11 @@ def main(argv: list[str] | None = None) -> int:
     if preset.name == "gpu" and not torch.cuda.is_available():
         print("warning: the gpu preset on a machine without CUDA: this will be very slow.", file=sys.stderr)
     started = time.time()
-    print(f"(a)+(b) training through the Trainer, {preset.warmup_steps}+{preset.measured_steps} interleaved steps per "
-          "configuration ...", flush=True)
+    print(
+        f"(a)+(b) training through the Trainer, {preset.warmup_steps}+{preset.measured_steps} interleaved steps per "
+        "configuration ...",
+        flush=True,
+    )
     training = measure_training(preset, workdir, args.compile)
     print("(b) fusion path alone ...", flush=True)
     training["fusion_component"] = measure_fusion_component(preset)
@@ -717,17 +816,32 @@ def main(argv: list[str] | None = None) -> int:
     dtype = torch.bfloat16 if preset.bf16 else torch.float32
     peak = matmul_peak_flops(dtype, 8192 if torch.cuda.is_available() else 1024)
     flops = training_flops_per_sample(preset)
-    mfu = {"dtype": str(dtype).replace("torch.", ""), "peak_tflops": peak / 1e12,
-           "flops_per_sample": flops,
-           "by_config": {name: s["median"] * flops / peak for name, s in training["samples_per_second"].items()}}
-    results = {"preset": preset.__dict__, "compile": args.compile, "clock": clock_name(), "machine": machine(), "training": training,
-               "inference": inference, "data_pipeline": data, "memory": memory, "mfu": mfu, "targets": TARGETS,
-               "command": " ".join([Path(sys.executable).name, *sys.argv]),
-               "wall_seconds": time.time() - started,
-               "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    mfu = {
+        "dtype": str(dtype).replace("torch.", ""),
+        "peak_tflops": peak / 1e12,
+        "flops_per_sample": flops,
+        "by_config": {name: s["median"] * flops / peak for name, s in training["samples_per_second"].items()},
+    }
+    results = {
+        "preset": preset.__dict__,
+        "compile": args.compile,
+        "clock": clock_name(),
+        "machine": machine(),
+        "training": training,
+        "inference": inference,
+        "data_pipeline": data,
+        "memory": memory,
+        "mfu": mfu,
+        "targets": TARGETS,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "wall_seconds": time.time() - started,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     table = markdown(results)
     results["table"] = table
-    out = Path(args.out or REPO / "benchmarks" / "results" / f"perf_{preset.name}{'_compile' if args.compile else ''}.json")
+    out = Path(
+        args.out or REPO / "benchmarks" / "results" / f"perf_{preset.name}{'_compile' if args.compile else ''}.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print()

@@ -58,8 +58,10 @@ def _normalize_task(spec, index: int) -> dict:
     labels, num_labels = spec.get("labels"), spec.get("num_labels")
     if task_type == "regression":
         if labels is not None or num_labels not in (None, 1):
-            raise ValueError(f"Task {name!r} is a regression task: it has one output, so give neither 'labels' "
-                             f"nor a 'num_labels' other than 1 (got labels={labels!r}, num_labels={num_labels!r}).")
+            raise ValueError(
+                f"Task {name!r} is a regression task: it has one output, so give neither 'labels' "
+                f"nor a 'num_labels' other than 1 (got labels={labels!r}, num_labels={num_labels!r})."
+            )
         labels, num_labels = None, 1
     else:
         minimum = 1 if task_type == "multi_label_classification" else 2
@@ -76,7 +78,9 @@ def _normalize_task(spec, index: int) -> dict:
             labels = list(labels)
             duplicates = sorted({label for label in labels if labels.count(label) > 1})
             if duplicates:
-                raise ValueError(f"Task {name!r} lists labels more than once: {duplicates}. Label names must be unique.")
+                raise ValueError(
+                    f"Task {name!r} lists labels more than once: {duplicates}. Label names must be unique."
+                )
             if len(labels) < minimum:
                 raise ValueError(f"Task {name!r} ({task_type}) needs at least {minimum} labels, got {labels}.")
             if num_labels is not None and num_labels != len(labels):
@@ -89,8 +93,13 @@ def _normalize_task(spec, index: int) -> dict:
     loss_weight = spec.get("loss_weight", 1.0)
     if isinstance(loss_weight, bool) or not isinstance(loss_weight, (int, float)) or not loss_weight > 0:
         raise ValueError(f"Task {name!r}: loss_weight must be a positive number, got {loss_weight!r}.")
-    return {"name": name, "type": task_type, "labels": labels, "num_labels": num_labels,
-            "loss_weight": float(loss_weight)}
+    return {
+        "name": name,
+        "type": task_type,
+        "labels": labels,
+        "num_labels": num_labels,
+        "loss_weight": float(loss_weight),
+    }
 
 
 class MultiTaskConfig(PreTrainedConfig):
@@ -176,8 +185,10 @@ class MultiTaskConfig(PreTrainedConfig):
         token_level = {task["name"] for task in self.tasks if task["type"] in TOKEN_LEVEL_TASK_TYPES}
         for name in self.text_pair_tasks:
             if name not in self.task_names or name in token_level:
-                raise ValueError(f"text_pair_tasks names {name!r}, which is not a sequence-level task of this "
-                                 f"config ({', '.join(self.task_names)}).")
+                raise ValueError(
+                    f"text_pair_tasks names {name!r}, which is not a sequence-level task of this "
+                    f"config ({', '.join(self.task_names)})."
+                )
 
     def _validate_task_names(self):
         names = [task["name"] for task in self.tasks]

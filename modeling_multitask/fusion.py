@@ -77,8 +77,10 @@ class AttentionFusion(nn.Module):
         if task_id.dim() == 0:
             task_id = task_id.expand(batch_size)
         if task_id.shape != (batch_size,):
-            raise ValueError(f"task_id must be an int or a (batch,) tensor; got shape {tuple(task_id.shape)} "
-                             f"for a batch of {batch_size}.")
+            raise ValueError(
+                f"task_id must be an int or a (batch,) tensor; got shape {tuple(task_id.shape)} "
+                f"for a batch of {batch_size}."
+            )
         return task_id
 
     def project_tokens(self, shared_representation) -> torch.Tensor:
@@ -86,15 +88,16 @@ class AttentionFusion(nn.Module):
         can be computed once and reused for every task of the same batch."""
         return F.linear(shared_representation, self.attention_layer.weight[:, : self.hidden_size])
 
-    def attention_weights(self, shared_representation, task_id, attention_mask=None,
-                          projected_tokens=None) -> torch.Tensor:
+    def attention_weights(
+        self, shared_representation, task_id, attention_mask=None, projected_tokens=None
+    ) -> torch.Tensor:
         """The `(batch, seq)` token weights of `task_id` (an int, or a `(batch,)` tensor of task ids).
 
         `projected_tokens`, from [`~AttentionFusion.project_tokens`], skips recomputing the token projection.
         """
         batch_size = shared_representation.shape[0]
         task_ids = self._task_ids(task_id, batch_size, shared_representation.device)
-        weight_task = self.attention_layer.weight[:, self.hidden_size:]
+        weight_task = self.attention_layer.weight[:, self.hidden_size :]
         task_term = F.linear(self.task_embeddings(task_ids), weight_task, self.attention_layer.bias)  # (batch, hidden)
         if projected_tokens is None:
             projected_tokens = self.project_tokens(shared_representation)

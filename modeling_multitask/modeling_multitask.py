@@ -126,7 +126,11 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         """
         encoder = AutoModel.from_pretrained(encoder_name_or_path, **encoder_kwargs)
         config = MultiTaskConfig(
-            encoder_config=encoder.config, tasks=tasks, fusion=fusion, dropout=dropout, pooling=pooling,
+            encoder_config=encoder.config,
+            tasks=tasks,
+            fusion=fusion,
+            dropout=dropout,
+            pooling=pooling,
             text_pair_tasks=text_pair_tasks,
         )
         model = cls(config)
@@ -178,11 +182,18 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             Return the AttentionFusion token weights per task (when fusion is on).
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        encoder_inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "inputs_embeds": inputs_embeds,
-                          "token_type_ids": token_type_ids, "position_ids": position_ids}
+        encoder_inputs = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "inputs_embeds": inputs_embeds,
+            "token_type_ids": token_type_ids,
+            "position_ids": position_ids,
+        }
         encoder_inputs = {k: v for k, v in encoder_inputs.items() if v is not None and k in self._encoder_arguments}
         encoder_outputs = self.encoder(
-            **encoder_inputs, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            **encoder_inputs,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
             return_dict=True,
         )
         sequence_output = encoder_outputs.last_hidden_state  # (batch, seq, hidden)
@@ -203,7 +214,8 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             hidden = sequence_output if route.rows is None else sequence_output[route.rows]
             mask = attention_mask if route.rows is None else attention_mask[route.rows]
             representation, weights = self._task_representation(
-                hidden, mask, route.task_index, head.is_token_level, projected if route.rows is None else None)
+                hidden, mask, route.task_index, head.is_token_level, projected if route.rows is None else None
+            )
             logits = head(representation)
             task_logits[task["name"]] = logits
             if weights is not None and output_fusion_weights:
@@ -231,15 +243,19 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         num_tasks = self.config.num_tasks
         if isinstance(labels, dict):
             if task_ids is not None:
-                raise ValueError("Pass labels as a dict of task name -> labels only without task_ids "
-                                 "(joint training runs every named task on every example).")
+                raise ValueError(
+                    "Pass labels as a dict of task name -> labels only without task_ids "
+                    "(joint training runs every named task on every example)."
+                )
             indices = [self.config.task_index(name) for name in labels]
             return [_Route(i, None, labels[self.config.task_names[i]], 1.0) for i in indices], None
 
         if task_ids is None:
             if labels is not None and num_tasks > 1:
-                raise ValueError(f"labels were given without task_ids, but the model has {num_tasks} tasks "
-                                 f"({', '.join(self.config.task_names)}): pass task_ids, or labels as a dict.")
+                raise ValueError(
+                    f"labels were given without task_ids, but the model has {num_tasks} tasks "
+                    f"({', '.join(self.config.task_names)}): pass task_ids, or labels as a dict."
+                )
             if num_tasks > 1:
                 return [_Route(i, None, None, 1.0) for i in range(num_tasks)], None
             task_ids = 0
@@ -249,18 +265,22 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         if isinstance(task_ids, int):
             # One task for the whole batch: no data-dependent routing (and no graph break under torch.compile).
             if not 0 <= task_ids < num_tasks:
-                raise ValueError(f"task_ids must be in [0, {num_tasks}) for tasks {self.config.task_names}; "
-                                 f"got {task_ids}.")
+                raise ValueError(
+                    f"task_ids must be in [0, {num_tasks}) for tasks {self.config.task_names}; got {task_ids}."
+                )
             task_tensor = torch.full((batch_size,), task_ids, dtype=torch.long, device=device)
             return [_Route(task_ids, None, labels, 1.0)], task_tensor
         task_ids = torch.as_tensor(task_ids, device=device).long()
         if task_ids.shape != (batch_size,):
-            raise ValueError(f"task_ids must be an int or a (batch,) tensor; got shape {tuple(task_ids.shape)} "
-                             f"for a batch of {batch_size}.")
+            raise ValueError(
+                f"task_ids must be an int or a (batch,) tensor; got shape {tuple(task_ids.shape)} "
+                f"for a batch of {batch_size}."
+            )
         present = torch.unique(task_ids).tolist()
         if present[0] < 0 or present[-1] >= num_tasks:
-            raise ValueError(f"task_ids must be in [0, {num_tasks}) for tasks {self.config.task_names}; "
-                             f"got {present}.")
+            raise ValueError(
+                f"task_ids must be in [0, {num_tasks}) for tasks {self.config.task_names}; got {present}."
+            )
         if len(present) == 1:
             return [_Route(present[0], None, labels, 1.0)], task_ids
         routes = []

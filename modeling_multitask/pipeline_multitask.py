@@ -80,8 +80,10 @@ class MultiTaskPipeline(Pipeline):
                 f"with a {type(self.model.config).__name__}."
             )
         if self.tokenizer is None or not getattr(self.tokenizer, "is_fast", False):
-            raise ValueError("MultiTaskPipeline needs a fast tokenizer (for character offsets); save one next to the "
-                             "model or pass `tokenizer=`.")
+            raise ValueError(
+                "MultiTaskPipeline needs a fast tokenizer (for character offsets); save one next to the "
+                "model or pass `tokenizer=`."
+            )
 
     # ----------------------------------------------------------------------------------------------- parameters
     def _sanitize_parameters(self, task=None, top_k=None, threshold=None, return_fusion_weights=None, max_length=None):
@@ -103,16 +105,20 @@ class MultiTaskPipeline(Pipeline):
             postprocess["threshold"] = threshold
         if return_fusion_weights is not None:
             if return_fusion_weights and self.model.config.fusion is None:
-                raise ValueError("return_fusion_weights=True needs a model with AttentionFusion, but this checkpoint "
-                                 "has `fusion: null` in its config; there are no task token weights to show.")
+                raise ValueError(
+                    "return_fusion_weights=True needs a model with AttentionFusion, but this checkpoint "
+                    "has `fusion: null` in its config; there are no task token weights to show."
+                )
             forward["return_fusion_weights"] = postprocess["return_fusion_weights"] = bool(return_fusion_weights)
         return preprocess, forward, postprocess
 
     def _check_task(self, task):
         names = self.model.config.task_names
         if task not in names:
-            raise ValueError(f"Unknown task {task!r}. This model predicts: {', '.join(names)}. "
-                             "Pass one of those as task=, or leave task out to predict every task.")
+            raise ValueError(
+                f"Unknown task {task!r}. This model predicts: {', '.join(names)}. "
+                "Pass one of those as task=, or leave task out to predict every task."
+            )
 
     # ----------------------------------------------------------------------------------------------- preprocess
     def _split_input(self, inputs) -> tuple[str, str | None]:
@@ -138,8 +144,10 @@ class MultiTaskPipeline(Pipeline):
         names = self.model.config.task_names
         if task is not None:
             if pair_tasks is not None and task in pair_tasks and text_pair is None:
-                raise ValueError(f"Task {task!r} compares two texts but got one: pass "
-                                 "{'text': ..., 'text_pair': ...} or a (text, text_pair) tuple.")
+                raise ValueError(
+                    f"Task {task!r} compares two texts but got one: pass "
+                    "{'text': ..., 'text_pair': ...} or a (text, text_pair) tuple."
+                )
             if pair_tasks is not None and task not in pair_tasks and text_pair is not None:
                 raise ValueError(f"Task {task!r} reads a single text but got a pair: pass just the text.")
             return [task]
@@ -148,32 +156,51 @@ class MultiTaskPipeline(Pipeline):
         wanted = [name for name in names if (name in pair_tasks) == (text_pair is not None)]
         if not wanted:
             kind = "a text pair" if text_pair is not None else "a single text"
-            raise ValueError(f"No task of this model reads {kind} (pair tasks: {sorted(pair_tasks)}; "
-                             f"all tasks: {', '.join(names)}).")
+            raise ValueError(
+                f"No task of this model reads {kind} (pair tasks: {sorted(pair_tasks)}; "
+                f"all tasks: {', '.join(names)})."
+            )
         return wanted
 
     def _max_length(self, max_length):
-        limits = [getattr(self.model.config.encoder_config, "max_position_embeddings", None),
-                  self.tokenizer.model_max_length, max_length]
+        limits = [
+            getattr(self.model.config.encoder_config, "max_position_embeddings", None),
+            self.tokenizer.model_max_length,
+            max_length,
+        ]
         return min(limit for limit in limits if isinstance(limit, int) and limit > 0)
 
     def preprocess(self, inputs, task=None, max_length=None):
         text, text_pair = self._split_input(inputs)
         tasks = self._tasks_for(text_pair, task)
         max_length = self._max_length(max_length)
-        encoding = self.tokenizer(text, text_pair, truncation=True, max_length=max_length,
-                                  return_offsets_mapping=True, return_overflowing_tokens=False, return_tensors="pt")
+        encoding = self.tokenizer(
+            text,
+            text_pair,
+            truncation=True,
+            max_length=max_length,
+            return_offsets_mapping=True,
+            return_overflowing_tokens=False,
+            return_tensors="pt",
+        )
         # Count what truncation dropped, with the special tokens the pair adds.
         full_length = len(self.tokenizer(text, text_pair, add_special_tokens=True)["input_ids"])
         truncated = full_length > encoding["input_ids"].shape[1]
         if truncated:
-            logger.warning(f"Input of {full_length} tokens truncated to {max_length} (the encoder's limit): "
-                           "predictions only see the start, and entities past the cut are not reported.")
+            logger.warning(
+                f"Input of {full_length} tokens truncated to {max_length} (the encoder's limit): "
+                "predictions only see the start, and entities past the cut are not reported."
+            )
         model_inputs = {key: encoding[key] for key in _MODEL_KEYS if key in encoding}
         model_inputs.update(
-            text=text, text_pair=text_pair, tasks=tasks, offset_mapping=encoding["offset_mapping"],
-            word_ids=encoding.word_ids(0), sequence_ids=encoding.sequence_ids(0),
-            tokens=encoding.tokens(0), truncated=truncated,
+            text=text,
+            text_pair=text_pair,
+            tasks=tasks,
+            offset_mapping=encoding["offset_mapping"],
+            word_ids=encoding.word_ids(0),
+            sequence_ids=encoding.sequence_ids(0),
+            tokens=encoding.tokens(0),
+            truncated=truncated,
         )
         return model_inputs
 
@@ -256,8 +283,10 @@ def _single_label(logits, labels, top_k) -> dict:
 
 def _multi_label(logits, labels, threshold) -> dict:
     scores = torch.sigmoid(logits).tolist()
-    return {"labels": [label for label, score in zip(labels, scores, strict=True) if score >= threshold],
-            "scores": dict(zip(labels, scores, strict=True))}
+    return {
+        "labels": [label for label, score in zip(labels, scores, strict=True) if score >= threshold],
+        "scores": dict(zip(labels, scores, strict=True)),
+    }
 
 
 def group_bio(tagged_words, text: str) -> list[dict]:
@@ -271,7 +300,7 @@ def group_bio(tagged_words, text: str) -> list[dict]:
     def close():
         if current is not None:
             current["score"] = sum(scores) / len(scores)
-            current["word"] = text[current["start"]:current["end"]]
+            current["word"] = text[current["start"] : current["end"]]
             entities.append(current)
 
     for tag, score, start, end in tagged_words:

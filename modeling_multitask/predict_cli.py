@@ -26,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("checkpoint", help="a checkpoint folder or a Hub repo id")
     parser.add_argument("texts", nargs="*", help="texts to predict (or use --file)")
     parser.add_argument("--task", default=None, help="predict one task (default: every task)")
-    parser.add_argument("--file", type=Path, default=None,
-                        help='JSON lines: a string, or {"text": ..., "text_pair": ...} per line')
+    parser.add_argument(
+        "--file", type=Path, default=None, help='JSON lines: a string, or {"text": ..., "text_pair": ...} per line'
+    )
     parser.add_argument("--text-pair", default=None, help="second text for every TEXT (pair tasks)")
     parser.add_argument("--explain", action="store_true", help="show each task's AttentionFusion weight per token")
     parser.add_argument("--html", type=Path, default=None, help="write the --explain heatmap to this HTML file")
@@ -52,8 +53,10 @@ def read_inputs(args) -> list:
             try:
                 item = json.loads(line)
             except json.JSONDecodeError as error:
-                raise ValueError(f"{args.file}:{number}: not JSON ({error.msg}); each line is a JSON string or "
-                                 '{"text": ..., "text_pair": ...}.') from None
+                raise ValueError(
+                    f"{args.file}:{number}: not JSON ({error.msg}); each line is a JSON string or "
+                    '{"text": ..., "text_pair": ...}.'
+                ) from None
             if not isinstance(item, (str, dict)):
                 raise ValueError(f"{args.file}:{number}: expected a string or an object with 'text', got {item!r}.")
             inputs.append(item)
@@ -113,14 +116,19 @@ def html_heatmap(rows: list[tuple[str, list[str], dict[str, list[float]]]]) -> s
                 alpha = values[index] / (max(values) or 1.0)
                 cells.append(f'<td style="background: rgba(220, 60, 30, {alpha:.3f})">{values[index]:.3f}</td>')
             body.append(f"<tr><th class=token>{html.escape(token)}</th>{''.join(cells)}</tr>")
-        tables.append(f"<h2>{html.escape(text)}</h2>\n<table><tr><th></th>{header}</tr>\n" + "\n".join(body)
-                      + "\n</table>")
-    style = ("body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;margin-bottom:2em} "
-             "td,th{border:1px solid #ddd;padding:2px 8px;text-align:right;font-size:13px} th.token{text-align:left}")
-    return ("<!DOCTYPE html>\n<html><head><meta charset=utf-8><title>AttentionFusion token weights</title>"
-            f"<style>{style}</style></head><body>\n<h1>What each task attends to</h1>\n"
-            "<p>AttentionFusion weight of every token for every task (a column sums to 1 over the tokens; colour is "
-            "relative to the column's largest weight).</p>\n" + "\n".join(tables) + "\n</body></html>\n")
+        tables.append(
+            f"<h2>{html.escape(text)}</h2>\n<table><tr><th></th>{header}</tr>\n" + "\n".join(body) + "\n</table>"
+        )
+    style = (
+        "body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;margin-bottom:2em} "
+        "td,th{border:1px solid #ddd;padding:2px 8px;text-align:right;font-size:13px} th.token{text-align:left}"
+    )
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset=utf-8><title>AttentionFusion token weights</title>"
+        f"<style>{style}</style></head><body>\n<h1>What each task attends to</h1>\n"
+        "<p>AttentionFusion weight of every token for every task (a column sums to 1 over the tokens; colour is "
+        "relative to the column's largest weight).</p>\n" + "\n".join(tables) + "\n</body></html>\n"
+    )
 
 
 def main(argv=None) -> int:

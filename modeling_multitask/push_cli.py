@@ -10,7 +10,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="multitask-push",
         description="Upload a multi-task checkpoint (weights through LFS, tokenizer, remote code, pipeline and a "
-                    "generated model card) to the Hub. A push with no change makes no commit.",
+        "generated model card) to the Hub. A push with no change makes no commit.",
     )
     parser.add_argument("checkpoint", help="the checkpoint folder (the training output_dir)")
     parser.add_argument("repo_id", help="the Hub repository, e.g. my-org/intent-slots")
@@ -24,8 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commit = push_checkpoint(args.checkpoint, args.repo_id, token=args.token, private=args.private,
-                                 commit_message=args.commit_message, revision=args.revision)
+        commit = push_checkpoint(
+            args.checkpoint,
+            args.repo_id,
+            token=args.token,
+            private=args.private,
+            commit_message=args.commit_message,
+            revision=args.revision,
+        )
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"multitask-push: error: {error}", file=sys.stderr)
         return 2

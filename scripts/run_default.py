@@ -59,17 +59,33 @@ def main(argv: list[str] | None = None) -> int:
     from modeling_multitask.training.cli import main as train
 
     print(f"== 1. training {EXPERIMENT.relative_to(ROOT)}", flush=True)
-    code = train([str(EXPERIMENT), "--overwrite", "--set", f"training.output_dir={args.output_dir}", *sum(
-        (["--set", override] for override in args.set), [])])
+    code = train(
+        [
+            str(EXPERIMENT),
+            "--overwrite",
+            "--set",
+            f"training.output_dir={args.output_dir}",
+            *sum((["--set", override] for override in args.set), []),
+        ]
+    )
     if code != 0:
         return code
 
     print("\n== 2. reloading the checkpoint in a fresh process (AutoModel, trust_remote_code=True)", flush=True)
     with tempfile.TemporaryDirectory() as elsewhere:
         result = subprocess.run(
-            [sys.executable, "-I", "-c", RELOAD_AND_PREDICT, str(Path(args.output_dir).resolve()),
-             json.dumps(NEW_SENTENCES)],
-            cwd=elsewhere, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            [
+                sys.executable,
+                "-I",
+                "-c",
+                RELOAD_AND_PREDICT,
+                str(Path(args.output_dir).resolve()),
+                json.dumps(NEW_SENTENCES),
+            ],
+            cwd=elsewhere,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
         )
     print(result.stdout, end="")
     if result.returncode != 0:

@@ -31,8 +31,14 @@ TASKS = [
 
 
 def tiny_bert_config(**kwargs) -> BertConfig:
-    defaults = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-                    max_position_embeddings=64)
+    defaults = dict(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
     return BertConfig(**{**defaults, **kwargs})
 
 
@@ -61,6 +67,6 @@ def random_batch(batch_size=6, seq_len=9, vocab_size=99, seed=0):
     input_ids = torch.randint(5, vocab_size, (batch_size, seq_len), generator=generator)
     attention_mask = torch.ones(batch_size, seq_len, dtype=torch.long)
     for i in range(batch_size):
-        attention_mask[i, seq_len - (i % 3):] = 0
+        attention_mask[i, seq_len - (i % 3) :] = 0
     input_ids = input_ids.masked_fill(attention_mask == 0, 0)
     return input_ids, attention_mask

@@ -104,8 +104,9 @@ class _Handler(BaseHTTPRequestHandler):
             url = f"{self.base_url}/{repo_id}"
             if repo_id in self.state.repos:
                 return self._json(409, {"error": "You already created this model repo", "url": url})
-            self.state.repos[repo_id] = [Commit(sha=hashlib.sha1(repo_id.encode()).hexdigest(), message="initial",
-                                                files={})]
+            self.state.repos[repo_id] = [
+                Commit(sha=hashlib.sha1(repo_id.encode()).hexdigest(), message="initial", files={})
+            ]
             return self._json(200, {"url": url, "name": repo_id})
         if path == "/api/validate-yaml":
             return self._json(200, {"errors": [], "warnings": []})
@@ -116,10 +117,13 @@ class _Handler(BaseHTTPRequestHandler):
                 if obj["oid"] not in self.state.lfs_objects:
                     entry["actions"] = {"upload": {"href": f"{self.base_url}/lfs-upload/{obj['oid']}", "header": {}}}
                 objects.append(entry)
-            return self._send(200, json.dumps({"objects": objects, "transfer": "basic"}).encode(),
-                              content_type="application/vnd.git-lfs+json")
+            return self._send(
+                200,
+                json.dumps({"objects": objects, "transfer": "basic"}).encode(),
+                content_type="application/vnd.git-lfs+json",
+            )
         if path.startswith("/api/models/") and "/preupload/" in path:
-            repo_id, revision = path[len("/api/models/"):].split("/preupload/")
+            repo_id, revision = path[len("/api/models/") :].split("/preupload/")
             commit = self._commit_for(repo_id, revision)
             if commit is None:
                 return self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
@@ -132,7 +136,7 @@ class _Handler(BaseHTTPRequestHandler):
                 files.append(entry)
             return self._json(200, {"files": files, "commitOid": commit.sha})
         if path.startswith("/api/models/") and "/commit/" in path:
-            repo_id, revision = path[len("/api/models/"):].split("/commit/")
+            repo_id, revision = path[len("/api/models/") :].split("/commit/")
             return self._commit(repo_id, revision, body)
         return self._unhandled()
 
@@ -165,8 +169,15 @@ class _Handler(BaseHTTPRequestHandler):
             digest.update(path_in_repo.encode() + files[path_in_repo].oid.encode())
         commit = Commit(sha=digest.hexdigest(), message=message, files=files, regular_paths=regular, lfs_paths=lfs)
         self.state.repos[repo_id].append(commit)
-        return self._json(200, {"commitOid": commit.sha, "commitUrl": f"{self.base_url}/{repo_id}/commit/{commit.sha}",
-                                "success": True, "pullRequestUrl": None})
+        return self._json(
+            200,
+            {
+                "commitOid": commit.sha,
+                "commitUrl": f"{self.base_url}/{repo_id}/commit/{commit.sha}",
+                "success": True,
+                "pullRequestUrl": None,
+            },
+        )
 
     def do_PUT(self):
         body = self._body()
@@ -186,7 +197,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._body()
         path = unquote(urlparse(self.path).path)
         if path.startswith("/api/models/"):
-            return self._api_model(path[len("/api/models/"):])
+            return self._api_model(path[len("/api/models/") :])
         if "/resolve/" in path:
             repo_id, rest = path.lstrip("/").split("/resolve/", 1)
             revision, _, file_path = rest.partition("/")
@@ -207,13 +218,25 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
         if tree_path is not None:
             prefix = tree_path.strip("/") + "/" if tree_path.strip("/") else ""
-            entries = [{"type": "file", "path": p, "size": len(f.data), "oid": git_sha1(f.data)}
-                       for p, f in sorted(commit.files.items()) if p.startswith(prefix) and "/" not in p[len(prefix):]]
+            entries = [
+                {"type": "file", "path": p, "size": len(f.data), "oid": git_sha1(f.data)}
+                for p, f in sorted(commit.files.items())
+                if p.startswith(prefix) and "/" not in p[len(prefix) :]
+            ]
             if prefix and not entries:
                 return self._error(404, "EntryNotFound", f"{tree_path} does not exist on {revision}")
             return self._json(200, entries)
-        return self._json(200, {"id": repo_id, "modelId": repo_id, "sha": commit.sha, "private": False,
-                                "tags": [], "siblings": [{"rfilename": p} for p in sorted(commit.files)]})
+        return self._json(
+            200,
+            {
+                "id": repo_id,
+                "modelId": repo_id,
+                "sha": commit.sha,
+                "private": False,
+                "tags": [],
+                "siblings": [{"rfilename": p} for p in sorted(commit.files)],
+            },
+        )
 
     def _resolve(self, repo_id: str, revision: str, file_path: str):
         commit = self._commit_for(repo_id, revision)

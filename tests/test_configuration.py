@@ -8,22 +8,28 @@ from modeling_multitask import HEAD_REGISTRY
 
 
 def test_round_trip_through_config_json(tmp_path):
-    config = MultiTaskConfig(encoder_config=tiny_distilbert_config(), tasks=TASKS, fusion={"type": "attention"},
-                             dropout=0.2, pooling="mean")
+    config = MultiTaskConfig(
+        encoder_config=tiny_distilbert_config(), tasks=TASKS, fusion={"type": "attention"}, dropout=0.2, pooling="mean"
+    )
     config.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["encoder_config"]["model_type"] == "distilbert"
     reloaded = MultiTaskConfig.from_pretrained(tmp_path)
     assert type(reloaded.encoder_config) is type(config.encoder_config)
     assert reloaded.tasks == config.tasks
-    assert (reloaded.fusion, reloaded.dropout, reloaded.pooling, reloaded.num_tasks) == ({"type": "attention",
-                                                                                        "hidden_size": 32}, 0.2,
-                                                                                       "mean", 4)
+    assert (reloaded.fusion, reloaded.dropout, reloaded.pooling, reloaded.num_tasks) == (
+        {"type": "attention", "hidden_size": 32},
+        0.2,
+        "mean",
+        4,
+    )
 
 
 def test_tasks_are_normalised_with_label_maps():
-    config = MultiTaskConfig(encoder_config=tiny_bert_config(),
-                             tasks=TASKS + [{"name": "anon", "type": "sequence_classification", "num_labels": 2}])
+    config = MultiTaskConfig(
+        encoder_config=tiny_bert_config(),
+        tasks=TASKS + [{"name": "anon", "type": "sequence_classification", "num_labels": 2}],
+    )
     assert config.task_names == ["intent", "slots", "similarity", "topics", "anon"]
     assert config.task_id2label("slots") == {0: "O", 1: "B-city", 2: "I-city"}
     assert config.task_label2id("intent")["weather"] == 2
@@ -44,8 +50,10 @@ def _task(**overrides):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"tasks": [_task(type="sequence_classificaton")]}, "unknown type 'sequence_classificaton'.*Did you mean "
-                                                           "'sequence_classification'.*Allowed types"),
+        (
+            {"tasks": [_task(type="sequence_classificaton")]},
+            "unknown type 'sequence_classificaton'.*Did you mean 'sequence_classification'.*Allowed types",
+        ),
         ({"tasks": [_task(), _task()]}, r"unique; \['intent'\]"),
         ({"tasks": [_task(name="has space")]}, "invalid name 'has space'"),
         ({"tasks": [_task(name="a.b")]}, "invalid name 'a.b'"),
@@ -59,8 +67,10 @@ def _task(**overrides):
         ({"tasks": ["intent"]}, "must be a dict"),
         ({"tasks": [_task()], "num_tasks": 2}, "num_tasks=2 but 1 tasks"),
         ({"tasks": [_task()], "fusion": {"type": "gated"}}, "Unknown fusion type 'gated'. Allowed types: attention"),
-        ({"tasks": [_task()], "fusion": {"type": "attention", "hidden_size": 768}},
-         "hidden_size=768 does not match the encoder's hidden size 32"),
+        (
+            {"tasks": [_task()], "fusion": {"type": "attention", "hidden_size": 768}},
+            "hidden_size=768 does not match the encoder's hidden size 32",
+        ),
         ({"tasks": [_task()], "fusion": {"type": "attention", "hiden_size": 32}}, "Did you mean 'hidden_size'"),
         ({"tasks": [_task()], "dropout": 1.5}, r"dropout must be in \[0, 1\)"),
         ({"tasks": [_task()], "pooling": "max"}, "Unknown pooling 'max'"),

@@ -49,8 +49,14 @@ def tiny_base_model(tmp_path_factory) -> Path:
 
 
 def environment(**extra) -> dict:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-            "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "TOKENIZERS_PARALLELISM": "false", **extra}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "TOKENIZERS_PARALLELISM": "false",
+        **extra,
+    }
 
 
 def torchrun(nproc: int) -> list[str]:
@@ -61,12 +67,25 @@ def launch(nproc: int, base_model: Path, workdir: Path) -> subprocess.Popen:
     """Start the CLI in `nproc` processes (torchrun) or in one plain process."""
     record_dir = workdir / "record"
     record_dir.mkdir(parents=True)
-    script = [str(DDP_FIXTURES / "run_cli.py"), str(DDP_FIXTURES / "experiment.yaml"),
-              "--set", f"model.base_model={base_model}", "--set", f"training.output_dir={workdir / 'output'}",
-              "--set", f"training.per_device_train_batch_size={8 // nproc}"]
+    script = [
+        str(DDP_FIXTURES / "run_cli.py"),
+        str(DDP_FIXTURES / "experiment.yaml"),
+        "--set",
+        f"model.base_model={base_model}",
+        "--set",
+        f"training.output_dir={workdir / 'output'}",
+        "--set",
+        f"training.per_device_train_batch_size={8 // nproc}",
+    ]
     command = [*torchrun(nproc), *script] if nproc > 1 else [sys.executable, *script]
-    return subprocess.Popen(command, cwd=workdir, env=environment(DDP_RECORD_DIR=str(record_dir)),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        command,
+        cwd=workdir,
+        env=environment(DDP_RECORD_DIR=str(record_dir)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def finish(process: subprocess.Popen, what: str) -> str:
@@ -128,8 +147,9 @@ def test_losses_match_the_single_process_run(runs):
     assert len(two) == len(one) == 24
     assert two == pytest.approx(one, rel=1e-4, abs=1e-6)
     assert two[-1] < two[0]  # it trained
-    assert runs["metrics"][2]["train"]["train_loss"] == pytest.approx(runs["metrics"][1]["train"]["train_loss"],
-                                                                      rel=1e-3)
+    assert runs["metrics"][2]["train"]["train_loss"] == pytest.approx(
+        runs["metrics"][1]["train"]["train_loss"], rel=1e-3
+    )
 
 
 def test_validation_metrics_match_the_single_process_run(runs):
@@ -143,8 +163,14 @@ def test_validation_metrics_match_the_single_process_run(runs):
 
 def test_a_head_without_gradient_on_one_rank_neither_hangs_nor_desynchronises(tmp_path):
     # Rank r trains task r only (as a mixed-task sampler could do): each head has no gradient on the other rank.
-    process = subprocess.Popen([*torchrun(2), str(DDP_FIXTURES / "uneven_heads.py")], cwd=tmp_path,
-                               env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [*torchrun(2), str(DDP_FIXTURES / "uneven_heads.py")],
+        cwd=tmp_path,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     output = finish(process, "torchrun of uneven_heads.py")
     results = [json.loads(line) for line in output.replace("}{", "}\n{").splitlines() if line.startswith('{"rank"')]
     assert sorted(result["rank"] for result in results) == [0, 1], output[-2000:]
@@ -156,20 +182,41 @@ def test_a_head_without_gradient_on_one_rank_neither_hangs_nor_desynchronises(tm
 
 def world_sizes(launcher: list[str], workdir: Path) -> list[int]:
     """The world size each launched process would train with, as `multitask-train` sets the Trainer up."""
-    command = [*launcher, str(DDP_FIXTURES / "world_size.py"), str(DDP_FIXTURES / "experiment.yaml"),
-               "model.base_model=unused", f"training.output_dir={workdir}"]
-    process = subprocess.Popen(command, cwd=workdir, env=environment(), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    command = [
+        *launcher,
+        str(DDP_FIXTURES / "world_size.py"),
+        str(DDP_FIXTURES / "experiment.yaml"),
+        "model.base_model=unused",
+        f"training.output_dir={workdir}",
+    ]
+    process = subprocess.Popen(
+        command, cwd=workdir, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     output = finish(process, " ".join(launcher[:4]))
-    return [json.loads(line)["world_size"] for line in output.replace("}{", "}\n{").splitlines()
-            if line.startswith('{"rank"')]
+    return [
+        json.loads(line)["world_size"]
+        for line in output.replace("}{", "}\n{").splitlines()
+        if line.startswith('{"rank"')
+    ]
 
 
 def test_accelerate_launch_trains_data_parallel_on_cpu(tmp_path):
     # `accelerate launch --cpu --num_processes 2` starts a single process (accelerate's simple launcher); on a CPU-only
     # machine, the multi-process launcher is `--multi_gpu` (the CLI then trains with use_cpu on every process).
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     assert world_sizes(launcher, tmp_path) == [2, 2]
 
 

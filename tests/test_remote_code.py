@@ -16,7 +16,9 @@ from modeling_multitask import MultiTaskConfig, MultiTaskModel
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Runs in `python -I`: our packages are blocked outright, so only the checkpoint's own copies can be used.
-FRESH_LOAD = BLOCK_PROJECT_IMPORTS + """
+FRESH_LOAD = (
+    BLOCK_PROJECT_IMPORTS
+    + """
 import sys, json
 import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -32,6 +34,7 @@ with torch.no_grad():
 torch.save(outputs, sys.argv[3])
 print(json.dumps({"class": type(model).__name__, "tokens": tokenizer.tokenize("Show me flights to Boston")}))
 """
+)
 
 
 def run_fresh(checkpoint: Path, inputs: dict, tmp_path: Path) -> tuple[dict, dict]:
@@ -41,9 +44,21 @@ def run_fresh(checkpoint: Path, inputs: dict, tmp_path: Path) -> tuple[dict, dic
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
     env.pop("PYTHONPATH", None)
     result = subprocess.run(
-        [sys.executable, "-I", "-c", FRESH_LOAD, str(checkpoint),
-         str(tmp_path / "inputs.pt"), str(tmp_path / "outputs.pt")],
-        cwd=workdir, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            FRESH_LOAD,
+            str(checkpoint),
+            str(tmp_path / "inputs.pt"),
+            str(tmp_path / "outputs.pt"),
+        ],
+        cwd=workdir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1]), torch.load(tmp_path / "outputs.pt")
@@ -58,11 +73,14 @@ def test_fresh_process_loads_checkpoint_through_remote_code(tmp_path, tiny_token
     tiny_tokenizer.save_pretrained(checkpoint)
 
     saved_config = json.loads((checkpoint / "config.json").read_text())
-    assert saved_config["auto_map"] == {"AutoConfig": "configuration_multitask.MultiTaskConfig",
-                                        "AutoModel": "modeling_multitask.MultiTaskModel"}
+    assert saved_config["auto_map"] == {
+        "AutoConfig": "configuration_multitask.MultiTaskConfig",
+        "AutoModel": "modeling_multitask.MultiTaskModel",
+    }
     # The real config file, not the one-line re-export, ships beside the model.
     assert (checkpoint / "configuration_multitask.py").read_text() == (
-        REPO_ROOT / "configuration_multitask" / "configuration_multitask.py").read_text()
+        REPO_ROOT / "configuration_multitask" / "configuration_multitask.py"
+    ).read_text()
     for shipped in ("modeling_multitask.py", "fusion.py", "heads.py", "hub.py", "pipeline_multitask.py"):
         assert (checkpoint / shipped).read_text() == (REPO_ROOT / "modeling_multitask" / shipped).read_text()
     assert (checkpoint / "model.safetensors").exists()

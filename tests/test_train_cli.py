@@ -38,8 +38,14 @@ def write_data(folder: Path) -> None:
     for split in ("train", "dev"):
         (folder / f"assistant_{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     pairs = "sentence1\tsentence2\tscore\n" + "".join(
-        f"{a}\t{b}\t{s}\n" for a, b, s in [("book a flight", "book flights", 4.5), ("hello", "rain today", 0.5),
-                                           ("show me boston", "show me denver", 3.0), ("hi", "hello", 4.0)])
+        f"{a}\t{b}\t{s}\n"
+        for a, b, s in [
+            ("book a flight", "book flights", 4.5),
+            ("hello", "rain today", 0.5),
+            ("show me boston", "show me denver", 3.0),
+            ("hi", "hello", 4.0),
+        ]
+    )
     (folder / "pairs.tsv").write_text(pairs)
     conll = "-DOCSTART- O\n\nbook O\nboston B-city\n\nrain O\nin O\nnew B-city\nyork I-city\n\n"
     (folder / "ner.conll").write_text(conll)
@@ -50,17 +56,35 @@ def experiment(folder: Path, encoder: Path, **changes) -> dict:
     raw = {
         "model": {"base_model": str(encoder), "dropout": 0.1, "fusion": {"type": "attention", "hidden_size": 32}},
         "tasks": [
-            {"name": "intent", "type": "sequence_classification", "data": assistant, "text_column": "tokens",
-             "label_column": "intent", "max_length": 16},
+            {
+                "name": "intent",
+                "type": "sequence_classification",
+                "data": assistant,
+                "text_column": "tokens",
+                "label_column": "intent",
+                "max_length": 16,
+            },
             {"name": "slots", "type": "token_classification", "data": assistant, "max_length": 16},
-            {"name": "similarity", "type": "regression", "data": {"train": "pairs.tsv", "validation": "pairs.tsv"},
-             "text_column": "sentence1", "text_pair_column": "sentence2", "label_column": "score"},
+            {
+                "name": "similarity",
+                "type": "regression",
+                "data": {"train": "pairs.tsv", "validation": "pairs.tsv"},
+                "text_column": "sentence1",
+                "text_pair_column": "sentence2",
+                "label_column": "score",
+            },
             {"name": "ner", "type": "token_classification", "data": {"train": "ner.conll", "validation": "ner.conll"}},
         ],
         "sampling": {"strategy": "temperature", "temperature": 2.0},
-        "training": {"output_dir": str(folder / "out"), "num_train_epochs": 2, "per_device_train_batch_size": 2,
-                     "learning_rate": 1e-3, "logging_steps": 1, "disable_tqdm": True,
-                     "load_best_model_at_end": True},
+        "training": {
+            "output_dir": str(folder / "out"),
+            "num_train_epochs": 2,
+            "per_device_train_batch_size": 2,
+            "learning_rate": 1e-3,
+            "logging_steps": 1,
+            "disable_tqdm": True,
+            "load_best_model_at_end": True,
+        },
     }
     for path, value in changes.items():
         node = raw
@@ -127,8 +151,10 @@ BAD_EXPERIMENTS = [
     ({"tasks.0.data.train": "broken.jsonl"}, r"broken.jsonl, line 2: not valid JSON"),
     ({"tasks.0.data.train": "empty.jsonl"}, "empty.jsonl holds no examples"),
     ({"tasks.0.data.train": "latin1.jsonl"}, "latin1.jsonl is not UTF-8 text"),
-    ({"tasks.0.data.train": "mismatch.jsonl", "tasks.0.data.validation": "mismatch.jsonl"},
-     r"mismatch.jsonl, line 1: 2 tokens but 1 tags"),
+    (
+        {"tasks.0.data.train": "mismatch.jsonl", "tasks.0.data.validation": "mismatch.jsonl"},
+        r"mismatch.jsonl, line 1: 2 tokens but 1 tags",
+    ),
     ({"model.base_model": "/nonexistent/encoder"}, "model.base_model: cannot load"),
     ({"sampling.strategy": "temprature"}, "Did you mean 'temperature'"),
     ({"sampling.temperature": "hot"}, "sampling.temperature must be a number > 0, got 'hot'"),
@@ -143,7 +169,9 @@ def test_bad_input_fails_before_training_with_a_clear_error(tmp_path, tiny_encod
     (tmp_path / "broken.tsv").write_text("sentence1\tsentence2\tscore\nhello\thi\t1.0\nno score here\t2\n")
     (tmp_path / "broken.jsonl").write_text('{"tokens": ["hi"], "tags": ["O"], "intent": "greet"}\n{"tokens": [\n')
     (tmp_path / "empty.jsonl").write_text("\n")
-    (tmp_path / "latin1.jsonl").write_bytes('{"tokens": ["caf\xe9"], "tags": ["O"], "intent": "greet"}\n'.encode("latin-1"))
+    (tmp_path / "latin1.jsonl").write_bytes(
+        '{"tokens": ["caf\xe9"], "tags": ["O"], "intent": "greet"}\n'.encode("latin-1")
+    )
     (tmp_path / "mismatch.jsonl").write_text('{"tokens": ["hi", "there"], "tags": ["O"], "intent": "greet"}\n')
     experiment(tmp_path, tiny_encoder, **changes)
     assert main([str(tmp_path / "experiment.yaml")]) == 2
@@ -180,8 +208,11 @@ def test_unseen_validation_labels_error_or_map_to_unk(tmp_path, tiny_encoder, ca
     experiment(tmp_path, tiny_encoder, **{"training.num_train_epochs": 1, "training.load_best_model_at_end": False})
     assert main([str(tmp_path / "experiment.yaml")]) == 2
     assert re.search(r"assistant_dev.jsonl, line 1: label 'farewell'.*unseen_labels: unk", capsys.readouterr().err)
-    experiment(tmp_path, tiny_encoder, **{"training.num_train_epochs": 1, "training.load_best_model_at_end": False,
-                                          "tasks.0.unseen_labels": "unk"})
+    experiment(
+        tmp_path,
+        tiny_encoder,
+        **{"training.num_train_epochs": 1, "training.load_best_model_at_end": False, "tasks.0.unseen_labels": "unk"},
+    )
     assert main([str(tmp_path / "experiment.yaml")]) == 0
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["tasks"][0]["labels"][-1] == "UNK"

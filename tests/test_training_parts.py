@@ -30,7 +30,7 @@ def test_task_probabilities_follow_the_formula(strategy, temperature, cap, expec
 
 def _blocks(sampler):
     indices = list(sampler)
-    return [indices[i:i + sampler.batch_size] for i in range(0, len(indices), sampler.batch_size)]
+    return [indices[i : i + sampler.batch_size] for i in range(0, len(indices), sampler.batch_size)]
 
 
 def _group_of(sampler, index):
@@ -102,8 +102,12 @@ def test_sampler_rejects_empty_groups():
 def test_collator_pads_per_task_type(tiny_tokenizer):
     collator = MultiTaskDataCollator(tiny_tokenizer)
     short, long = tiny_tokenizer("book a flight"), tiny_tokenizer("show me the cheapest flights to boston")
-    tokens = collator([{**short, "labels": [-100, 1, 0, 0, -100], "task_ids": 1},
-                       {**long, "labels": [-100] + [0] * (len(long["input_ids"]) - 2) + [-100], "task_ids": 1}])
+    tokens = collator(
+        [
+            {**short, "labels": [-100, 1, 0, 0, -100], "task_ids": 1},
+            {**long, "labels": [-100] + [0] * (len(long["input_ids"]) - 2) + [-100], "task_ids": 1},
+        ]
+    )
     seq_len = len(long["input_ids"])
     assert tokens["input_ids"].shape == tokens["labels"].shape == (2, seq_len)
     assert tokens["labels"].dtype == torch.long
@@ -114,8 +118,9 @@ def test_collator_pads_per_task_type(tiny_tokenizer):
     assert sequence["labels"].tolist() == [2, 0] and sequence["labels"].dtype == torch.long
     regression = collator([{**short, "labels": 1.5, "task_ids": 2}, {**long, "labels": 0.25, "task_ids": 2}])
     assert regression["labels"].dtype == torch.float
-    multi = collator([{**short, "labels": [1.0, 0.0, 1.0], "task_ids": 3}, {**long, "labels": [0.0, 0.0, 1.0],
-                                                                               "task_ids": 3}])
+    multi = collator(
+        [{**short, "labels": [1.0, 0.0, 1.0], "task_ids": 3}, {**long, "labels": [0.0, 0.0, 1.0], "task_ids": 3}]
+    )
     assert multi["labels"].shape == (2, 3) and multi["labels"].dtype == torch.float
 
 
@@ -126,8 +131,12 @@ def test_collator_mixed_and_joint_batches(tiny_tokenizer):
     assert mixed["task_ids"].tolist() == [0, 3]
     assert mixed["labels"].shape == (2, len(long["input_ids"]))
     assert mixed["labels"][0].tolist()[:2] == [2.0, -100.0] and mixed["labels"][1].tolist()[:3] == [1.0, 0.0, -100.0]
-    joint = collator([{**short, "labels": {"intent": 1, "slots": [-100, 0, 0, 0, -100]}},
-                      {**long, "labels": {"intent": 0, "slots": [-100] * len(long["input_ids"])}}])
+    joint = collator(
+        [
+            {**short, "labels": {"intent": 1, "slots": [-100, 0, 0, 0, -100]}},
+            {**long, "labels": {"intent": 0, "slots": [-100] * len(long["input_ids"])}},
+        ]
+    )
     assert "task_ids" not in joint
     assert joint["labels"]["intent"].tolist() == [1, 0]
     assert joint["labels"]["slots"].shape == (2, len(long["input_ids"]))

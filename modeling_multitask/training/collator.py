@@ -41,8 +41,9 @@ class MultiTaskDataCollator:
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         inputs = [{key: feature[key] for key in INPUT_KEYS if key in feature} for feature in features]
-        batch = dict(self.tokenizer.pad(inputs, padding=True, pad_to_multiple_of=self.pad_to_multiple_of,
-                                        return_tensors="pt"))
+        batch = dict(
+            self.tokenizer.pad(inputs, padding=True, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt")
+        )
         seq_len = batch["input_ids"].shape[1]
         task_ids = [feature["task_ids"] for feature in features] if "task_ids" in features[0] else None
         one_task = task_ids is None or len(set(task_ids)) == 1

@@ -16,8 +16,16 @@ from .experiment import DataSource, Experiment, ExperimentError, TaskSpec
 logger = logging.getLogger(__name__)
 
 UNK_LABEL = "UNK"
-_SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet",
-                   ".conll": "conll", ".bio": "conll", ".iob": "conll"}
+_SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".conll": "conll",
+    ".bio": "conll",
+    ".iob": "conll",
+}
 
 
 @dataclass
@@ -51,8 +59,10 @@ def _read_delimited(path: Path, delimiter: str, has_header: bool, column_names: 
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
-                raise ExperimentError(f"{path}, line {reader.line_num}: expected {len(header)} columns "
-                                      f"({', '.join(header)}), found {len(row)}.")
+                raise ExperimentError(
+                    f"{path}, line {reader.line_num}: expected {len(header)} columns "
+                    f"({', '.join(header)}), found {len(row)}."
+                )
             records.append(dict(zip(header, row)))
             lines.append(reader.line_num)
     return Rows(records, lines, str(path))
@@ -107,8 +117,11 @@ def _read_line_files(columns: dict[str, Path]) -> Rows:
         values[column] = path.read_text(encoding="utf-8").splitlines()
     counts = {column: len(column_values) for column, column_values in values.items()}
     if len(set(counts.values())) > 1:
-        raise ExperimentError("Line files of one split must have the same number of lines; got "
-                              + ", ".join(f"{columns[c]}: {n}" for c, n in counts.items()) + ".")
+        raise ExperimentError(
+            "Line files of one split must have the same number of lines; got "
+            + ", ".join(f"{columns[c]}: {n}" for c, n in counts.items())
+            + "."
+        )
     names = list(values)
     records = [dict(zip(names, row)) for row in zip(*values.values())]
     return Rows(records, list(range(1, len(records) + 1)), " + ".join(str(p) for p in columns.values()))
@@ -129,9 +142,11 @@ def read_split(source: DataSource, split: str) -> Rows | None:
         try:
             data = datasets.load_dataset(source.dataset, source.config, split=source.splits[split])
         except Exception as error:  # datasets raises many types (connection, missing config, ...)
-            raise ExperimentError(f"Could not load Hub dataset '{source.dataset}' ({source.config}, split "
-                                  f"'{source.splits[split]}'): {error}. Offline, point data.train/validation at "
-                                  "local files instead.") from error
+            raise ExperimentError(
+                f"Could not load Hub dataset '{source.dataset}' ({source.config}, split "
+                f"'{source.splits[split]}'): {error}. Offline, point data.train/validation at "
+                "local files instead."
+            ) from error
         records = data.to_list()
         return Rows(records, list(range(1, len(records) + 1)), f"{source.dataset}[{source.splits[split]}]")
 
@@ -141,8 +156,9 @@ def read_split(source: DataSource, split: str) -> Rows | None:
     try:
         rows = _read_local(source, location)
     except UnicodeDecodeError as error:
-        raise ExperimentError(f"{location} is not UTF-8 text ({error.reason} at byte {error.start}): save it as "
-                              "UTF-8.") from error
+        raise ExperimentError(
+            f"{location} is not UTF-8 text ({error.reason} at byte {error.start}): save it as UTF-8."
+        ) from error
     if not rows.records:
         raise ExperimentError(f"{rows.origin} holds no examples.")
     return rows
@@ -155,8 +171,10 @@ def _read_local(source: DataSource, location) -> Rows:
         _require_file(location)
         file_format = source.format or _SUFFIX_FORMATS.get(location.suffix.lower())
         if file_format is None:
-            raise ExperimentError(f"Cannot tell the format of {location} from its suffix: set data.format to one "
-                                  f"of {', '.join(sorted(set(_SUFFIX_FORMATS.values())))}.")
+            raise ExperimentError(
+                f"Cannot tell the format of {location} from its suffix: set data.format to one "
+                f"of {', '.join(sorted(set(_SUFFIX_FORMATS.values())))}."
+            )
         if file_format in ("csv", "tsv"):
             delimiter = source.delimiter or ("\t" if file_format == "tsv" else ",")
             rows = _read_delimited(location, delimiter, source.has_header, source.column_names)
@@ -185,16 +203,19 @@ def _words(value: Any, rows: Rows, index: int, column: str) -> list[str]:
         return value.split()
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return value
-    raise ExperimentError(f"{rows.where(index)}: column '{column}' must be a list of strings or a "
-                          f"space-separated string, got {value!r}.")
+    raise ExperimentError(
+        f"{rows.where(index)}: column '{column}' must be a list of strings or a space-separated string, got {value!r}."
+    )
 
 
 def _check_columns(task: TaskSpec, rows: Rows) -> None:
     available = list(rows.records[0])
     for column in (task.text_column, task.text_pair_column, task.label_column):
         if column is not None and column not in rows.records[0]:
-            raise ExperimentError(f"Task '{task.name}': column '{column}' does not exist in {rows.origin}. "
-                                  f"Available columns: {', '.join(map(str, available))}.")
+            raise ExperimentError(
+                f"Task '{task.name}': column '{column}' does not exist in {rows.origin}. "
+                f"Available columns: {', '.join(map(str, available))}."
+            )
     for index, record in enumerate(rows.records):
         missing = [c for c in (task.text_column, task.label_column, task.text_pair_column) if c and c not in record]
         if missing:
@@ -216,8 +237,10 @@ def _raw_labels(task: TaskSpec, rows: Rows, index: int) -> Any:
             return [part for part in value.split(task.label_separator or "|") if part]
         if isinstance(value, list):
             return [str(item) for item in value]
-        raise ExperimentError(f"{rows.where(index)}: multi-label value {value!r} must be a list of label names or "
-                              "a string joined by label_separator (default '|').")
+        raise ExperimentError(
+            f"{rows.where(index)}: multi-label value {value!r} must be a list of label names or "
+            "a string joined by label_separator (default '|')."
+        )
     if value is None or (isinstance(value, str) and not value.strip()):
         raise ExperimentError(f"{rows.where(index)}: empty label in column '{task.label_column}'.")
     return str(value).strip() if isinstance(value, str) else str(value)
@@ -251,10 +274,15 @@ def encode_labels(task: TaskSpec, rows: Rows, labels: list[str] | None, split: s
             return label2id[name]
         if split != "train" and task.unseen_labels == "unk":
             return label2id[UNK_LABEL]
-        hint = ("add it to the task's labels" if split == "train" else
-                "add it to the task's labels, or set unseen_labels: unk to score it as UNK (always an error)")
-        raise ExperimentError(f"{rows.where(index)}: label '{name}' of task '{task.name}' is not in its label "
-                              f"list ({len(label2id)} labels): {hint}.")
+        hint = (
+            "add it to the task's labels"
+            if split == "train"
+            else "add it to the task's labels, or set unseen_labels: unk to score it as UNK (always an error)"
+        )
+        raise ExperimentError(
+            f"{rows.where(index)}: label '{name}' of task '{task.name}' is not in its label "
+            f"list ({len(label2id)} labels): {hint}."
+        )
 
     encoded = []
     for index in range(len(rows.records)):
@@ -269,8 +297,10 @@ def encode_labels(task: TaskSpec, rows: Rows, labels: list[str] | None, split: s
         elif task.type == "token_classification":
             words = _words(rows.records[index][task.text_column], rows, index, task.text_column)
             if len(words) != len(raw):
-                raise ExperimentError(f"{rows.where(index)}: {len(words)} tokens but {len(raw)} tags in task "
-                                      f"'{task.name}'; each token needs exactly one tag.")
+                raise ExperimentError(
+                    f"{rows.where(index)}: {len(words)} tokens but {len(raw)} tags in task "
+                    f"'{task.name}'; each token needs exactly one tag."
+                )
             encoded.append([to_id(name, index) for name in raw])
         else:
             encoded.append(to_id(raw, index))
@@ -313,8 +343,9 @@ def group_tasks(experiment: Experiment) -> list[TaskGroup]:
     return list(groups.values())
 
 
-def tokenize(group: TaskGroup, rows: Rows, tokenizer, label_ids: dict[str, list], task_indices: dict[str, int],
-             joint: bool) -> list[dict]:
+def tokenize(
+    group: TaskGroup, rows: Rows, tokenizer, label_ids: dict[str, list], task_indices: dict[str, int], joint: bool
+) -> list[dict]:
     """Model features for the records of one group's split.
 
     Word-level groups (any token task) are tokenised from word lists, and each word's tag goes to its first
@@ -331,18 +362,26 @@ def tokenize(group: TaskGroup, rows: Rows, tokenizer, label_ids: dict[str, list]
         texts = [_text(record[task.text_column], rows, i, task.text_column) for i, record in enumerate(rows.records)]
         pairs = None
         if task.text_pair_column:
-            pairs = [_text(r[task.text_pair_column], rows, i, task.text_pair_column) for i, r in enumerate(rows.records)]
+            pairs = [
+                _text(r[task.text_pair_column], rows, i, task.text_pair_column) for i, r in enumerate(rows.records)
+            ]
         encoding = tokenizer(texts, pairs, truncation=True, max_length=task.max_length)
         full = tokenizer(texts, pairs, truncation=False)
     truncated = sum(len(a) < len(b) for a, b in zip(encoding["input_ids"], full["input_ids"]))
     if truncated:
-        logger.warning("%s: %d of %d examples are longer than max_length=%d tokens and were truncated.",
-                       rows.origin, truncated, len(rows.records), task.max_length)
+        logger.warning(
+            "%s: %d of %d examples are longer than max_length=%d tokens and were truncated.",
+            rows.origin,
+            truncated,
+            len(rows.records),
+            task.max_length,
+        )
 
     features = []
     for index in range(len(rows.records)):
-        feature = {key: encoding[key][index] for key in ("input_ids", "attention_mask", "token_type_ids")
-                   if key in encoding}
+        feature = {
+            key: encoding[key][index] for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoding
+        }
         labels = {}
         for member in group.tasks:
             value = label_ids[member.name][index]
@@ -405,8 +444,9 @@ def prepare_data(experiment: Experiment, tokenizer) -> PreparedData:
             _check_columns(task, train_rows)
             prepared.labels[task.name] = infer_labels(task, train_rows)
             label_ids[task.name] = encode_labels(task, train_rows, prepared.labels[task.name], "train")
-        prepared.train[group.name] = tokenize(group, train_rows, tokenizer, label_ids, task_indices,
-                                              joint=len(group.tasks) > 1)
+        prepared.train[group.name] = tokenize(
+            group, train_rows, tokenizer, label_ids, task_indices, joint=len(group.tasks) > 1
+        )
         for split in ("validation", "test"):
             rows = rows_of(group.source, split)
             if rows is None:

@@ -156,29 +156,48 @@ def _resolve(path: Any, base: Path, where: str) -> Path:
 
 
 def _parse_data(raw: Any, base: Path, where: str) -> DataSource:
-    allowed = ["train", "validation", "test", "format", "dataset", "config", "splits", "delimiter", "has_header",
-               "column_names"]
+    allowed = [
+        "train",
+        "validation",
+        "test",
+        "format",
+        "dataset",
+        "config",
+        "splits",
+        "delimiter",
+        "has_header",
+        "column_names",
+    ]
     raw = _check_keys(raw, allowed, where)
-    source = DataSource(format=raw.get("format"), dataset=raw.get("dataset"), config=raw.get("config"),
-                        delimiter=raw.get("delimiter"), has_header=raw.get("has_header", True),
-                        column_names=raw.get("column_names"))
+    source = DataSource(
+        format=raw.get("format"),
+        dataset=raw.get("dataset"),
+        config=raw.get("config"),
+        delimiter=raw.get("delimiter"),
+        has_header=raw.get("has_header", True),
+        column_names=raw.get("column_names"),
+    )
     if source.format is not None and source.format not in FILE_FORMATS:
-        raise ExperimentError(f"{where}.format '{source.format}' is unknown.{_nearest(source.format, FILE_FORMATS)} "
-                              f"Allowed: {', '.join(FILE_FORMATS)}.")
+        raise ExperimentError(
+            f"{where}.format '{source.format}' is unknown.{_nearest(source.format, FILE_FORMATS)} "
+            f"Allowed: {', '.join(FILE_FORMATS)}."
+        )
     if source.dataset is not None:
         splits = raw.get("splits") or {"train": "train", "validation": "validation"}
         source.splits = dict(_check_keys(splits, SPLITS, f"{where}.splits"))
         if any(raw.get(split) for split in SPLITS):
-            raise ExperimentError(f"{where}: give either a Hub 'dataset' (with 'splits') or local files per split, "
-                                  "not both.")
+            raise ExperimentError(
+                f"{where}: give either a Hub 'dataset' (with 'splits') or local files per split, not both."
+            )
         return source
     for split in SPLITS:
         value = raw.get(split)
         if value is None:
             continue
         if isinstance(value, dict):
-            source.files[split] = {column: _resolve(p, base, f"{where}.{split}.{column}") for column, p in
-                                   value.items()}
+            source.files[split] = {
+                column: _resolve(p, base, f"{where}.{split}.{column}") for column, p in value.items()
+            }
         else:
             source.files[split] = _resolve(value, base, f"{where}.{split}")
     if "train" not in source.files:
@@ -192,8 +211,10 @@ def _parse_task(raw: Any, index: int, base: Path) -> TaskSpec:
     raw = _check_keys(raw, fields, where, required=("name", "type", "data"))
     where = f"tasks[{index}] ({raw['name']})"
     if raw["type"] not in TASK_TYPES:
-        raise ExperimentError(f"{where}.type '{raw['type']}' is unknown.{_nearest(str(raw['type']), TASK_TYPES)} "
-                              f"Allowed types: {', '.join(TASK_TYPES)}.")
+        raise ExperimentError(
+            f"{where}.type '{raw['type']}' is unknown.{_nearest(str(raw['type']), TASK_TYPES)} "
+            f"Allowed types: {', '.join(TASK_TYPES)}."
+        )
     values = {key: value for key, value in raw.items() if key != "data"}
     task = TaskSpec(data=_parse_data(raw["data"], base, f"{where}.data"), **values)
     if task.is_token_level and "text_column" not in raw:
@@ -218,18 +239,22 @@ def _parse_task(raw: Any, index: int, base: Path) -> TaskSpec:
     known_metrics = DEFAULT_METRICS[task.type]
     for metric in task.metrics or []:
         if metric not in known_metrics and not str(metric).startswith("evaluate:"):
-            raise ExperimentError(f"{where}.metrics: '{metric}' is unknown for {task.type}.{_nearest(metric, known_metrics)} "
-                                  f"Built-in: {', '.join(known_metrics)}; or 'evaluate:<module id>' (needs the Hub).")
+            raise ExperimentError(
+                f"{where}.metrics: '{metric}' is unknown for {task.type}.{_nearest(metric, known_metrics)} "
+                f"Built-in: {', '.join(known_metrics)}; or 'evaluate:<module id>' (needs the Hub)."
+            )
     return task
 
 
 def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = None) -> Experiment:
     """Validate a parsed YAML mapping into an [`Experiment`]; every mistake raises [`ExperimentError`]."""
     base = Path(base_dir)
-    raw = _check_keys(raw, ["model", "tasks", "sampling", "training", "seed"], "experiment",
-                      required=("model", "tasks"))
-    model_raw = _check_keys(raw["model"], [f.name for f in dataclasses.fields(ModelSpec)], "model",
-                            required=("base_model",))
+    raw = _check_keys(
+        raw, ["model", "tasks", "sampling", "training", "seed"], "experiment", required=("model", "tasks")
+    )
+    model_raw = _check_keys(
+        raw["model"], [f.name for f in dataclasses.fields(ModelSpec)], "model", required=("base_model",)
+    )
     model = ModelSpec(**model_raw)
     base_model = Path(model.base_model).expanduser()
     if not base_model.is_absolute() and (base / base_model).is_dir():
@@ -242,12 +267,15 @@ def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = N
     if duplicates:
         raise ExperimentError(f"Task names must be unique; {duplicates} appear more than once.")
 
-    sampling = SamplingSpec(**_check_keys(raw.get("sampling") or {}, [f.name for f in dataclasses.fields(SamplingSpec)],
-                                          "sampling"))
+    sampling = SamplingSpec(
+        **_check_keys(raw.get("sampling") or {}, [f.name for f in dataclasses.fields(SamplingSpec)], "sampling")
+    )
     if sampling.strategy not in SAMPLING_STRATEGIES:
-        raise ExperimentError(f"sampling.strategy '{sampling.strategy}' is unknown."
-                              f"{_nearest(sampling.strategy, SAMPLING_STRATEGIES)} "
-                              f"Allowed: {', '.join(SAMPLING_STRATEGIES)}.")
+        raise ExperimentError(
+            f"sampling.strategy '{sampling.strategy}' is unknown."
+            f"{_nearest(sampling.strategy, SAMPLING_STRATEGIES)} "
+            f"Allowed: {', '.join(SAMPLING_STRATEGIES)}."
+        )
     if not _is_number(sampling.temperature) or not sampling.temperature > 0:
         raise ExperimentError(f"sampling.temperature must be a number > 0, got {sampling.temperature!r}.")
     cap = sampling.max_examples_per_task
@@ -259,8 +287,9 @@ def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = N
     training = dict(raw.get("training") or {})
     argument_names = [f.name for f in dataclasses.fields(TrainingArguments) if f.init]
     _check_keys(training, argument_names, "training")
-    return Experiment(model=model, tasks=tasks, sampling=sampling, training=training, path=path,
-                      seed=raw.get("seed", 42))
+    return Experiment(
+        model=model, tasks=tasks, sampling=sampling, training=training, path=path, seed=raw.get("seed", 42)
+    )
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:
@@ -278,7 +307,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         for i, key in enumerate(keys[:-1]):
             if isinstance(node, list):
                 if not key.isdigit() or int(key) >= len(node):
-                    raise ExperimentError(f"--set {override}: '{'.'.join(keys[:i + 1])}' is not a valid list index.")
+                    raise ExperimentError(f"--set {override}: '{'.'.join(keys[: i + 1])}' is not a valid list index.")
                 node = node[int(key)]
             else:
                 node = node.setdefault(key, {})

@@ -38,8 +38,12 @@ def regression_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str,
     constant = np.ptp(predictions) == 0 or np.ptp(labels) == 0
     pearson = 0.0 if constant else float(pearsonr(predictions, labels)[0])
     spearman = 0.0 if constant else float(spearmanr(predictions, labels)[0])
-    return {"pearson_spearman": (pearson + spearman) / 2, "pearson": pearson, "spearman": spearman,
-            "mse": float(mean_squared_error(labels, predictions))}
+    return {
+        "pearson_spearman": (pearson + spearman) / 2,
+        "pearson": pearson,
+        "spearman": spearman,
+        "mse": float(mean_squared_error(labels, predictions)),
+    }
 
 
 def tag_sequences(predictions: np.ndarray, labels: np.ndarray, id2label: dict[int, str]):
@@ -78,13 +82,20 @@ def load_evaluate_metric(name: str):
 
         return evaluate.load(module_id)
     except Exception as error:  # evaluate raises connection, file and import errors alike
-        raise ExperimentError(f"Could not load evaluate metric '{module_id}' ({type(error).__name__}: {error}). "
-                              "evaluate modules live on the Hugging Face Hub; offline, use the built-in metrics: "
-                              + "; ".join(f"{t}: {', '.join(m)}" for t, m in DEFAULT_METRICS.items())) from error
+        raise ExperimentError(
+            f"Could not load evaluate metric '{module_id}' ({type(error).__name__}: {error}). "
+            "evaluate modules live on the Hugging Face Hub; offline, use the built-in metrics: "
+            + "; ".join(f"{t}: {', '.join(m)}" for t, m in DEFAULT_METRICS.items())
+        ) from error
 
 
-def compute_task_metrics(task_type: str, predictions: np.ndarray, labels: np.ndarray, labels_names: list | None,
-                         extra_metrics: dict | None = None) -> dict[str, float]:
+def compute_task_metrics(
+    task_type: str,
+    predictions: np.ndarray,
+    labels: np.ndarray,
+    labels_names: list | None,
+    extra_metrics: dict | None = None,
+) -> dict[str, float]:
     """All built-in metrics of one task (predictions already reduced: ids, probabilities or values)."""
     if task_type == "sequence_classification":
         metrics = classification_metrics(predictions, labels, len(labels_names))

@@ -22,8 +22,9 @@ import torch
 from torch.utils.data import Sampler
 
 
-def task_probabilities(sizes: list[int], strategy: str, temperature: float = 1.0,
-                       max_examples_per_task: int | None = None) -> list[float]:
+def task_probabilities(
+    sizes: list[int], strategy: str, temperature: float = 1.0, max_examples_per_task: int | None = None
+) -> list[float]:
     """The probability of drawing each group at a step."""
     capped = [min(n, max_examples_per_task) if max_examples_per_task else n for n in sizes]
     if strategy == "proportional":
@@ -33,8 +34,9 @@ def task_probabilities(sizes: list[int], strategy: str, temperature: float = 1.0
     elif strategy in ("uniform", "round_robin"):
         weights = [1.0] * len(capped)
     else:
-        raise ValueError(f"Unknown sampling strategy {strategy!r}: use proportional, temperature, uniform or "
-                         "round_robin.")
+        raise ValueError(
+            f"Unknown sampling strategy {strategy!r}: use proportional, temperature, uniform or round_robin."
+        )
     total = sum(weights)
     return [w / total for w in weights]
 
@@ -55,9 +57,17 @@ class TaskBlockSampler(Sampler[int]):
         lengths (`list[list[int]]`, *optional*): token count of every example, per group: groups batches by length.
     """
 
-    def __init__(self, sizes: list[int], batch_size: int, strategy: str = "temperature", temperature: float = 2.0,
-                 max_examples_per_task: int | None = None, num_replicas: int = 1, seed: int = 0,
-                 lengths: list[list[int]] | None = None):
+    def __init__(
+        self,
+        sizes: list[int],
+        batch_size: int,
+        strategy: str = "temperature",
+        temperature: float = 2.0,
+        max_examples_per_task: int | None = None,
+        num_replicas: int = 1,
+        seed: int = 0,
+        lengths: list[list[int]] | None = None,
+    ):
         if not sizes or min(sizes) <= 0:
             raise ValueError(f"Every task group needs examples; got sizes {sizes}.")
         self.sizes = list(sizes)
@@ -98,7 +108,7 @@ class TaskBlockSampler(Sampler[int]):
         if self.lengths is None:
             return order
         size, lengths = self.batch_size * MEGA_BATCH_FACTOR, self.lengths[group]
-        chunks = [sorted(order[i:i + size], key=lambda index: -lengths[index]) for i in range(0, len(order), size)]
+        chunks = [sorted(order[i : i + size], key=lambda index: -lengths[index]) for i in range(0, len(order), size)]
         return [index for chunk in chunks for index in chunk]
 
     def __iter__(self):

@@ -55,13 +55,25 @@ class MultiTaskTrainer(Trainer):
         group_lengths (`list[list[int]]`, *optional*): example lengths per group, to batch similar lengths together.
     """
 
-    def __init__(self, *args, group_sizes: list[int], tasks: list[TaskInfo], sampling_strategy: str = "temperature",
-                 temperature: float = 2.0, max_examples_per_task: int | None = None,
-                 group_lengths: list[list[int]] | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        group_sizes: list[int],
+        tasks: list[TaskInfo],
+        sampling_strategy: str = "temperature",
+        temperature: float = 2.0,
+        max_examples_per_task: int | None = None,
+        group_lengths: list[list[int]] | None = None,
+        **kwargs,
+    ):
         self.group_sizes = group_sizes
         self.tasks = tasks
-        self.sampling = dict(strategy=sampling_strategy, temperature=temperature,
-                             max_examples_per_task=max_examples_per_task, lengths=group_lengths)
+        self.sampling = dict(
+            strategy=sampling_strategy,
+            temperature=temperature,
+            max_examples_per_task=max_examples_per_task,
+            lengths=group_lengths,
+        )
         self._task_loss_sums = defaultdict(float)
         self._task_loss_counts = defaultdict(int)
         kwargs.setdefault("compute_metrics", self._compute_metrics)
@@ -69,8 +81,13 @@ class MultiTaskTrainer(Trainer):
         super().__init__(*args, **kwargs)
 
     def _get_train_sampler(self, train_dataset=None):
-        return TaskBlockSampler(self.group_sizes, self._train_batch_size, num_replicas=self.args.world_size,
-                                seed=self.args.seed, **self.sampling)
+        return TaskBlockSampler(
+            self.group_sizes,
+            self._train_batch_size,
+            num_replicas=self.args.world_size,
+            seed=self.args.seed,
+            **self.sampling,
+        )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
@@ -105,16 +122,20 @@ class MultiTaskTrainer(Trainer):
     def _compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
         predictions, task_ids = prediction.predictions
         task = self.tasks[int(np.asarray(task_ids).reshape(-1)[0])]
-        return compute_task_metrics(task.type, np.asarray(predictions), np.asarray(prediction.label_ids),
-                                    task.labels, task.extra_metrics)
+        return compute_task_metrics(
+            task.type, np.asarray(predictions), np.asarray(prediction.label_ids), task.labels, task.extra_metrics
+        )
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
         datasets = self.eval_dataset if eval_dataset is None else eval_dataset
         if isinstance(datasets, dict):
             # The mean of each task's primary metric: one number for metric_for_best_model="combined_score".
-            primaries = [metrics.get(f"{metric_key_prefix}_{task.name}_{task.primary_metric}")
-                         for task in self.tasks if task.name in datasets]
+            primaries = [
+                metrics.get(f"{metric_key_prefix}_{task.name}_{task.primary_metric}")
+                for task in self.tasks
+                if task.name in datasets
+            ]
             primaries = [value for value in primaries if value is not None]
             if primaries:
                 metrics[f"{metric_key_prefix}_combined_score"] = float(np.mean(primaries))
