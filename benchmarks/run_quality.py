@@ -332,12 +332,32 @@ def markdown(name: str, spec: dict, summary: dict, settings: dict, commands: lis
 # ----------------------------------------------------------------------------------------------------------- main
 
 
-def _comparable(settings: dict | None) -> dict | None:
-    """The settings that change results: every run goes to its own --runs-dir folder, so output_dir does not count."""
-    if settings is None:
-        return None
-    training = {key: value for key, value in settings["training"].items() if key != "output_dir"}
-    return {**settings, "training": training}
+def same_settings(old: dict | None, new: dict) -> bool:
+    """Whether runs made under `old` settings can share a table with runs made under `new` ones.
+
+    `output_dir` does not count (every run goes to its own --runs-dir folder), nor do sampling fields that only one
+    side knows (a field added to `SamplingSpec` later, at its default, leaves earlier runs comparable).
+    """
+    if old is None or old.get("experiment") != new["experiment"] or old.get("overrides") != new["overrides"]:
+        return False
+    drop = {"output_dir"}
+    if {k: v for k, v in old["training"].items() if k not in drop} != \
+            {k: v for k, v in new["training"].items() if k not in drop}:
+        return False
+    shared = set(old["sampling"]) & set(new["sampling"])
+    return all(old["sampling"][key] == new["sampling"][key] for key in shared)
+
+
+def code_version() -> str:
+    """The checkout's commit, with '+dirty' when tracked files differ from it (the runs record what code made them)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -388,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
                 else str(experiment_path), "overrides": overrides, "training": experiment.training,
                 "sampling": dataclasses.asdict(experiment.sampling)}
     previous = json.loads(json_path.read_text()) if json_path.is_file() else {}
-    if _comparable(previous.get("settings")) == _comparable(settings):
+    if same_settings(previous.get("settings"), settings):
         runs, commands = previous["runs"], previous["commands"]
     else:
         runs, commands = [], []
@@ -415,11 +435,13 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for variant in variants:
             logger.info("%s: %s, seed %d", name, variant, seed)
+            version = code_version()  # before the run: the code it starts with
             if variant == "single_task":
                 record = single_task_seed(experiment, seed, run_dir)
                 record["command"] = invocation
             else:
                 record = multitask_run(experiment_path, variant, seed, overrides, run_dir / f"{variant}_s{seed}", env)
+            record["code"] = version
             runs[:] = [r for r in runs if (r["variant"], r["seed"]) != (variant, seed)] + [record]
             save()  # after every run, so an interrupted benchmark keeps what it measured
             logger.info("%s seed %d done in %.0f s: %s", variant, seed, record["wall_s"],
