@@ -18,8 +18,9 @@ training:                                               # any transformers.Train
   num_train_epochs: 3
 ```
 
-Unknown keys are rejected with their path and the nearest valid key; relative paths are read from the folder
-holding the experiment file.
+Unknown keys are rejected with their path and the nearest valid key. Relative data and label-file paths are read
+from the folder holding the experiment file; `training.output_dir`, as everywhere in transformers, is relative to
+the working directory.
 """
 
 import dataclasses
