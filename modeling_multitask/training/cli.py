@@ -121,20 +121,18 @@ def _per_task(metrics: dict[str, float], prefix: str, task_names: list[str]) -> 
     return {name: values for name, values in table.items() if values}
 
 
-def joint_sentence_accuracy(
-    trainer: MultiTaskTrainer, experiment: Experiment, prepared: PreparedData, split: str
-) -> dict[str, float]:
+def joint_sentence_accuracy(trainer: MultiTaskTrainer, prepared: PreparedData) -> dict[str, float]:
     """For groups with one sentence task and one token task on the same examples: the share of examples whose
-    label and every tag are right (JointBERT's "sentence accuracy")."""
+    label and every tag are right (JointBERT's "sentence accuracy"), from the predictions of the last evaluation."""
     results = {}
-    datasets = getattr(prepared, split)
+    scored = trainer.last_eval_predictions
     for group in prepared.groups:
         sentence = [t for t in group.tasks if t.type == "sequence_classification"]
         tokens = [t for t in group.tasks if t.type == "token_classification"]
-        if len(sentence) != 1 or len(tokens) != 1 or not {sentence[0].name, tokens[0].name} <= set(datasets):
+        if len(sentence) != 1 or len(tokens) != 1 or not {sentence[0].name, tokens[0].name} <= set(scored):
             continue
-        intent_pred, intent_gold = trainer.predict_task(sentence[0].name, FeatureDataset(datasets[sentence[0].name]))
-        tag_pred, tag_gold = trainer.predict_task(tokens[0].name, FeatureDataset(datasets[tokens[0].name]))
+        intent_pred, intent_gold = scored[sentence[0].name]
+        tag_pred, tag_gold = scored[tokens[0].name]
         id2tag = dict(enumerate(prepared.labels[tokens[0].name]))
         gold, predicted = tag_sequences(tag_pred, tag_gold, id2tag)
         correct = [(a == b) and (g == p) for a, b, g, p in zip(intent_pred, intent_gold, gold, predicted)]
@@ -225,13 +223,14 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
         data = getattr(prepared, split)
         if not data:
             continue
+        trainer.last_eval_predictions.clear()  # this split's predictions only
         split_metrics = trainer.evaluate(
             {name: FeatureDataset(f) for name, f in data.items()}, metric_key_prefix=split
         )
         results[split] = _per_task(split_metrics, split, names)
         if f"{split}_combined_score" in split_metrics:
             results[f"{split}_combined_score"] = split_metrics[f"{split}_combined_score"]
-        sentence_accuracy = joint_sentence_accuracy(trainer, experiment, prepared, split)
+        sentence_accuracy = joint_sentence_accuracy(trainer, prepared)
         if sentence_accuracy:
             results[f"{split}_sentence_accuracy"] = sentence_accuracy
 

@@ -76,6 +76,7 @@ class MultiTaskTrainer(Trainer):
         )
         self._task_loss_sums = defaultdict(float)
         self._task_loss_counts = defaultdict(int)
+        self.last_eval_predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # task -> (predictions, labels)
         kwargs.setdefault("compute_metrics", self._compute_metrics)
         kwargs.setdefault("preprocess_logits_for_metrics", self._reduce_logits)
         super().__init__(*args, **kwargs)
@@ -122,9 +123,10 @@ class MultiTaskTrainer(Trainer):
     def _compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
         predictions, task_ids = prediction.predictions
         task = self.tasks[int(np.asarray(task_ids).reshape(-1)[0])]
-        return compute_task_metrics(
-            task.type, np.asarray(predictions), np.asarray(prediction.label_ids), task.labels, task.extra_metrics
-        )
+        predictions, labels = np.asarray(predictions), np.asarray(prediction.label_ids)
+        # Kept so that cross-task scores (JointBERT's sentence accuracy) need no second pass over the data.
+        self.last_eval_predictions[task.name] = (predictions, labels)
+        return compute_task_metrics(task.type, predictions, labels, task.labels, task.extra_metrics)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
@@ -141,9 +143,3 @@ class MultiTaskTrainer(Trainer):
                 metrics[f"{metric_key_prefix}_combined_score"] = float(np.mean(primaries))
                 self.log({f"{metric_key_prefix}_combined_score": metrics[f"{metric_key_prefix}_combined_score"]})
         return metrics
-
-    def predict_task(self, task_name: str, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
-        """Reduced predictions and labels of one task's dataset, in dataset order."""
-        output = self.predict(dataset, metric_key_prefix=f"predict_{task_name}")
-        predictions, _ = output.predictions
-        return np.asarray(predictions), np.asarray(output.label_ids)
