@@ -165,7 +165,8 @@ def single_task_run(experiment: Experiment, task: TaskSpec, seed: int, output_di
     `sampling.max_examples_per_task` caps an epoch of the multi-task run, the baseline's epoch is capped the same way
     (as many steps, drawn from the whole train set). Returns (record, predictions per split for sentence accuracy).
     """
-    from transformers import AutoTokenizer, DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer
+    from transformers import (AutoTokenizer, DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer,
+                              TrainingArguments)
 
     from modeling_multitask.training.cli import TRAINING_DEFAULTS, check_base_model
     from modeling_multitask.training.data import prepare_data
@@ -188,6 +189,14 @@ def single_task_run(experiment: Experiment, task: TaskSpec, seed: int, output_di
     if cap and cap < len(train):
         batch = settings.get("per_device_train_batch_size", 8)
         settings["max_steps"] = math.ceil(cap / batch) * math.ceil(float(settings["num_train_epochs"]))
+    if experiment.sampling.group_by_length:
+        # The same padding saving as the multi-task run's length-grouped batches, so wall times compare.
+        # (transformers 5.2x spells it train_sampling_strategy; earlier releases had a group_by_length flag.)
+        fields = {field.name for field in dataclasses.fields(TrainingArguments)}
+        if "train_sampling_strategy" in fields:
+            settings["train_sampling_strategy"] = "group_by_length"
+        else:
+            settings["group_by_length"] = True
     args = experiment.training_arguments(**settings)
     collator = (DataCollatorForTokenClassification(tokenizer) if task.is_token_level
                 else DataCollatorWithPadding(tokenizer))
