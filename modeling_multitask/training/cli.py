@@ -136,7 +136,8 @@ def joint_sentence_accuracy(trainer: MultiTaskTrainer, prepared: PreparedData) -
         id2tag = dict(enumerate(prepared.labels[tokens[0].name]))
         gold, predicted = tag_sequences(tag_pred, tag_gold, id2tag)
         correct = [(a == b) and (g == p) for a, b, g, p in zip(intent_pred, intent_gold, gold, predicted)]
-        results[group.name] = float(sum(correct) / len(correct))
+        # Named by the pair it scores (a group may hold further tasks, e.g. a multi-label one).
+        results[f"{sentence[0].name}+{tokens[0].name}"] = float(sum(correct) / len(correct))
     return results
 
 

@@ -1,0 +1,101 @@
+"""`benchmarks/run_quality.py` on a task mix that is not in ../shared/data: every variant trains, the tables add up.
+
+The benchmark command must work for any experiment file, not only the three shipped ones: here a joint intent + slots
+pair (sentence accuracy), a sentence-pair regression and a multi-label task, on a tiny random encoder.
+"""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from test_train_cli import DATA, tiny_encoder, write_data  # noqa: F401  (tiny_encoder is a fixture)
+
+
+RUNNER = Path(__file__).resolve().parents[1] / "benchmarks" / "run_quality.py"
+TOPICS = ["travel|food", "weather", "travel", "weather|food", "", "travel"]
+
+
+@pytest.fixture(scope="module")
+def run_quality():
+    spec = importlib.util.spec_from_file_location("run_quality", RUNNER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def held_back_experiment(folder: Path, encoder: Path) -> Path:
+    write_data(folder)
+    rows = [{"tokens": text.split(), "tags": tags.split(), "intent": intent, "topics": topics}
+            for (text, intent, tags), topics in zip(DATA, TOPICS)]
+    (folder / "mix.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    mix = {"train": "mix.jsonl", "validation": "mix.jsonl", "test": "mix.jsonl"}
+    pairs = {"train": "pairs.tsv", "validation": "pairs.tsv", "test": "pairs.tsv"}
+    raw = {
+        "model": {"base_model": str(encoder), "fusion": {"type": "attention"}},
+        "tasks": [
+            {"name": "intent", "type": "sequence_classification", "data": mix, "text_column": "tokens",
+             "label_column": "intent"},
+            {"name": "slots", "type": "token_classification", "data": mix, "text_column": "tokens",
+             "label_column": "tags"},
+            {"name": "topics", "type": "multi_label_classification", "data": mix, "text_column": "tokens",
+             "label_column": "topics", "labels": ["travel", "weather", "food"]},
+            {"name": "similarity", "type": "regression", "data": pairs, "text_column": "sentence1",
+             "text_pair_column": "sentence2", "label_column": "score"},
+        ],
+        "training": {"output_dir": "unused", "num_train_epochs": 1, "per_device_train_batch_size": 2,
+                     "learning_rate": 1e-3, "disable_tqdm": True, "report_to": "none"},
+    }
+    path = folder / "heldback.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_every_variant_on_a_held_back_task_mix(tmp_path, tiny_encoder, run_quality):  # noqa: F811
+    experiment = held_back_experiment(tmp_path, tiny_encoder)
+    results = tmp_path / "results"
+    argv = [str(experiment), "--seeds", "1", "2", "--results-dir", str(results), "--runs-dir", str(tmp_path / "runs")]
+    assert run_quality.main(argv) == 0
+
+    record = json.loads((results / "heldback.json").read_text())
+    assert record["protocol"]["split"] == "test"  # every task has a test split
+    assert sorted((run["variant"], run["seed"]) for run in record["runs"]) == [
+        (variant, seed) for variant in ("fusion", "no_fusion", "single_task") for seed in (1, 2)]
+    expected = {("intent", "accuracy"), ("slots", "f1"), ("topics", "micro_f1"), ("similarity", "pearson"),
+                ("similarity", "spearman"), ("intent+slots", "sentence_accuracy")}
+    assert {tuple(pair) for pair in record["protocol"]["metrics"]} == expected
+    for variant, table in record["summary"].items():
+        assert table["seeds"] == [1, 2]
+        for task, metric in expected:
+            entry = table["metrics"][f"test/{task}/{metric}"]
+            assert entry["n"] == 2, (variant, task, metric)
+            low = -100 if task == "similarity" else 0  # correlations may be negative after one tiny epoch
+            assert all(low <= value <= 100 for value in entry["values"]), (variant, task, entry)
+    # Each run trained its own model: the checkpoint folders are there (multi-task) or the baselines' (single task).
+    runs = tmp_path / "runs" / "heldback"
+    assert {p.name for p in runs.iterdir() if p.is_dir()} >= {"fusion_s1", "no_fusion_s2", "single_slots_s1",
+                                                             "single_topics_s2", "single_similarity_s1"}
+
+    table = (results / "heldback.md").read_text()
+    assert "| intent+slots | sentence_accuracy |" in table and "fusion − single" in table
+    assert "python benchmarks/run_quality.py" in table
+
+    # A second call with the same settings adds to the table instead of starting it again.
+    assert run_quality.main([*argv[:1], "--seeds", "3", "--variants", "no_fusion", *argv[4:]]) == 0
+    again = json.loads((results / "heldback.json").read_text())
+    assert again["summary"]["no_fusion"]["seeds"] == [1, 2, 3] and again["summary"]["fusion"]["seeds"] == [1, 2]
+
+
+def test_absent_data_skips_with_the_reason(tmp_path, tiny_encoder, run_quality, capsys):  # noqa: F811
+    experiment = held_back_experiment(tmp_path, tiny_encoder)
+    (tmp_path / "pairs.tsv").unlink()
+    assert run_quality.main([str(experiment), "--results-dir", str(tmp_path / "results")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("SKIPPED heldback:") and "pairs.tsv" in out
+    assert not (tmp_path / "results" / "heldback.json").exists()
+
+
+def test_unknown_variant_is_refused(tmp_path, run_quality, capsys):
+    assert run_quality.main(["atis", "--variants", "fusion,singletask"]) == 2
+    assert "singletask" in capsys.readouterr().err
