@@ -13,7 +13,8 @@ For every seed it trains
 and writes `benchmarks/results/<name>.json` (every run, with its metrics, wall time and command) and
 `benchmarks/results/<name>.md` (mean ± sample std over seeds of each task's published-protocol metric).
 Runs accumulate: a later call with other seeds or variants adds to the results of earlier calls made with the same
-settings (a call with different settings starts the results again).
+settings (a call with different settings starts the results again). Calls for the same benchmark may run at the
+same time, e.g. one single-threaded call per core: each run is merged into the files under a lock.
 
 Where `../shared/data` (next to the repository) or a data file of the experiment is absent, it prints why and exits
 with status 0 without training anything.
@@ -21,6 +22,7 @@ with status 0 without training anything.
 
 import argparse
 import dataclasses
+import fcntl
 import json
 import logging
 import math
@@ -416,30 +418,35 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"experiment": str(experiment_path.relative_to(REPO_ROOT)) if experiment_path.is_relative_to(REPO_ROOT)
                 else str(experiment_path), "overrides": overrides, "training": experiment.training,
                 "sampling": dataclasses.asdict(experiment.sampling)}
-    previous = json.loads(json_path.read_text()) if json_path.is_file() else {}
-    if same_settings(previous.get("settings"), settings):
-        runs, commands = previous["runs"], previous["commands"]
-    else:
-        runs, commands = [], []
     invocation = "python benchmarks/run_quality.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    commands.append(invocation)
     spec = protocol(name, experiment)
     run_dir = Path(args.runs_dir) / name
 
-    def save() -> None:
-        summary = summarise(runs, spec, VARIANTS)
+    def record_run(record: dict) -> None:
+        """Add one run to the results files. Read-merge-write under a lock, so several calls for the same benchmark
+        (one per core, say) can run at once without losing each other's runs."""
         import platform
 
         import torch
         import transformers
 
-        environment = {"python": platform.python_version(), "torch": torch.__version__,
-                       "transformers": transformers.__version__, "cpu_count": os.cpu_count(),
-                       "threads": args.threads or torch.get_num_threads()}
-        json_path.write_text(json.dumps({"benchmark": name, "settings": settings, "protocol": spec,
-                                         "environment": environment, "commands": commands, "summary": summary,
-                                         "runs": runs}, indent=2))
-        (results_dir / f"{name}.md").write_text(markdown(name, spec, summary, settings, commands))
+        with json_path.with_suffix(".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            previous = json.loads(json_path.read_text()) if json_path.is_file() else {}
+            runs, commands = [], []
+            if same_settings(previous.get("settings"), settings):
+                runs, commands = previous["runs"], previous["commands"]
+            if invocation not in commands:
+                commands.append(invocation)
+            runs = [r for r in runs if (r["variant"], r["seed"]) != (record["variant"], record["seed"])] + [record]
+            summary = summarise(runs, spec, VARIANTS)
+            environment = {"python": platform.python_version(), "torch": torch.__version__,
+                           "transformers": transformers.__version__, "cpu_count": os.cpu_count(),
+                           "threads": args.threads or torch.get_num_threads()}
+            json_path.write_text(json.dumps({"benchmark": name, "settings": settings, "protocol": spec,
+                                             "environment": environment, "commands": commands, "summary": summary,
+                                             "runs": runs}, indent=2))
+            (results_dir / f"{name}.md").write_text(markdown(name, spec, summary, settings, commands))
 
     for seed in args.seeds:
         for variant in variants:
@@ -451,8 +458,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 record = multitask_run(experiment_path, variant, seed, overrides, run_dir / f"{variant}_s{seed}", env)
             record["code"] = version
-            runs[:] = [r for r in runs if (r["variant"], r["seed"]) != (variant, seed)] + [record]
-            save()  # after every run, so an interrupted benchmark keeps what it measured
+            record_run(record)  # after every run, so an interrupted benchmark keeps what it measured
             logger.info("%s seed %d done in %.0f s: %s", variant, seed, record["wall_s"],
                         json.dumps(record["metrics"].get(spec["split"], {})))
     print((results_dir / f"{name}.md").read_text())
