@@ -1,7 +1,7 @@
 """Real-data quality benchmark: one shared multi-task model against single-task baselines, on the same data and budget.
 
     python benchmarks/run_quality.py atis [--seeds 1 2 3] [--variants fusion,no_fusion,single_task] [--epochs 3]
-                                         [--set training.learning_rate=1e-4 ...] [--threads 1]
+                                         [--set training.learning_rate=1e-4 ...] [--threads 1 | --jobs 2]
 
 BENCHMARK is `atis`, `snips`, `glue` (the experiment files next to this script) or the path of any experiment file.
 For every seed it trains
@@ -14,7 +14,8 @@ and writes `benchmarks/results/<name>.json` (every run, with its metrics, wall t
 `benchmarks/results/<name>.md` (mean ± sample std over seeds of each task's published-protocol metric).
 Runs accumulate: a later call with other seeds or variants adds to the results of earlier calls made with the same
 settings (a call with different settings starts the results again). Calls for the same benchmark may run at the
-same time, e.g. one single-threaded call per core: each run is merged into the files under a lock.
+same time, e.g. one single-threaded call per core: each run is merged into the files under a lock. `--jobs 2` does
+that for you: every (seed, variant) becomes its own single-threaded call, two at a time.
 
 Where `../shared/data` (next to the repository) or a data file of the experiment is absent, it prints why and exits
 with status 0 without training anything.
@@ -32,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -384,7 +386,33 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where checkpoints and logs go")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch/OpenMP threads (1 is fastest on a busy 2-core machine)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="train this many (seed, variant) runs at once, each in its own single-threaded process "
+                             "(2 on a 2-core machine)")
     return parser
+
+
+def run_in_parallel(args, variants: list[str], results_dir: Path, run_dir: Path) -> None:
+    """Each (seed, variant) as a single-threaded call of this script, `args.jobs` at a time; they merge their runs
+    into the same results files. The single-task units (one model per task) go first, as they take longest."""
+    units = sorted(((seed, variant) for seed in args.seeds for variant in variants),
+                   key=lambda unit: (unit[1] != "single_task", args.seeds.index(unit[0])))
+    shared = [*(f"--set={override}" for override in args.set), *([f"--epochs={args.epochs:g}"] if args.epochs else []),
+              f"--results-dir={results_dir}", f"--runs-dir={run_dir.parent}", "--threads=1"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    def run(unit: tuple[int, str]) -> int:
+        seed, variant = unit
+        command = [sys.executable, str(Path(__file__).resolve()), args.benchmark, "--seeds", str(seed),
+                   "--variants", variant, *shared]
+        with (run_dir / f"run_quality_{variant}_s{seed}.log").open("w") as log:
+            return subprocess.run(command, cwd=Path.cwd(), stdout=log, stderr=subprocess.STDOUT).returncode
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        codes = list(pool.map(run, units))
+    failed = [f"{variant} seed {seed}" for (seed, variant), code in zip(units, codes) if code != 0]
+    if failed:
+        raise RuntimeError(f"{', '.join(failed)} failed; see the run_quality_*.log files in {run_dir}.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -448,6 +476,10 @@ def main(argv: list[str] | None = None) -> int:
                                              "runs": runs}, indent=2))
             (results_dir / f"{name}.md").write_text(markdown(name, spec, summary, settings, commands))
 
+    if args.jobs > 1:
+        run_in_parallel(args, variants, results_dir, run_dir)
+        print((results_dir / f"{name}.md").read_text())
+        return 0
     for seed in args.seeds:
         for variant in variants:
             logger.info("%s: %s, seed %d", name, variant, seed)

@@ -56,7 +56,8 @@ def test_every_variant_on_a_held_back_task_mix(tmp_path, tiny_encoder, run_quali
     experiment = held_back_experiment(tmp_path, tiny_encoder)
     results = tmp_path / "results"
     argv = [str(experiment), "--seeds", "1", "2", "--results-dir", str(results), "--runs-dir", str(tmp_path / "runs")]
-    assert run_quality.main(argv) == 0
+    # Two processes at once, so the six runs are merged into one table by concurrent writers.
+    assert run_quality.main([*argv, "--jobs", "2"]) == 0
 
     record = json.loads((results / "heldback.json").read_text())
     assert record["protocol"]["split"] == "test"  # every task has a test split
@@ -80,6 +81,7 @@ def test_every_variant_on_a_held_back_task_mix(tmp_path, tiny_encoder, run_quali
     table = (results / "heldback.md").read_text()
     assert "| intent+slots | sentence_accuracy |" in table and "fusion − single" in table
     assert "python benchmarks/run_quality.py" in table
+    assert len(record["commands"]) == 6  # the exact call of every run, to reproduce it alone
 
     # A second call with the same settings adds to the table instead of starting it again.
     assert run_quality.main([*argv[:1], "--seeds", "3", "--variants", "no_fusion", *argv[4:]]) == 0
