@@ -169,8 +169,13 @@ def single_task_run(experiment: Experiment, task: TaskSpec, seed: int, output_di
     `sampling.max_examples_per_task` caps an epoch of the multi-task run, the baseline's epoch is capped the same way
     (as many steps, drawn from the whole train set). Returns (record, predictions per split for sentence accuracy).
     """
-    from transformers import (AutoTokenizer, DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     from modeling_multitask.training.cli import TRAINING_DEFAULTS, check_base_model
     from modeling_multitask.training.data import prepare_data

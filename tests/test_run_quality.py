@@ -101,3 +101,35 @@ def test_absent_data_skips_with_the_reason(tmp_path, tiny_encoder, run_quality, 
 def test_unknown_variant_is_refused(tmp_path, run_quality, capsys):
     assert run_quality.main(["atis", "--variants", "fusion,singletask"]) == 2
     assert "singletask" in capsys.readouterr().err
+
+
+def test_fusion_weight_statistics(tmp_path, tiny_tokenizer, capsys):
+    spec = importlib.util.spec_from_file_location("fusion_weights", RUNNER.parent / "fusion_weights.py")
+    fusion_weights = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fusion_weights)
+    import torch
+    from conftest import TASKS, tiny_bert_config
+
+    from modeling_multitask import MultiTaskConfig, MultiTaskModel
+
+    torch.manual_seed(0)
+    model = MultiTaskModel(MultiTaskConfig(encoder_config=tiny_bert_config(), tasks=TASKS, fusion={"type": "attention"}))
+    texts = tmp_path / "texts.txt"
+    texts.write_text("show me flights to boston\nbook a flight\nhello there how is the weather in denver today\n")
+
+    def table(scale: float) -> dict[str, list[str]]:
+        with torch.no_grad():
+            model.fusion.score.weight.mul_(scale)
+        model.save_pretrained(tmp_path / "checkpoint")
+        tiny_tokenizer.save_pretrained(tmp_path / "checkpoint")
+        assert fusion_weights.main([str(tmp_path / "checkpoint"), str(texts), "--task", "intent"]) == 0
+        rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| intent")]
+        return [cell.strip() for cell in rows[0]]
+
+    # Freshly initialised scores are near zero: uniform attention, i.e. mean pooling, and token gates of one.
+    name, entropy, largest, uniform, gates = table(1.0)
+    assert float(entropy) > 0.99 and abs(float(largest) - float(uniform)) < 0.01 and gates.split(" / ")[1] == "1.00"
+    # Scaled-up scores concentrate the weights: lower entropy, a larger top weight, gates spread around one.
+    name, entropy, largest, uniform, gates = table(2000.0)
+    assert float(entropy) < 0.9 and float(largest) > float(uniform) + 0.05
+    assert float(gates.split(" / ")[0]) < 0.5 < 1.5 < float(gates.split(" / ")[2])
