@@ -133,3 +133,28 @@ def test_fusion_weight_statistics(tmp_path, tiny_tokenizer, capsys):
     name, entropy, largest, uniform, gates = table(2000.0)
     assert float(entropy) < 0.9 and float(largest) > float(uniform) + 0.05
     assert float(gates.split(" / ")[0]) < 0.5 < 1.5 < float(gates.split(" / ")[2])
+
+
+def test_fusion_ablation_matches_the_training_evaluation(tmp_path, tiny_encoder, capsys):  # noqa: F811
+    """The ablation's "learned weights" column must reproduce the scores the training CLI wrote for the same model."""
+    import torch
+
+    from modeling_multitask.training.cli import main as train
+
+    spec = importlib.util.spec_from_file_location("fusion_ablation", RUNNER.parent / "fusion_ablation.py")
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+
+    experiment = held_back_experiment(tmp_path, tiny_encoder)
+    assert train([str(experiment), "--set", f"training.output_dir={tmp_path / 'out'}"]) == 0
+    capsys.readouterr()
+    assert ablation.main([str(tmp_path / "out"), str(experiment), "--split", "test"]) == 0
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and not line.startswith("| task")}
+    written = json.loads((tmp_path / "out" / "metrics.json").read_text())["test"]
+    assert set(rows) == {"intent", "slots", "topics", "similarity"}
+    for task, (metric, learned, _, _) in rows.items():
+        assert float(learned) == pytest.approx(100 * written[task][metric.strip()], abs=0.006), task
+
+    weights = ablation.uniform_weights(torch.zeros(2, 4, 8), 0, torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]))
+    torch.testing.assert_close(weights, torch.tensor([[1 / 3, 1 / 3, 1 / 3, 0.0], [0.25, 0.25, 0.25, 0.25]]))
