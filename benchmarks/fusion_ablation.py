@@ -27,7 +27,9 @@ from modeling_multitask.training.metrics import compute_task_metrics  # noqa: E4
 
 
 def uniform_weights(hidden, task_id, attention_mask=None, projected_tokens=None):
-    mask = torch.ones(hidden.shape[:2], dtype=hidden.dtype) if attention_mask is None else attention_mask.to(hidden.dtype)
+    mask = (
+        torch.ones(hidden.shape[:2], dtype=hidden.dtype) if attention_mask is None else attention_mask.to(hidden.dtype)
+    )
     return mask / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
 
 
@@ -91,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         uniform = score(model, features, task, prepared.labels[task.name], collator)
         for metric in ([task.metrics[0]] if task.metrics else []) or list(learned)[:1]:
             scale = 1 if metric == "mse" else 100
-            print(f"| {task.name} | {metric} | {learned[metric] * scale:.2f} | {uniform[metric] * scale:.2f} | "
-                  f"{(learned[metric] - uniform[metric]) * scale:+.2f} |")
+            print(
+                f"| {task.name} | {metric} | {learned[metric] * scale:.2f} | {uniform[metric] * scale:.2f} | "
+                f"{(learned[metric] - uniform[metric]) * scale:+.2f} |"
+            )
     return 0
 
 

@@ -81,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     for task, values in stats.items():
         gates = torch.cat(values["gates"])
         p5, p50, p95 = (gates.quantile(q).item() for q in (0.05, 0.5, 0.95))
-        print(f"| {task} | {torch.cat(values['entropy']).mean():.3f} | {torch.cat(values['max']).mean():.3f} | "
-              f"{torch.cat(values['uniform']).mean():.3f} | {p5:.2f} / {p50:.2f} / {p95:.2f} |")
+        print(
+            f"| {task} | {torch.cat(values['entropy']).mean():.3f} | {torch.cat(values['max']).mean():.3f} | "
+            f"{torch.cat(values['uniform']).mean():.3f} | {p5:.2f} / {p50:.2f} / {p95:.2f} |"
+        )
     return 0
 
 

@@ -27,25 +27,55 @@ def run_quality():
 
 def held_back_experiment(folder: Path, encoder: Path) -> Path:
     write_data(folder)
-    rows = [{"tokens": text.split(), "tags": tags.split(), "intent": intent, "topics": topics}
-            for (text, intent, tags), topics in zip(DATA, TOPICS)]
+    rows = [
+        {"tokens": text.split(), "tags": tags.split(), "intent": intent, "topics": topics}
+        for (text, intent, tags), topics in zip(DATA, TOPICS)
+    ]
     (folder / "mix.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     mix = {"train": "mix.jsonl", "validation": "mix.jsonl", "test": "mix.jsonl"}
     pairs = {"train": "pairs.tsv", "validation": "pairs.tsv", "test": "pairs.tsv"}
     raw = {
         "model": {"base_model": str(encoder), "fusion": {"type": "attention"}},
         "tasks": [
-            {"name": "intent", "type": "sequence_classification", "data": mix, "text_column": "tokens",
-             "label_column": "intent"},
-            {"name": "slots", "type": "token_classification", "data": mix, "text_column": "tokens",
-             "label_column": "tags"},
-            {"name": "topics", "type": "multi_label_classification", "data": mix, "text_column": "tokens",
-             "label_column": "topics", "labels": ["travel", "weather", "food"]},
-            {"name": "similarity", "type": "regression", "data": pairs, "text_column": "sentence1",
-             "text_pair_column": "sentence2", "label_column": "score"},
+            {
+                "name": "intent",
+                "type": "sequence_classification",
+                "data": mix,
+                "text_column": "tokens",
+                "label_column": "intent",
+            },
+            {
+                "name": "slots",
+                "type": "token_classification",
+                "data": mix,
+                "text_column": "tokens",
+                "label_column": "tags",
+            },
+            {
+                "name": "topics",
+                "type": "multi_label_classification",
+                "data": mix,
+                "text_column": "tokens",
+                "label_column": "topics",
+                "labels": ["travel", "weather", "food"],
+            },
+            {
+                "name": "similarity",
+                "type": "regression",
+                "data": pairs,
+                "text_column": "sentence1",
+                "text_pair_column": "sentence2",
+                "label_column": "score",
+            },
         ],
-        "training": {"output_dir": "unused", "num_train_epochs": 1, "per_device_train_batch_size": 2,
-                     "learning_rate": 1e-3, "disable_tqdm": True, "report_to": "none"},
+        "training": {
+            "output_dir": "unused",
+            "num_train_epochs": 1,
+            "per_device_train_batch_size": 2,
+            "learning_rate": 1e-3,
+            "disable_tqdm": True,
+            "report_to": "none",
+        },
     }
     path = folder / "heldback.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -62,9 +92,16 @@ def test_every_variant_on_a_held_back_task_mix(tmp_path, tiny_encoder, run_quali
     record = json.loads((results / "heldback.json").read_text())
     assert record["protocol"]["split"] == "test"  # every task has a test split
     assert sorted((run["variant"], run["seed"]) for run in record["runs"]) == [
-        (variant, seed) for variant in ("fusion", "no_fusion", "single_task") for seed in (1, 2)]
-    expected = {("intent", "accuracy"), ("slots", "f1"), ("topics", "micro_f1"), ("similarity", "pearson"),
-                ("similarity", "spearman"), ("intent+slots", "sentence_accuracy")}
+        (variant, seed) for variant in ("fusion", "no_fusion", "single_task") for seed in (1, 2)
+    ]
+    expected = {
+        ("intent", "accuracy"),
+        ("slots", "f1"),
+        ("topics", "micro_f1"),
+        ("similarity", "pearson"),
+        ("similarity", "spearman"),
+        ("intent+slots", "sentence_accuracy"),
+    }
     assert {tuple(pair) for pair in record["protocol"]["metrics"]} == expected
     for variant, table in record["summary"].items():
         assert table["seeds"] == [1, 2]
@@ -75,8 +112,13 @@ def test_every_variant_on_a_held_back_task_mix(tmp_path, tiny_encoder, run_quali
             assert all(low <= value <= 100 for value in entry["values"]), (variant, task, entry)
     # Each run trained its own model: the checkpoint folders are there (multi-task) or the baselines' (single task).
     runs = tmp_path / "runs" / "heldback"
-    assert {p.name for p in runs.iterdir() if p.is_dir()} >= {"fusion_s1", "no_fusion_s2", "single_slots_s1",
-                                                             "single_topics_s2", "single_similarity_s1"}
+    assert {p.name for p in runs.iterdir() if p.is_dir()} >= {
+        "fusion_s1",
+        "no_fusion_s2",
+        "single_slots_s1",
+        "single_topics_s2",
+        "single_similarity_s1",
+    }
 
     table = (results / "heldback.md").read_text()
     assert "| intent+slots | sentence_accuracy |" in table and "fusion − single" in table
@@ -113,7 +155,9 @@ def test_fusion_weight_statistics(tmp_path, tiny_tokenizer, capsys):
     from modeling_multitask import MultiTaskConfig, MultiTaskModel
 
     torch.manual_seed(0)
-    model = MultiTaskModel(MultiTaskConfig(encoder_config=tiny_bert_config(), tasks=TASKS, fusion={"type": "attention"}))
+    model = MultiTaskModel(
+        MultiTaskConfig(encoder_config=tiny_bert_config(), tasks=TASKS, fusion={"type": "attention"})
+    )
     texts = tmp_path / "texts.txt"
     texts.write_text("show me flights to boston\nbook a flight\nhello there how is the weather in denver today\n")
 
@@ -149,8 +193,11 @@ def test_fusion_ablation_matches_the_training_evaluation(tmp_path, tiny_encoder,
     assert train([str(experiment), "--set", f"training.output_dir={tmp_path / 'out'}"]) == 0
     capsys.readouterr()
     assert ablation.main([str(tmp_path / "out"), str(experiment), "--split", "test"]) == 0
-    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in capsys.readouterr().out.splitlines()
-            if line.startswith("| ") and not line.startswith("| task")}
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2:-1]
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("| ") and not line.startswith("| task")
+    }
     written = json.loads((tmp_path / "out" / "metrics.json").read_text())["test"]
     assert set(rows) == {"intent", "slots", "topics", "similarity"}
     for task, (metric, learned, _, _) in rows.items():
