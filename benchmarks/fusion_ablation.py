@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+for folder in (REPO_ROOT, REPO_ROOT / "benchmarks"):  # the library from this checkout, and fusion_weights beside us
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+from fusion_weights import load_fusion_model  # noqa: E402
 
 from modeling_multitask.training.collator import MultiTaskDataCollator  # noqa: E402
 from modeling_multitask.training.data import prepare_data  # noqa: E402
@@ -70,11 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="validation", choices=["validation", "test"])
     args = parser.parse_args(argv)
 
-    model = AutoModel.from_pretrained(args.checkpoint, trust_remote_code=True).eval()
-    if model.config.fusion is None:
-        print(f"error: {args.checkpoint} has no AttentionFusion layer.", file=sys.stderr)
-        return 2
-    tokenizer = AutoTokenizer.from_pretrained(args.checkpoint, trust_remote_code=True)
+    model, tokenizer = load_fusion_model(args.checkpoint)
     experiment = load_experiment(Path(args.experiment))
     prepared = prepare_data(experiment, tokenizer)
     collator = MultiTaskDataCollator(tokenizer)

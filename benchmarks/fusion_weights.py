@@ -20,6 +20,18 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 
+def load_fusion_model(checkpoint: str):
+    """The model and tokenizer of a checkpoint; exits with status 2 and the reason if it has no AttentionFusion."""
+    model = AutoModel.from_pretrained(checkpoint, trust_remote_code=True).eval()
+    if model.config.fusion is None:
+        print(
+            f"error: {checkpoint} has no AttentionFusion layer (it was trained with model.fusion=null).",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return model, AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=True)
+
+
 def read_texts(path: str, column: str | None, pair_column: str | None) -> tuple[list[str], list[str] | None]:
     if not path.endswith(".tsv"):
         with open(path, encoding="utf-8") as handle:
@@ -50,11 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=512, help="first N texts (default 512)")
     args = parser.parse_args(argv)
 
-    model = AutoModel.from_pretrained(args.checkpoint, trust_remote_code=True).eval()
-    if model.config.fusion is None:
-        print(f"error: {args.checkpoint} has no AttentionFusion layer.", file=sys.stderr)
-        return 2
-    tokenizer = AutoTokenizer.from_pretrained(args.checkpoint, trust_remote_code=True)
+    model, tokenizer = load_fusion_model(args.checkpoint)
     texts, pairs = read_texts(args.texts, args.column, args.pair_column)
     texts, pairs = texts[: args.limit], pairs[: args.limit] if pairs else None
     tasks = args.task or model.config.task_names
