@@ -25,7 +25,7 @@ from fusion_weights import load_fusion_model  # noqa: E402
 from modeling_multitask.training.collator import MultiTaskDataCollator  # noqa: E402
 from modeling_multitask.training.data import prepare_data  # noqa: E402
 from modeling_multitask.training.experiment import load_experiment  # noqa: E402
-from modeling_multitask.training.metrics import compute_task_metrics  # noqa: E402
+from modeling_multitask.training.metrics import compute_task_metrics, reduce_logits  # noqa: E402
 
 
 def uniform_weights(hidden, task_id, attention_mask=None, projected_tokens=None):
@@ -51,12 +51,7 @@ def score(model, features: list[dict], task, labels_names, collator, batch_size:
         batch["task_ids"] = index
         with torch.no_grad():
             logits = model(**batch).task_logits[task.name]
-        if task.type == "regression":
-            predictions.append(logits.reshape(-1).numpy())
-        elif task.type == "multi_label_classification":
-            predictions.append(torch.sigmoid(logits).numpy())
-        else:
-            predictions.append(logits.argmax(-1).numpy())
+        predictions.append(reduce_logits(task.type, logits).numpy())
         gold.append(labels.numpy())
     if task.is_token_level:
         predictions, gold = pad(predictions), pad(gold)

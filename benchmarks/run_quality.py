@@ -139,14 +139,6 @@ def multitask_run(experiment_path: Path, variant: str, seed: int, overrides: lis
 # --------------------------------------------------------------------------------------------------- single task
 
 
-def _reduce(task_type: str, logits: np.ndarray) -> np.ndarray:
-    if task_type == "regression":
-        return logits.reshape(logits.shape[0], -1)[:, 0]
-    if task_type == "multi_label_classification":
-        return 1.0 / (1.0 + np.exp(-logits))
-    return logits.argmax(axis=-1)
-
-
 def single_task_model(task: TaskSpec, encoder_path: str, labels: list[str] | None):
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
@@ -169,6 +161,7 @@ def single_task_run(experiment: Experiment, task: TaskSpec, seed: int, output_di
     `sampling.max_examples_per_task` caps an epoch of the multi-task run, the baseline's epoch is capped the same way
     (as many steps, drawn from the whole train set). Returns (record, predictions per split for sentence accuracy).
     """
+    import torch
     from transformers import (
         AutoTokenizer,
         DataCollatorForTokenClassification,
@@ -179,7 +172,7 @@ def single_task_run(experiment: Experiment, task: TaskSpec, seed: int, output_di
 
     from modeling_multitask.training.cli import TRAINING_DEFAULTS, check_base_model
     from modeling_multitask.training.data import prepare_data
-    from modeling_multitask.training.metrics import compute_task_metrics
+    from modeling_multitask.training.metrics import compute_task_metrics, reduce_logits
     from modeling_multitask.training.trainer import FeatureDataset
 
     start = time.time()
@@ -220,7 +213,7 @@ def single_task_run(experiment: Experiment, task: TaskSpec, seed: int, output_di
         if not rows:
             continue
         output = trainer.predict(features(rows))
-        reduced = _reduce(task.type, np.asarray(output.predictions))
+        reduced = reduce_logits(task.type, torch.from_numpy(np.asarray(output.predictions))).numpy()
         gold = np.asarray(output.label_ids)
         metrics[split] = {task.name: compute_task_metrics(task.type, reduced, gold, labels)}
         predictions[split] = (reduced, gold, labels)

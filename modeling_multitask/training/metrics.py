@@ -6,12 +6,22 @@ resolved before training starts and fail there with a clear message when the Hub
 """
 
 import numpy as np
+import torch
 from scipy.stats import pearsonr, spearmanr
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from sklearn.metrics import accuracy_score, matthews_corrcoef, mean_squared_error
 from sklearn.metrics import f1_score as sk_f1
 
 from .experiment import DEFAULT_METRICS, ExperimentError
+
+
+def reduce_logits(task_type: str, logits: torch.Tensor) -> torch.Tensor:
+    """What a task's metrics read from its logits: class ids, probabilities (multi-label) or values (regression)."""
+    if task_type == "multi_label_classification":
+        return torch.sigmoid(logits.float())
+    if task_type == "regression":
+        return logits.float().squeeze(-1)
+    return logits.argmax(dim=-1)
 
 
 def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labels: int) -> dict[str, float]:

@@ -9,12 +9,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 from transformers import EvalPrediction, Trainer
 
 from .experiment import DEFAULT_METRICS
-from .metrics import compute_task_metrics
+from .metrics import compute_task_metrics, reduce_logits
 from .sampling import TaskBlockSampler
 
 
@@ -111,14 +110,7 @@ class MultiTaskTrainer(Trainer):
     def _reduce_logits(self, outputs, labels):
         """Keep only what the metrics need (class ids, probabilities or values), so eval memory stays small."""
         logits, task_ids = outputs if isinstance(outputs, (tuple, list)) else (outputs, None)
-        task = self.tasks[int(task_ids[0])]
-        if task.type == "multi_label_classification":
-            reduced = torch.sigmoid(logits.float())
-        elif task.type == "regression":
-            reduced = logits.float().squeeze(-1)
-        else:
-            reduced = logits.argmax(dim=-1)
-        return reduced, task_ids
+        return reduce_logits(self.tasks[int(task_ids[0])].type, logits), task_ids
 
     def _compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
         predictions, task_ids = prediction.predictions
