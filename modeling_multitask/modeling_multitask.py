@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
+from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
 from .configuration_multitask import MultiTaskConfig
@@ -78,6 +79,15 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
     # forward() takes no **kwargs: the Trainer divides the loss by the gradient-accumulation steps itself.
     accepts_loss_kwargs = False
 
+    def _init_weights(self, module):
+        fusion = getattr(self, "fusion", None)
+        if fusion is not None and module is fusion.score:
+            # Scores start at exactly zero, so fusion starts as mean pooling for sequence heads and as the identity
+            # for token heads, and leaves them only as far as the task gradient pushes the attention.
+            init.zeros_(module.weight)
+            return
+        super()._init_weights(module)
+
 
 class MultiTaskModel(MultiTaskPreTrainedModel):
     r"""
@@ -98,10 +108,16 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             raise ValueError("MultiTaskConfig has no tasks: pass tasks=[{'name': ..., 'type': ..., 'labels': ...}].")
         self.encoder = AutoModel.from_config(config.encoder_config)
         _remove_pooler(self.encoder)
-        self.fusion = AttentionFusion(config, config.num_tasks) if config.fusion is not None else None
         self.heads = nn.ModuleDict(
             {task["name"]: build_head(task, config.hidden_size, config.dropout) for task in config.tasks}
         )
+        # Built on a forked random stream and registered last (so `post_init` initializes it last): the encoder and
+        # heads then start from the same weights as the same-seed model without fusion, which makes the fusion
+        # ablation a paired comparison instead of two unrelated draws.
+        self.fusion = None
+        if config.fusion is not None:
+            with torch.random.fork_rng(devices=[]):
+                self.fusion = AttentionFusion(config, config.num_tasks)
         self._encoder_arguments = set(inspect.signature(self.encoder.forward).parameters)
         self.post_init()
 

@@ -14,7 +14,7 @@ LOGIT_SHAPES = {  # (batch, seq) -> expected logits shape per task
 }
 
 
-def make_model(encoder_config=None, fusion=True, **kwargs):
+def make_model(encoder_config=None, fusion=True, fresh_fusion=False, **kwargs):
     torch.manual_seed(0)
     config = MultiTaskConfig(
         encoder_config=encoder_config or tiny_bert_config(),
@@ -22,7 +22,13 @@ def make_model(encoder_config=None, fusion=True, **kwargs):
         fusion={"type": "attention"} if fusion else None,
         **kwargs,
     )
-    return MultiTaskModel(config).eval()
+    model = MultiTaskModel(config).eval()
+    if fusion and not fresh_fusion:
+        # A new fusion layer scores every token zero; give it scores like a trained one's, so that the tests see
+        # token weights that differ between tasks and tokens.
+        with torch.no_grad():
+            model.fusion.score.weight.normal_(std=1.0)
+    return model
 
 
 def labels_for(task, batch_size, seq_len, mask, seed=0):
@@ -144,6 +150,30 @@ def test_every_parameter_gets_a_gradient_and_none_is_dead_weight(encoder_config,
         assert torch.isfinite(parameter.grad).all(), name
         assert parameter.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
     assert getattr(model.encoder, "pooler", None) is None
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_new_fusion_starts_from_the_same_seed_model_without_it(pooling):
+    with_fusion = make_model(fusion=True, fresh_fusion=True, pooling=pooling)
+    without = make_model(fusion=False, pooling=pooling)
+    fusion_free_weights = {k: v for k, v in with_fusion.state_dict().items() if not k.startswith("fusion.")}
+    assert fusion_free_weights.keys() == without.state_dict().keys()
+    for name, weight in without.state_dict().items():
+        torch.testing.assert_close(fusion_free_weights[name], weight, rtol=0, atol=0, msg=name)
+    input_ids, mask = random_batch()
+    for task_index, task in enumerate(LOGIT_SHAPES):
+        fused = with_fusion(input_ids=input_ids, attention_mask=mask, task_ids=task_index, output_fusion_weights=True)
+        torch.testing.assert_close(fused.fusion_weights[task], mask / mask.sum(1, keepdim=True))
+        plain = without(input_ids=input_ids, attention_mask=mask, task_ids=task_index).logits
+        if task == "slots":  # uniform weights are the identity on real tokens (fusion zeroes the padding)
+            torch.testing.assert_close(fused.logits[mask.bool()], plain[mask.bool()])
+        elif pooling == "mean":  # and mean pooling for sequence heads
+            torch.testing.assert_close(fused.logits, plain)
+    # Zero scores are a starting point, not a fixed point: the score vector gets a gradient at once.
+    with_fusion(
+        input_ids=input_ids, attention_mask=mask, task_ids=0, labels=labels_for("intent", 6, 9, mask)
+    ).loss.backward()
+    assert with_fusion.fusion.score.weight.grad.abs().sum() > 0
 
 
 def test_heads_of_absent_tasks_get_no_gradient():
