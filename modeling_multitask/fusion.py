@@ -47,7 +47,7 @@ class AttentionFusion(nn.Module):
     of the sequence, which is what sequence-level heads (classification, regression) receive. A token-level head
     given `fused` directly would see every token shrunk by roughly `1 / length`, so its inputs would change scale with
     the sentence length. [`MultiTaskModel`] therefore gives token heads `fused * n_real_tokens`: uniform attention is
-    then the identity (which is where training starts, as the scores begin near zero), and the task can still raise
+    then the identity (which is where training starts: [`MultiTaskModel`] starts the scores at zero), and the task can still raise
     or lower individual tokens: a task-conditioned gate on each token rather than a length-dependent shrink.
 
     Args:
