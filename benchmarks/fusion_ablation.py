@@ -41,7 +41,9 @@ def pad(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=-100) for a in arrays])
 
 
-def score(model, features: list[dict], task, labels_names, collator, batch_size: int = 64) -> dict[str, float]:
+def predict(model, features: list[dict], task, collator, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """The model's reduced predictions (ids, probabilities or values) for one task's features, and the gold labels;
+    token-level arrays are padded with -100 to the longest example."""
     index = model.config.task_names.index(task.name)
     predictions, gold = [], []
     for start in range(0, len(features), batch_size):
@@ -54,10 +56,17 @@ def score(model, features: list[dict], task, labels_names, collator, batch_size:
         predictions.append(reduce_logits(task.type, logits).numpy())
         gold.append(labels.numpy())
     if task.is_token_level:
-        predictions, gold = pad(predictions), pad(gold)
-    else:
-        predictions, gold = np.concatenate(predictions), np.concatenate(gold)
-    return compute_task_metrics(task.type, predictions, gold, labels_names)
+        return pad(predictions), pad(gold)
+    return np.concatenate(predictions), np.concatenate(gold)
+
+
+def score(model, features: list[dict], task, labels_names, collator) -> dict[str, float]:
+    return compute_task_metrics(task.type, *predict(model, features, task, collator), labels_names)
+
+
+def headline_metric(task, metrics: dict[str, float]) -> str:
+    """The metric a task is judged by: the first one its experiment entry lists, else the first one computed."""
+    return task.metrics[0] if task.metrics else next(iter(metrics))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,12 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         learned = score(model, features, task, prepared.labels[task.name], collator)
         model.fusion.attention_weights = uniform_weights
         uniform = score(model, features, task, prepared.labels[task.name], collator)
-        for metric in ([task.metrics[0]] if task.metrics else []) or list(learned)[:1]:
-            scale = 1 if metric == "mse" else 100
-            print(
-                f"| {task.name} | {metric} | {learned[metric] * scale:.2f} | {uniform[metric] * scale:.2f} | "
-                f"{(learned[metric] - uniform[metric]) * scale:+.2f} |"
-            )
+        metric = headline_metric(task, learned)
+        scale = 1 if metric == "mse" else 100
+        print(
+            f"| {task.name} | {metric} | {learned[metric] * scale:.2f} | {uniform[metric] * scale:.2f} | "
+            f"{(learned[metric] - uniform[metric]) * scale:+.2f} |"
+        )
     return 0
 
 

@@ -205,3 +205,40 @@ def test_fusion_ablation_matches_the_training_evaluation(tmp_path, tiny_encoder,
 
     weights = ablation.uniform_weights(torch.zeros(2, 4, 8), 0, torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]))
     torch.testing.assert_close(weights, torch.tensor([[1 / 3, 1 / 3, 1 / 3, 0.0], [0.25, 0.25, 0.25, 0.25]]))
+
+
+def test_paired_bootstrap_compares_two_trained_models(tmp_path, tiny_encoder, capsys):  # noqa: F811
+    """The A and B columns are each model's own training-CLI scores; a model against itself differs by exactly 0."""
+    from modeling_multitask.training.cli import main as train
+
+    spec = importlib.util.spec_from_file_location("paired_bootstrap", RUNNER.parent / "paired_bootstrap.py")
+    paired = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paired)
+
+    experiment = held_back_experiment(tmp_path, tiny_encoder)
+    for seed in (1, 2):
+        out = f"training.output_dir={tmp_path / f'seed{seed}'}"
+        assert train([str(experiment), "--set", out, "--set", f"seed={seed}"]) == 0
+    capsys.readouterr()
+
+    def table(a, b):
+        assert paired.main([str(a), str(b), str(experiment), "--split", "test", "--resamples", "200"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        rows = [line.split("|")[1:-1] for line in lines if line.startswith("| ") and not line.startswith("| task")]
+        return {cells[0].strip(): [cell.strip() for cell in cells[1:]] for cells in rows}
+
+    rows = table(tmp_path / "seed1", tmp_path / "seed2")
+    assert set(rows) == {"intent", "slots", "topics", "similarity"}
+    for folder, column in (("seed1", 1), ("seed2", 2)):
+        written = json.loads((tmp_path / folder / "metrics.json").read_text())["test"]
+        for task, cells in rows.items():
+            assert float(cells[column]) == pytest.approx(100 * written[task][cells[0]], abs=0.006), (folder, task)
+    for task, (_, a, b, gap, interval, _) in rows.items():
+        low, high = (float(x) for x in interval.strip("[]").split(","))
+        assert float(gap) == pytest.approx(float(a) - float(b), abs=0.02)
+        assert low <= high, task
+
+    itself = table(tmp_path / "seed1", tmp_path / "seed1")
+    for task, (_, a, b, gap, interval, differ) in itself.items():
+        assert a == b and float(gap) == 0 and interval == "[+0.00, +0.00]", task
+        assert differ in ("0.0%", "–"), task

@@ -1,0 +1,121 @@
+"""Is one trained model better than another, or is the gap within the noise of the evaluation set? A paired bootstrap.
+
+    python benchmarks/paired_bootstrap.py runs/benchmarks/glue/fusion_s1 runs/benchmarks/glue/no_fusion_s1 \\
+        benchmarks/glue.yaml [--split validation] [--resamples 1000]
+
+Both checkpoints predict the same split of the experiment, with its own data and metrics (`prepare_data`,
+`compute_task_metrics`). The examples are then drawn with replacement, the same rows for both models, and each draw's
+metric difference (A − B) is kept: its 95% percentile interval shows how far the gap between two fixed models moves
+with the choice of evaluation examples alone. A gap whose interval straddles zero is not evidence that either model
+is better. The last column is the share of examples on which the two models' predictions differ (for classification
+and token tasks): how much two runs disagree even where their scores agree.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import bootstrap
+from transformers import AutoModel, AutoTokenizer
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+for folder in (REPO_ROOT, REPO_ROOT / "benchmarks"):  # the library from this checkout, and fusion_ablation beside us
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+from fusion_ablation import headline_metric, predict  # noqa: E402
+
+from modeling_multitask.training.collator import MultiTaskDataCollator  # noqa: E402
+from modeling_multitask.training.data import prepare_data  # noqa: E402
+from modeling_multitask.training.experiment import load_experiment  # noqa: E402
+from modeling_multitask.training.metrics import compute_task_metrics  # noqa: E402
+
+
+def disagreement(task_type: str, a: np.ndarray, b: np.ndarray, gold: np.ndarray) -> float | None:
+    """The share of examples whose predictions differ (any real token, for token tasks); None where predictions are
+    continuous (regression, multi-label probabilities)."""
+    if task_type == "sequence_classification":
+        return float(np.mean(a != b))
+    if task_type == "token_classification":
+        return float(np.mean(np.any((a != b) & (gold != -100), axis=1)))
+    return None
+
+
+def compare(task, labels_names, a, b, gold, resamples: int, seed: int) -> dict:
+    def metric(predictions, rows):
+        return compute_task_metrics(task.type, predictions[rows], gold[rows], labels_names)[name]
+
+    everything = np.arange(len(gold))
+    name = headline_metric(task, compute_task_metrics(task.type, a, gold, labels_names))
+    result = bootstrap(
+        (everything,),
+        lambda rows: metric(a, rows) - metric(b, rows),
+        vectorized=False,
+        n_resamples=resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    low, high = result.confidence_interval
+    return {
+        "metric": name,
+        "a": metric(a, everything),
+        "b": metric(b, everything),
+        "low": float(low),
+        "high": float(high),
+        "disagreement": disagreement(task.type, a, b, gold),
+    }
+
+
+def load(checkpoint: str):
+    model = AutoModel.from_pretrained(checkpoint, trust_remote_code=True).eval()
+    return model, AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint_a")
+    parser.add_argument("checkpoint_b")
+    parser.add_argument("experiment")
+    parser.add_argument("--split", default="validation", choices=["validation", "test"])
+    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    model_a, tokenizer = load(args.checkpoint_a)
+    model_b, _ = load(args.checkpoint_b)
+    if model_a.config.tasks != model_b.config.tasks:
+        print(
+            f"error: {args.checkpoint_a} and {args.checkpoint_b} have different tasks or label lists "
+            f"({model_a.config.task_names} vs {model_b.config.task_names}); compare two models of one experiment.",
+            file=sys.stderr,
+        )
+        return 2
+    experiment = load_experiment(Path(args.experiment))
+    prepared = prepare_data(experiment, tokenizer)  # both models share the encoder's tokenizer (checked above)
+    collator = MultiTaskDataCollator(tokenizer)
+
+    print(f"A = {args.checkpoint_a}, B = {args.checkpoint_b}: {args.split} split of {args.experiment}")
+    print(f"{args.resamples} paired bootstrap resamples of the examples; 95% percentile interval of A − B")
+    print("| task | metric | A | B | A − B | 95% interval | predictions differ |")
+    print("|---|---|---|---|---|---|---|")
+    for task in experiment.tasks:
+        features = getattr(prepared, args.split).get(task.name)
+        if not features:
+            continue
+        a, gold = predict(model_a, features, task, collator)
+        b, _ = predict(model_b, features, task, collator)
+        row = compare(task, prepared.labels[task.name], a, b, gold, args.resamples, args.seed)
+        scale = 1 if row["metric"] == "mse" else 100
+        differ = "–" if row["disagreement"] is None else f"{row['disagreement'] * 100:.1f}%"
+        print(
+            f"| {task.name} | {row['metric']} | {row['a'] * scale:.2f} | {row['b'] * scale:.2f} | "
+            f"{(row['a'] - row['b']) * scale:+.2f} | [{row['low'] * scale:+.2f}, {row['high'] * scale:+.2f}] | "
+            f"{differ} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
