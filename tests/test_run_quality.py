@@ -161,20 +161,21 @@ def test_fusion_weight_statistics(tmp_path, tiny_tokenizer, capsys):
     texts = tmp_path / "texts.txt"
     texts.write_text("show me flights to boston\nbook a flight\nhello there how is the weather in denver today\n")
 
-    def table(scale: float) -> dict[str, list[str]]:
-        with torch.no_grad():
-            model.fusion.score.weight.mul_(scale)
+    def table(score_std: float | None) -> dict[str, list[str]]:
+        if score_std is not None:
+            with torch.no_grad():
+                model.fusion.score.weight.normal_(std=score_std)
         model.save_pretrained(tmp_path / "checkpoint")
         tiny_tokenizer.save_pretrained(tmp_path / "checkpoint")
         assert fusion_weights.main([str(tmp_path / "checkpoint"), str(texts), "--task", "intent"]) == 0
         rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| intent")]
         return [cell.strip() for cell in rows[0]]
 
-    # Freshly initialised scores are near zero: uniform attention, i.e. mean pooling, and token gates of one.
-    name, entropy, largest, uniform, gates = table(1.0)
-    assert float(entropy) > 0.99 and abs(float(largest) - float(uniform)) < 0.01 and gates.split(" / ")[1] == "1.00"
-    # Scaled-up scores concentrate the weights: lower entropy, a larger top weight, gates spread around one.
-    name, entropy, largest, uniform, gates = table(2000.0)
+    # A new fusion layer scores every token zero: uniform attention, i.e. mean pooling, and token gates of one.
+    name, entropy, largest, uniform, gates = table(None)
+    assert float(entropy) == 1.0 and float(largest) == float(uniform) and gates == "1.00 / 1.00 / 1.00"
+    # Large scores concentrate the weights: lower entropy, a larger top weight, gates spread around one.
+    name, entropy, largest, uniform, gates = table(40.0)
     assert float(entropy) < 0.9 and float(largest) > float(uniform) + 0.05
     assert float(gates.split(" / ")[0]) < 0.5 < 1.5 < float(gates.split(" / ")[2])
 
