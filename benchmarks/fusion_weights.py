@@ -20,16 +20,22 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 
-def load_fusion_model(checkpoint: str):
-    """The model and tokenizer of a checkpoint; exits with status 2 and the reason if it has no AttentionFusion."""
+def load_checkpoint(checkpoint: str):
+    """The model (in eval mode) and tokenizer of a trained checkpoint, through its shipped remote code."""
     model = AutoModel.from_pretrained(checkpoint, trust_remote_code=True).eval()
+    return model, AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=True)
+
+
+def load_fusion_model(checkpoint: str):
+    """[`load_checkpoint`], exiting with status 2 and the reason if the model has no AttentionFusion."""
+    model, tokenizer = load_checkpoint(checkpoint)
     if model.config.fusion is None:
         print(
             f"error: {checkpoint} has no AttentionFusion layer (it was trained with model.fusion=null).",
             file=sys.stderr,
         )
         raise SystemExit(2)
-    return model, AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=True)
+    return model, tokenizer
 
 
 def read_texts(path: str, column: str | None, pair_column: str | None) -> tuple[list[str], list[str] | None]:

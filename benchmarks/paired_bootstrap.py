@@ -17,15 +17,15 @@ from pathlib import Path
 
 import numpy as np
 from scipy.stats import bootstrap
-from transformers import AutoModel, AutoTokenizer
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-for folder in (REPO_ROOT, REPO_ROOT / "benchmarks"):  # the library from this checkout, and fusion_ablation beside us
+for folder in (REPO_ROOT, REPO_ROOT / "benchmarks"):  # the library from this checkout, and the scripts beside us
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
 from fusion_ablation import headline_metric, predict  # noqa: E402
+from fusion_weights import load_checkpoint  # noqa: E402
 
 from modeling_multitask.training.collator import MultiTaskDataCollator  # noqa: E402
 from modeling_multitask.training.data import prepare_data  # noqa: E402
@@ -44,13 +44,14 @@ def disagreement(task_type: str, a: np.ndarray, b: np.ndarray, gold: np.ndarray)
 
 
 def compare(task, labels_names, a, b, gold, resamples: int, seed: int) -> dict:
+    scores_a = compute_task_metrics(task.type, a, gold, labels_names)
+    name = headline_metric(task, scores_a)
+
     def metric(predictions, rows):
         return compute_task_metrics(task.type, predictions[rows], gold[rows], labels_names)[name]
 
-    everything = np.arange(len(gold))
-    name = headline_metric(task, compute_task_metrics(task.type, a, gold, labels_names))
     result = bootstrap(
-        (everything,),
+        (np.arange(len(gold)),),
         lambda rows: metric(a, rows) - metric(b, rows),
         vectorized=False,
         n_resamples=resamples,
@@ -60,17 +61,12 @@ def compare(task, labels_names, a, b, gold, resamples: int, seed: int) -> dict:
     low, high = result.confidence_interval
     return {
         "metric": name,
-        "a": metric(a, everything),
-        "b": metric(b, everything),
+        "a": scores_a[name],
+        "b": compute_task_metrics(task.type, b, gold, labels_names)[name],
         "low": float(low),
         "high": float(high),
         "disagreement": disagreement(task.type, a, b, gold),
     }
-
-
-def load(checkpoint: str):
-    model = AutoModel.from_pretrained(checkpoint, trust_remote_code=True).eval()
-    return model, AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    model_a, tokenizer = load(args.checkpoint_a)
-    model_b, _ = load(args.checkpoint_b)
+    model_a, tokenizer = load_checkpoint(args.checkpoint_a)
+    model_b, _ = load_checkpoint(args.checkpoint_b)
     if model_a.config.tasks != model_b.config.tasks:
         print(
             f"error: {args.checkpoint_a} and {args.checkpoint_b} have different tasks or label lists "
