@@ -10,6 +10,7 @@ from conftest import tiny_bert_config
 from transformers import AutoModel
 
 from modeling_multitask.training.cli import main
+from modeling_multitask.training.experiment import load_experiment
 
 
 DATA = [
@@ -160,6 +161,7 @@ BAD_EXPERIMENTS = [
     ({"sampling.temperature": "hot"}, "sampling.temperature must be a number > 0, got 'hot'"),
     ({"tasks.1.loss_weight": -1}, r"tasks\[1\] \(slots\).loss_weight must be a positive number"),
     ({"model.dropout": 1.5}, r"model.dropout must be a number in \[0, 1\)"),
+    ({"training.learning_rate": "fast"}, r"training.learning_rate must be a number \(float\), got 'fast'"),
 ]
 
 
@@ -179,6 +181,19 @@ def test_bad_input_fails_before_training_with_a_clear_error(tmp_path, tiny_encod
     assert error.startswith("error: ") and "Traceback" not in error
     assert re.search(match, error), error
     assert not (tmp_path / "out").exists()
+
+
+def test_yaml_exponent_without_a_dot_is_read_as_a_number(tmp_path, tiny_encoder):
+    # YAML 1.1 reads `1e-4` as a string; TrainingArguments would take it and fail only when the optimizer is built.
+    write_data(tmp_path)
+    experiment(tmp_path, tiny_encoder, **{"training.load_best_model_at_end": None})  # the CLI sets its strategies
+    path = tmp_path / "experiment.yaml"
+    path.write_text(path.read_text().replace("learning_rate: 0.001", "learning_rate: 1e-4"))
+    assert yaml.safe_load(path.read_text())["training"]["learning_rate"] == "1e-4"
+    assert load_experiment(path).training_arguments().learning_rate == 1e-4
+    overridden = load_experiment(path, ["training.learning_rate=3e-5", "training.per_device_train_batch_size=4"])
+    assert overridden.training_arguments().learning_rate == 3e-5
+    assert overridden.training_arguments().per_device_train_batch_size == 4
 
 
 def test_encoder_folder_without_tokenizer_files(tmp_path, capsys):

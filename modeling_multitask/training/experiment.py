@@ -25,6 +25,8 @@ the working directory.
 
 import dataclasses
 import difflib
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -288,9 +290,37 @@ def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = N
     training = dict(raw.get("training") or {})
     argument_names = [f.name for f in dataclasses.fields(TrainingArguments) if f.init]
     _check_keys(training, argument_names, "training")
+    training = _read_training_numbers(training)
     return Experiment(
         model=model, tasks=tasks, sampling=sampling, training=training, path=path, seed=raw.get("seed", 42)
     )
+
+
+def _numeric_type(hint) -> type | None:
+    """`float` or `int` when a TrainingArguments field holds that number (optionally None), else None."""
+    options = set(typing.get_args(hint)) - {type(None)} if isinstance(hint, types.UnionType) else {hint}
+    return options.pop() if options in ({float}, {int}) else None
+
+
+def _read_training_numbers(training: dict) -> dict:
+    """Numbers of the `training` section that YAML read as strings, converted, or a clear error.
+
+    YAML 1.1 reads `1e-4` (no dot) as the string "1e-4". TrainingArguments accepts it and training fails only when
+    the optimizer is built, after the data and model are loaded; here it fails, or is fixed, before anything runs.
+    """
+    hints = typing.get_type_hints(TrainingArguments)
+    converted = dict(training)
+    for key, value in training.items():
+        number_type = _numeric_type(hints.get(key))
+        if number_type is None or not isinstance(value, str):
+            continue
+        try:
+            converted[key] = number_type(value)
+        except ValueError:
+            raise ExperimentError(
+                f"training.{key} must be a number ({number_type.__name__}), got {value!r}."
+            ) from None
+    return converted
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:
