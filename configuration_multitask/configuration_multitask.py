@@ -22,7 +22,7 @@ FUSION_TYPES = ("attention",)
 POOLING_TYPES = ("cls", "mean")
 
 _TASK_KEYS = ("name", "type", "labels", "num_labels", "loss_weight")
-_FUSION_KEYS = ("type", "hidden_size")
+_FUSION_KEYS = ("type", "hidden_size", "token_context")
 _TASK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
@@ -122,7 +122,9 @@ class MultiTaskConfig(PreTrainedConfig):
             The number of tasks; filled in from `tasks`, and an error if it disagrees with them.
         fusion (`dict`, *optional*):
             `None` for no fusion, or `{"type": "attention", "hidden_size": H}` to add [`AttentionFusion`]. `H` must
-            equal the encoder's hidden size; left out, it is filled in from the encoder.
+            equal the encoder's hidden size; left out, it is filled in from the encoder. With `"token_context": True`
+            (default `False`), token-level heads also read their task's attention-pooled sentence vector next to
+            each token, so a slot tagger sees what the whole sentence is about (see [`MultiTaskModel`]).
         dropout (`float`, *optional*, defaults to 0.1):
             Dropout applied in the task heads.
         text_pair_tasks (`list[str]`, *optional*):
@@ -211,7 +213,10 @@ class MultiTaskConfig(PreTrainedConfig):
                 f"fusion hidden_size={hidden_size} does not match the encoder's hidden size {self.hidden_size} "
                 f"({self.encoder_config.model_type}). Set fusion.hidden_size to {self.hidden_size} or leave it out."
             )
-        return {"type": fusion["type"], "hidden_size": hidden_size}
+        token_context = fusion.get("token_context", False)
+        if not isinstance(token_context, bool):
+            raise ValueError(f"fusion token_context must be true or false, got {token_context!r}.")
+        return {"type": fusion["type"], "hidden_size": hidden_size, "token_context": token_context}
 
     @property
     def hidden_size(self) -> int:

@@ -71,18 +71,34 @@ class RegressionHead(SequenceHead):
 
 
 class TokenClassificationHead(nn.Module):
-    """Token classification: logits `(batch, seq, num_labels)`, labels `(batch, seq)` with -100 where ignored."""
+    """Token classification: logits `(batch, seq, num_labels)`, labels `(batch, seq)` with -100 where ignored.
+
+    With `sentence_context`, the head also reads one sentence vector per example (with fusion: the task's
+    attention-pooled tokens) next to every token: `logits_t = W [h_t ; c] + b`, computed as `W_h h_t + W_c c + b`, so
+    the `(batch, seq, 2 * hidden)` concatenation is never built. `W_c` starts at zero (set by the model's weight
+    init), so the head starts as the plain token classifier.
+    """
 
     is_token_level = True
 
-    def __init__(self, hidden_size: int, num_labels: int, dropout: float):
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float, sentence_context: bool = False):
         super().__init__()
         self.num_labels = num_labels
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size, num_labels)
+        self.context_classifier = None
+        if sentence_context:
+            # On a forked random stream: the rest of the model draws the same initial weights with or without it.
+            with torch.random.fork_rng(devices=[]):
+                self.context_classifier = nn.Linear(hidden_size, num_labels, bias=False)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(hidden_states))  # (batch, seq, num_labels)
+    def forward(self, hidden_states: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.classifier(self.dropout(hidden_states))  # (batch, seq, num_labels)
+        if self.context_classifier is not None:
+            if context is None:
+                raise ValueError("This token head was built with sentence_context: pass the (batch, hidden) context.")
+            logits = logits + self.context_classifier(context).unsqueeze(1)
+        return logits
 
     def read_labels(self, labels, seq_len):
         return labels[:, :seq_len].long()
@@ -101,9 +117,12 @@ HEAD_REGISTRY = {
 }
 
 
-def build_head(task: dict, hidden_size: int, dropout: float) -> nn.Module:
-    """The head for one task spec (a `MultiTaskConfig.tasks` entry)."""
+def build_head(task: dict, hidden_size: int, dropout: float, token_context: bool = False) -> nn.Module:
+    """The head for one task spec (a `MultiTaskConfig.tasks` entry); `token_context` gives token-level heads a
+    sentence-context input (see [`TokenClassificationHead`])."""
     head_class = HEAD_REGISTRY.get(task["type"])
     if head_class is None:
         raise ValueError(f"No head for task type {task['type']!r}. Known types: {', '.join(HEAD_REGISTRY)}.")
+    if head_class.is_token_level and token_context:
+        return head_class(hidden_size, task["num_labels"], dropout, sentence_context=True)
     return head_class(hidden_size, task["num_labels"], dropout)

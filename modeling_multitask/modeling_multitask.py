@@ -80,13 +80,21 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
     accepts_loss_kwargs = False
 
     def _init_weights(self, module):
-        fusion = getattr(self, "fusion", None)
-        if fusion is not None and module is fusion.score:
-            # Scores start at exactly zero, so fusion starts as mean pooling for sequence heads and as the identity
-            # for token heads, and leaves them only as far as the task gradient pushes the attention.
+        if any(module is start for start in self._zero_start_modules()):
             init.zeros_(module.weight)
             return
         super()._init_weights(module)
+
+    def _zero_start_modules(self) -> list[nn.Module]:
+        """What fusion adds that starts at exactly zero, so a new fusion model computes what the model without it
+        does: the scores (fusion starts as mean pooling for sequence heads and the identity for token heads) and the
+        token heads' sentence-context weights. They leave zero only as far as the task gradient pushes them."""
+        fusion = getattr(self, "fusion", None)
+        if fusion is None:
+            return []
+        heads = getattr(self, "heads", {})
+        contexts = [head.context_classifier for head in heads.values() if getattr(head, "context_classifier", None)]
+        return [fusion.score, *contexts]
 
 
 class MultiTaskModel(MultiTaskPreTrainedModel):
@@ -97,6 +105,9 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
     Without fusion, sequence-level heads read the `[CLS]` vector or the mean of the real tokens (`config.pooling`)
     and token heads read the encoder output. With fusion, each task gets its own token weights: sequence-level heads
     read the attention-pooled vector and token heads the length-rescaled fused tokens (see [`AttentionFusion`]).
+    A positive per-token gate rescales a linear token head's logits without changing their argmax, so with
+    `config.fusion["token_context"]` token heads also read their task's attention-pooled vector next to each token:
+    the attention then decides what the sentence context is, and that context can change a token's label.
 
     Build a new model from pretrained encoder weights with [`~MultiTaskModel.from_encoder_pretrained`]; load a
     trained one with `from_pretrained`, or anywhere with `AutoModel.from_pretrained(path, trust_remote_code=True)`.
@@ -108,8 +119,12 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             raise ValueError("MultiTaskConfig has no tasks: pass tasks=[{'name': ..., 'type': ..., 'labels': ...}].")
         self.encoder = AutoModel.from_config(config.encoder_config)
         _remove_pooler(self.encoder)
+        token_context = config.fusion is not None and config.fusion["token_context"]
         self.heads = nn.ModuleDict(
-            {task["name"]: build_head(task, config.hidden_size, config.dropout) for task in config.tasks}
+            {
+                task["name"]: build_head(task, config.hidden_size, config.dropout, token_context)
+                for task in config.tasks
+            }
         )
         # Built on a forked random stream and registered last (so `post_init` initializes it last): the encoder and
         # heads then start from the same weights as the same-seed model without fusion, which makes the fusion
@@ -229,10 +244,10 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             head = self.heads[task["name"]]
             hidden = sequence_output if route.rows is None else sequence_output[route.rows]
             mask = attention_mask if route.rows is None else attention_mask[route.rows]
-            representation, weights = self._task_representation(
+            representation, context, weights = self._task_representation(
                 hidden, mask, route.task_index, head.is_token_level, projected if route.rows is None else None
             )
-            logits = head(representation)
+            logits = head(representation) if context is None else head(representation, context)
             task_logits[task["name"]] = logits
             if weights is not None and output_fusion_weights:
                 fusion_weights[task["name"]] = weights
@@ -306,21 +321,23 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         return routes, task_ids
 
     def _task_representation(self, hidden, mask, task_index: int, is_token_level: bool, projected=None):
-        """What a task's head reads, and the fusion weights `(batch, seq)` when fusion is on."""
+        """What a task's head reads: `(representation, sentence context or None, fusion weights or None)`."""
         if self.fusion is None:
             if is_token_level:
-                return hidden, None
+                return hidden, None, None
             if self.config.pooling == "mean":
                 mask_f = mask.unsqueeze(-1).to(hidden.dtype)
-                return (hidden * mask_f).sum(1) / mask_f.sum(1).clamp(min=1.0), None
-            return hidden[:, 0], None
+                return (hidden * mask_f).sum(1) / mask_f.sum(1).clamp(min=1.0), None, None
+            return hidden[:, 0], None, None
         weights = self.fusion.attention_weights(hidden, task_index, mask, projected_tokens=projected)  # (batch, seq)
-        if is_token_level:
-            # Rescaled so that uniform attention is the identity (AttentionFusion's docstring says why).
-            lengths = mask.sum(dim=1, keepdim=True).to(weights.dtype)
-            return hidden * (weights * lengths).unsqueeze(-1), weights
         # The weighted sum of the fused tokens, without building the (batch, seq, hidden) product.
-        return torch.einsum("bs,bsh->bh", weights, hidden), weights
+        pooled = torch.einsum("bs,bsh->bh", weights, hidden)
+        if not is_token_level:
+            return pooled, None, weights
+        # Rescaled so that uniform attention is the identity (AttentionFusion's docstring says why).
+        lengths = mask.sum(dim=1, keepdim=True).to(weights.dtype)
+        context = pooled if self.config.fusion["token_context"] else None
+        return hidden * (weights * lengths).unsqueeze(-1), context, weights
 
 
 def _remove_pooler(encoder: nn.Module) -> None:

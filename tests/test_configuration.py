@@ -9,7 +9,11 @@ from modeling_multitask import HEAD_REGISTRY
 
 def test_round_trip_through_config_json(tmp_path):
     config = MultiTaskConfig(
-        encoder_config=tiny_distilbert_config(), tasks=TASKS, fusion={"type": "attention"}, dropout=0.2, pooling="mean"
+        encoder_config=tiny_distilbert_config(),
+        tasks=TASKS,
+        fusion={"type": "attention", "token_context": True},
+        dropout=0.2,
+        pooling="mean",
     )
     config.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
@@ -18,11 +22,14 @@ def test_round_trip_through_config_json(tmp_path):
     assert type(reloaded.encoder_config) is type(config.encoder_config)
     assert reloaded.tasks == config.tasks
     assert (reloaded.fusion, reloaded.dropout, reloaded.pooling, reloaded.num_tasks) == (
-        {"type": "attention", "hidden_size": 32},
+        {"type": "attention", "hidden_size": 32, "token_context": True},
         0.2,
         "mean",
         4,
     )
+    # A config.json written before token_context existed loads with it off, as such models were trained.
+    saved["fusion"].pop("token_context")
+    assert MultiTaskConfig.from_dict(saved).fusion["token_context"] is False
 
 
 def test_tasks_are_normalised_with_label_maps():
@@ -72,6 +79,10 @@ def _task(**overrides):
             "hidden_size=768 does not match the encoder's hidden size 32",
         ),
         ({"tasks": [_task()], "fusion": {"type": "attention", "hiden_size": 32}}, "Did you mean 'hidden_size'"),
+        (
+            {"tasks": [_task()], "fusion": {"type": "attention", "token_context": "yes"}},
+            "fusion token_context must be true or false, got 'yes'",
+        ),
         ({"tasks": [_task()], "dropout": 1.5}, r"dropout must be in \[0, 1\)"),
         ({"tasks": [_task()], "pooling": "max"}, "Unknown pooling 'max'"),
     ],

@@ -14,21 +14,26 @@ LOGIT_SHAPES = {  # (batch, seq) -> expected logits shape per task
 }
 
 
-def make_model(encoder_config=None, fusion=True, fresh_fusion=False, **kwargs):
+def make_model(encoder_config=None, fusion=True, fresh_fusion=False, token_context=False, **kwargs):
     torch.manual_seed(0)
     config = MultiTaskConfig(
         encoder_config=encoder_config or tiny_bert_config(),
         tasks=TASKS,
-        fusion={"type": "attention"} if fusion else None,
+        fusion={"type": "attention", "token_context": token_context} if fusion else None,
         **kwargs,
     )
     model = MultiTaskModel(config).eval()
     if fusion and not fresh_fusion:
-        # A new fusion layer scores every token zero; give it scores like a trained one's, so that the tests see
-        # token weights that differ between tasks and tokens.
+        # A new fusion layer scores every token zero (and token heads ignore the sentence context); give it weights
+        # like a trained one's, so that the tests see token weights that differ between tasks and tokens.
         with torch.no_grad():
-            model.fusion.score.weight.normal_(std=1.0)
+            for zero_start in model._zero_start_modules():
+                zero_start.weight.normal_(std=1.0)
     return model
+
+
+# (fusion, token_context) for the tests that run on every model variant
+FUSION_VARIANTS = [(True, False), (True, True), (False, False)]
 
 
 def labels_for(task, batch_size, seq_len, mask, seed=0):
@@ -42,10 +47,10 @@ def labels_for(task, batch_size, seq_len, mask, seed=0):
     return torch.randint(0, 2, (batch_size, 4), generator=generator).float()
 
 
-@pytest.mark.parametrize("fusion", [True, False])
+@pytest.mark.parametrize("fusion, token_context", FUSION_VARIANTS)
 @pytest.mark.parametrize("task_index, task", list(enumerate(LOGIT_SHAPES)))
-def test_each_head_shapes_and_loss(encoder_config, fusion, task_index, task):
-    model = make_model(encoder_config, fusion)
+def test_each_head_shapes_and_loss(encoder_config, fusion, token_context, task_index, task):
+    model = make_model(encoder_config, fusion, token_context=token_context)
     input_ids, mask = random_batch()
     without_labels = model(input_ids=input_ids, attention_mask=mask, task_ids=task_index)
     assert without_labels.loss is None
@@ -135,9 +140,9 @@ def test_joint_labels_train_two_tasks_on_the_same_examples():
     torch.testing.assert_close(out.loss, out.task_losses["intent"] + out.task_losses["slots"])
 
 
-@pytest.mark.parametrize("fusion", [True, False])
-def test_every_parameter_gets_a_gradient_and_none_is_dead_weight(encoder_config, fusion):
-    model = make_model(encoder_config, fusion).train()
+@pytest.mark.parametrize("fusion, token_context", FUSION_VARIANTS)
+def test_every_parameter_gets_a_gradient_and_none_is_dead_weight(encoder_config, fusion, token_context):
+    model = make_model(encoder_config, fusion, token_context=token_context).train()
     input_ids, mask = random_batch(batch_size=8)
     task_ids = torch.tensor([0, 1, 2, 3, 1, 0, 3, 2])
     model(
@@ -152,11 +157,16 @@ def test_every_parameter_gets_a_gradient_and_none_is_dead_weight(encoder_config,
     assert getattr(model.encoder, "pooler", None) is None
 
 
+@pytest.mark.parametrize("token_context", [False, True])
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
-def test_new_fusion_starts_from_the_same_seed_model_without_it(pooling):
-    with_fusion = make_model(fusion=True, fresh_fusion=True, pooling=pooling)
+def test_new_fusion_starts_from_the_same_seed_model_without_it(pooling, token_context):
+    with_fusion = make_model(fusion=True, fresh_fusion=True, pooling=pooling, token_context=token_context)
     without = make_model(fusion=False, pooling=pooling)
-    fusion_free_weights = {k: v for k, v in with_fusion.state_dict().items() if not k.startswith("fusion.")}
+    fusion_free_weights = {
+        k: v
+        for k, v in with_fusion.state_dict().items()
+        if not k.startswith("fusion.") and "context_classifier" not in k
+    }
     assert fusion_free_weights.keys() == without.state_dict().keys()
     for name, weight in without.state_dict().items():
         torch.testing.assert_close(fusion_free_weights[name], weight, rtol=0, atol=0, msg=name)
@@ -174,6 +184,27 @@ def test_new_fusion_starts_from_the_same_seed_model_without_it(pooling):
         input_ids=input_ids, attention_mask=mask, task_ids=0, labels=labels_for("intent", 6, 9, mask)
     ).loss.backward()
     assert with_fusion.fusion.score.weight.grad.abs().sum() > 0
+    if token_context:  # and so do the sentence-context weights of the token head, through the slot loss
+        with_fusion(
+            input_ids=input_ids, attention_mask=mask, task_ids=1, labels=labels_for("slots", 6, 9, mask)
+        ).loss.backward()
+        assert with_fusion.heads["slots"].context_classifier.weight.grad.abs().sum() > 0
+
+
+def test_token_context_adds_the_tasks_attention_pooled_vector_to_every_token():
+    model = make_model(token_context=True)
+    input_ids, mask = random_batch()
+    out = model(input_ids=input_ids, attention_mask=mask, task_ids=1, output_fusion_weights=True)
+    hidden = model.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+    weights = out.fusion_weights["slots"]
+    head = model.heads["slots"]
+    gated = hidden * (weights * mask.sum(1, keepdim=True)).unsqueeze(-1)
+    context = (weights.unsqueeze(-1) * hidden).sum(1)
+    expected = head.classifier(gated) + head.context_classifier(context).unsqueeze(1)
+    torch.testing.assert_close(out.logits, expected)
+    # The context is what lets fusion change a token's label: a per-token gate alone only rescales its logits.
+    without_context = head.classifier(gated)
+    assert (expected.argmax(-1) != without_context.argmax(-1))[mask.bool()].any()
 
 
 def test_heads_of_absent_tasks_get_no_gradient():
@@ -216,8 +247,9 @@ def test_mean_pooling_ignores_padding():
     torch.testing.assert_close(model(input_ids=padded_differently, attention_mask=mask, task_ids=0).logits, logits)
 
 
-def test_save_and_load_give_identical_outputs(tmp_path, encoder_config):
-    model = make_model(encoder_config)
+@pytest.mark.parametrize("token_context", [False, True])
+def test_save_and_load_give_identical_outputs(tmp_path, encoder_config, token_context):
+    model = make_model(encoder_config, token_context=token_context)
     model.save_pretrained(tmp_path)
     reloaded = AutoModel.from_pretrained(tmp_path).eval()
     assert isinstance(reloaded, MultiTaskModel)
