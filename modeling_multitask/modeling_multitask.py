@@ -330,14 +330,17 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
                 return (hidden * mask_f).sum(1) / mask_f.sum(1).clamp(min=1.0), None, None
             return hidden[:, 0], None, None
         weights = self.fusion.attention_weights(hidden, task_index, mask, projected_tokens=projected)  # (batch, seq)
-        # The weighted sum of the fused tokens, without building the (batch, seq, hidden) product.
-        pooled = torch.einsum("bs,bsh->bh", weights, hidden)
         if not is_token_level:
-            return pooled, None, weights
+            return _attention_pool(weights, hidden), None, weights
         # Rescaled so that uniform attention is the identity (AttentionFusion's docstring says why).
         lengths = mask.sum(dim=1, keepdim=True).to(weights.dtype)
-        context = pooled if self.config.fusion["token_context"] else None
+        context = _attention_pool(weights, hidden) if self.config.fusion["token_context"] else None
         return hidden * (weights * lengths).unsqueeze(-1), context, weights
+
+
+def _attention_pool(weights: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """The weighted sum of the fused tokens `(batch, hidden)`, without building the (batch, seq, hidden) product."""
+    return torch.einsum("bs,bsh->bh", weights, hidden)
 
 
 def _remove_pooler(encoder: nn.Module) -> None:
