@@ -1,4 +1,4 @@
-from .configuration_multitask import FUSION_TYPES, TASK_TYPES, TOKEN_LEVEL_TASK_TYPES, MultiTaskConfig
+from .configuration_multitask import FUSION_TYPES, TAG_DECODINGS, TASK_TYPES, TOKEN_LEVEL_TASK_TYPES, MultiTaskConfig
 
 
-__all__ = ["MultiTaskConfig", "TASK_TYPES", "FUSION_TYPES", "TOKEN_LEVEL_TASK_TYPES"]
+__all__ = ["MultiTaskConfig", "TASK_TYPES", "FUSION_TYPES", "TOKEN_LEVEL_TASK_TYPES", "TAG_DECODINGS"]

@@ -20,8 +20,9 @@ TASK_TYPES = {
 TOKEN_LEVEL_TASK_TYPES = {"token_classification"}
 FUSION_TYPES = ("attention",)
 POOLING_TYPES = ("cls", "mean")
+TAG_DECODINGS = ("argmax", "bio")  # how token-level tasks turn logits into tags (see `heads.decode_tags`)
 
-_TASK_KEYS = ("name", "type", "labels", "num_labels", "loss_weight")
+_TASK_KEYS = ("name", "type", "labels", "num_labels", "loss_weight", "decoding")
 _FUSION_KEYS = ("type", "hidden_size", "token_context")
 _TASK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
@@ -33,7 +34,8 @@ def _nearest(key: str, allowed) -> str:
 
 
 def _normalize_task(spec, index: int) -> dict:
-    """Validate one task spec and return it in canonical form: name, type, labels, num_labels, loss_weight."""
+    """Validate one task spec and return it in canonical form: name, type, labels, num_labels, loss_weight, and
+    for token-level tasks their tag decoding."""
     if not isinstance(spec, dict):
         raise TypeError(f"tasks[{index}] must be a dict with 'name' and 'type', got {type(spec).__name__}.")
     unknown = [key for key in spec if key not in _TASK_KEYS]
@@ -93,13 +95,35 @@ def _normalize_task(spec, index: int) -> dict:
     loss_weight = spec.get("loss_weight", 1.0)
     if isinstance(loss_weight, bool) or not isinstance(loss_weight, (int, float)) or not loss_weight > 0:
         raise ValueError(f"Task {name!r}: loss_weight must be a positive number, got {loss_weight!r}.")
-    return {
+    canonical = {
         "name": name,
         "type": task_type,
         "labels": labels,
         "num_labels": num_labels,
         "loss_weight": float(loss_weight),
     }
+    if task_type in TOKEN_LEVEL_TASK_TYPES:
+        canonical["decoding"] = _check_decoding(name, spec.get("decoding", "argmax"), labels)
+    elif "decoding" in spec:
+        raise ValueError(f"Task {name!r} ({task_type}): 'decoding' is for token_classification tasks only.")
+    return canonical
+
+
+def _check_decoding(name: str, decoding, labels: list[str]) -> str:
+    if decoding not in TAG_DECODINGS:
+        raise ValueError(
+            f"Task {name!r}: unknown decoding {decoding!r}.{_nearest(str(decoding), TAG_DECODINGS)} "
+            f"Allowed: {', '.join(TAG_DECODINGS)}."
+        )
+    if decoding == "bio":
+        inside = [label for label in labels if label.startswith("I-")]
+        if not inside or len(inside) == len(labels):
+            raise ValueError(
+                f"Task {name!r}: decoding 'bio' constrains IOB2 tags (I-X only after B-X or I-X), so it needs "
+                f"labels that start with 'I-' and others that do not; got {labels[:6]}"
+                f"{' ...' if len(labels) > 6 else ''}. Use decoding 'argmax' for other tag sets."
+            )
+    return decoding
 
 
 class MultiTaskConfig(PreTrainedConfig):
@@ -117,6 +141,8 @@ class MultiTaskConfig(PreTrainedConfig):
             One spec per task, each a dict with `name`, `type` (one of `sequence_classification`,
             `multi_label_classification`, `regression`, `token_classification`), the label names `labels` or their
             count `num_labels` (not for regression), and an optional positive `loss_weight` (defaults to 1.0).
+            Token-level tasks also take `decoding`: `"argmax"` (default, each token's most likely tag) or `"bio"`
+            (the most likely tag sequence in which `I-X` follows only `B-X` or `I-X`, for IOB2 tag sets).
             Pair inputs (two texts) are ordinary sequence-level tasks.
         num_tasks (`int`, *optional*):
             The number of tasks; filled in from `tasks`, and an error if it disagrees with them.
@@ -247,4 +273,4 @@ class MultiTaskConfig(PreTrainedConfig):
         return {label: i for i, label in self.task_id2label(name).items()}
 
 
-__all__ = ["MultiTaskConfig", "TASK_TYPES", "TOKEN_LEVEL_TASK_TYPES", "FUSION_TYPES"]
+__all__ = ["MultiTaskConfig", "TASK_TYPES", "TOKEN_LEVEL_TASK_TYPES", "FUSION_TYPES", "TAG_DECODINGS"]

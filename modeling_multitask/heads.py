@@ -109,6 +109,59 @@ class TokenClassificationHead(nn.Module):
         return summed / (labels != -100).sum().clamp(min=1)
 
 
+# ------------------------------------------------------------------------------------------------ tag decoding
+
+
+def bio_transitions(labels: list[str]) -> torch.Tensor:
+    """`allowed[i, j]`: may tag `j` follow tag `i` in IOB2? `I-X` may follow only `B-X` or `I-X`; every other tag
+    (O, B-*, or one without a prefix such as UNK) may follow anything. The extra last row is the sentence start,
+    where `I-X` is not allowed either."""
+    allowed = torch.ones(len(labels) + 1, len(labels), dtype=torch.bool)
+    for j, label in enumerate(labels):
+        if label.startswith("I-"):
+            allowed[:, j] = False
+            for i, previous in enumerate(labels):
+                allowed[i, j] = previous in (f"B-{label[2:]}", label)
+    return allowed
+
+
+def viterbi_decode(logits: torch.Tensor, word_mask: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """For each row of `logits` `(batch, seq, num_labels)`, the sequence of tags over the `word_mask` positions that
+    maximises the summed per-token log-probabilities among the sequences `allowed` (see [`bio_transitions`]): the
+    hard constraints of a CRF on top of a locally normalised tagger. Other positions keep their argmax."""
+    result = logits.argmax(-1)
+    num_labels = logits.shape[-1]
+    penalty = torch.zeros(allowed.shape, device=logits.device).masked_fill(~allowed.to(logits.device), float("-inf"))
+    for row in range(logits.shape[0]):
+        positions = word_mask[row].nonzero(as_tuple=True)[0]
+        if len(positions) == 0:
+            continue
+        log_probs = logits[row, positions].float().log_softmax(-1)
+        best = log_probs[0] + penalty[num_labels]  # from the sentence start
+        pointers = []
+        for token_log_probs in log_probs[1:]:
+            best, pointer = (best[:, None] + penalty[:num_labels]).max(0)  # (previous tag, next tag) -> next tag
+            best = best + token_log_probs
+            pointers.append(pointer)
+        path = [int(best.argmax())]
+        for pointer in reversed(pointers):
+            path.append(int(pointer[path[-1]]))
+        result[row, positions] = torch.tensor(path[::-1], device=result.device)
+    return result
+
+
+def decode_tags(logits: torch.Tensor, word_mask: torch.Tensor | None, labels: list[str], decoding: str):
+    """Tag ids of token logits `(batch, seq, num_labels)`: per-token argmax, or (`decoding="bio"`) the best IOB2-valid
+    sequence over the `word_mask` positions, the first sub-token of each word."""
+    if decoding == "argmax":
+        return logits.argmax(-1)
+    if decoding != "bio":
+        raise ValueError(f"Unknown tag decoding {decoding!r}: use 'argmax' or 'bio'.")
+    if word_mask is None:
+        raise ValueError("decoding='bio' needs word_mask: which positions hold the first sub-token of a word.")
+    return viterbi_decode(logits, word_mask.bool(), bio_transitions(labels))
+
+
 HEAD_REGISTRY = {
     "sequence_classification": SequenceClassificationHead,
     "multi_label_classification": MultiLabelClassificationHead,

@@ -14,7 +14,7 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_multitask import MultiTaskConfig
 from .fusion import AttentionFusion
-from .heads import build_head
+from .heads import build_head, decode_tags
 
 
 logger = logging.get_logger(__name__)
@@ -268,6 +268,15 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             attentions=encoder_outputs.attentions,
         )
         return output if return_dict else output.to_tuple()
+
+    def decode_token_labels(self, task: str, logits: torch.Tensor, word_mask: torch.Tensor) -> torch.LongTensor:
+        """Label ids `(batch, seq)` from a token-level task's logits `(batch, seq, num_labels)`, following the task's
+        `decoding`: each token's argmax, or for `"bio"` the most likely IOB2-valid tag sequence over the `word_mask`
+        positions (the first sub-token of each word: what gets a label), where `I-X` follows only `B-X` or `I-X`."""
+        spec = self.config.tasks[self.config.task_index(task)]
+        if "decoding" not in spec:
+            raise ValueError(f"Task {task!r} is {spec['type']}, not token-level: its logits are not tags.")
+        return decode_tags(logits, word_mask, spec["labels"], spec["decoding"])
 
     def _routes(self, task_ids, labels, batch_size: int, device) -> tuple[list[_Route], torch.Tensor | None]:
         """Which tasks to run on which rows, with their labels; also the `(batch,)` task ids to report."""

@@ -236,7 +236,7 @@ class MultiTaskPipeline(Pipeline):
             elif spec["type"] == "regression":
                 result = {"value": logits.reshape(-1)[0].item()}
             elif spec["type"] == "token_classification":
-                result = {"entities": self._entities(logits[:length], labels, model_outputs)}
+                result = {"entities": self._entities(name, logits[:length], labels, model_outputs)}
             else:
                 raise ValueError(f"Task {name!r} has type {spec['type']!r}, which this pipeline cannot decode.")
             if return_fusion_weights:
@@ -251,8 +251,9 @@ class MultiTaskPipeline(Pipeline):
                 result["truncated"] = True
         return results if task is None else results[task]
 
-    def _entities(self, logits, labels, model_outputs) -> list[dict]:
-        """Entity spans from the BIO tags of the first sub-token of each word of the first text."""
+    def _entities(self, task, logits, labels, model_outputs) -> list[dict]:
+        """Entity spans from the BIO tags of the first sub-token of each word of the first text, decoded as the
+        task's `decoding` says; each word's score is its tag's probability."""
         probabilities = logits.softmax(-1)  # (seq, num_labels)
         offsets = model_outputs["offset_mapping"][0].tolist()
         word_ids, sequence_ids = model_outputs["word_ids"], model_outputs["sequence_ids"]
@@ -265,10 +266,13 @@ class MultiTaskPipeline(Pipeline):
                 words[word_ids[index]] = [index, start, end]
             else:
                 words[word_ids[index]][2] = end
+        word_mask = torch.zeros(len(probabilities), dtype=torch.bool)
+        word_mask[[first for first, _, _ in words.values()]] = True
+        tag_ids = self.model.decode_token_labels(task, logits[None], word_mask[None])[0]
         tagged = []
         for first, start, end in words.values():
-            score, label_id = probabilities[first].max(-1)
-            tagged.append((labels[int(label_id)], score.item(), start, end))
+            label_id = int(tag_ids[first])
+            tagged.append((labels[label_id], probabilities[first, label_id].item(), start, end))
         return group_bio(tagged, model_outputs["text"])
 
 

@@ -98,6 +98,7 @@ def build_model(experiment: Experiment, encoder_path: str, prepared: PreparedDat
 
     tasks = [
         {"name": task.name, "type": task.type, "labels": prepared.labels[task.name], "loss_weight": task.loss_weight}
+        | ({"decoding": task.decoding} if task.is_token_level else {})
         for task in experiment.tasks
     ]
     try:
@@ -157,10 +158,7 @@ def format_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
 def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -> dict:
     """Train, evaluate and save; returns the metrics written to metrics.json."""
     encoder_path, _ = check_base_model(experiment)
-    task_infos = [TaskInfo(task.name, task.type, None, list(task.metrics or [])) for task in experiment.tasks]
-    for info in task_infos:
-        info.extra_metrics = {m: load_evaluate_metric(m) for m in info.metrics if m.startswith("evaluate:")}
-        info.metrics = [m for m in info.metrics if not m.startswith("evaluate:")]
+    task_infos = evaluation_settings(experiment)
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(encoder_path)
@@ -218,8 +216,34 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
     )
     train_result = trainer.train(resume_from_checkpoint=last_checkpoint if resume else None)
 
-    names = [task.name for task in experiment.tasks]
     results = {"base_model": experiment.model.base_model, "train": train_result.metrics}
+    results.update(evaluate_splits(trainer, prepared, [task.name for task in experiment.tasks]))
+    save_final_checkpoint(trainer, tokenizer, output_dir, results, experiment)
+    print(f"\nPer-task metrics ({output_dir}):")
+    print(format_table({split: results[split] for split in ("validation", "test") if split in results}))
+    for key in ("validation_sentence_accuracy", "test_sentence_accuracy"):
+        for group, value in results.get(key, {}).items():
+            print(f"  {key.split('_')[0]:<10} {group:<16} sentence_accuracy {value:.4f}")
+    print(f"Saved the checkpoint to {output_dir}")
+    return results
+
+
+def evaluation_settings(experiment: Experiment) -> list[TaskInfo]:
+    """What evaluating each task needs (labels are filled in once the data is read); `evaluate:` metrics load here,
+    so an unreachable one fails before training."""
+    task_infos = [
+        TaskInfo(task.name, task.type, None, list(task.metrics or []), decoding=task.decoding)
+        for task in experiment.tasks
+    ]
+    for info in task_infos:
+        info.extra_metrics = {m: load_evaluate_metric(m) for m in info.metrics if m.startswith("evaluate:")}
+        info.metrics = [m for m in info.metrics if not m.startswith("evaluate:")]
+    return task_infos
+
+
+def evaluate_splits(trainer: MultiTaskTrainer, prepared: PreparedData, names: list[str]) -> dict:
+    """Every task's metrics on validation and test (where given), their combined score and sentence accuracy."""
+    results = {}
     for split in ("validation", "test"):
         data = getattr(prepared, split)
         if not data:
@@ -234,15 +258,42 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
         sentence_accuracy = joint_sentence_accuracy(trainer, prepared)
         if sentence_accuracy:
             results[f"{split}_sentence_accuracy"] = sentence_accuracy
-
-    save_final_checkpoint(trainer, tokenizer, output_dir, results, experiment)
-    print(f"\nPer-task metrics ({output_dir}):")
-    print(format_table({split: results[split] for split in ("validation", "test") if split in results}))
-    for key in ("validation_sentence_accuracy", "test_sentence_accuracy"):
-        for group, value in results.get(key, {}).items():
-            print(f"  {key.split('_')[0]:<10} {group:<16} sentence_accuracy {value:.4f}")
-    print(f"Saved the checkpoint to {output_dir}")
     return results
+
+
+def evaluate_checkpoint(experiment: Experiment, checkpoint: Path | str) -> dict:
+    """Score a trained checkpoint as `run` does after training, under the experiment's current evaluation settings
+    (data splits, metrics, tag decoding): how a finished run is re-scored when only its scoring changes."""
+    import tempfile
+
+    from modeling_multitask import MultiTaskModel
+
+    checkpoint = Path(checkpoint)
+    model = MultiTaskModel.from_pretrained(checkpoint).eval()
+    names = [task.name for task in experiment.tasks]
+    if model.config.task_names != names:
+        raise ExperimentError(
+            f"{checkpoint} has tasks {model.config.task_names}, but the experiment lists {names}: score a checkpoint "
+            "with the experiment file it was trained from."
+        )
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    prepared = prepare_data(experiment, tokenizer)
+    task_infos = evaluation_settings(experiment)
+    for info in task_infos:
+        info.labels = prepared.labels[info.name]
+        if info.labels != model.config.tasks[model.config.task_index(info.name)]["labels"]:
+            raise ExperimentError(f"{checkpoint}: task {info.name!r} was trained with other labels than the data's.")
+    with tempfile.TemporaryDirectory() as scratch:
+        settings = {**TRAINING_DEFAULTS, **experiment.training, "output_dir": scratch, "report_to": "none"}
+        trainer = MultiTaskTrainer(
+            model=model,
+            args=experiment.training_arguments(**settings),
+            data_collator=MultiTaskDataCollator(tokenizer),
+            processing_class=tokenizer,
+            group_sizes=[],
+            tasks=task_infos,
+        )
+        return evaluate_splits(trainer, prepared, names)
 
 
 def save_final_checkpoint(

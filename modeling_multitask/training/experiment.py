@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 from transformers import TrainingArguments
 
-from configuration_multitask import TASK_TYPES
+from configuration_multitask import TAG_DECODINGS, TASK_TYPES
 
 
 class ExperimentError(ValueError):
@@ -89,6 +89,7 @@ class TaskSpec:
     loss_weight: float = 1.0
     metrics: list[str] | None = None
     label_separator: str | None = None  # multi-label: labels given as one string, e.g. "a|b"
+    decoding: str = "argmax"  # token tasks: "argmax", or "bio" for the best IOB2-valid tag sequence
 
     @property
     def is_token_level(self) -> bool:
@@ -237,6 +238,13 @@ def _parse_task(raw: Any, index: int, base: Path) -> TaskSpec:
         task.labels = [str(label) for label in task.labels]  # labels written as 0/1 match the data's "0"/"1"
     if not _is_number(task.loss_weight) or not task.loss_weight > 0:
         raise ExperimentError(f"{where}.loss_weight must be a positive number, got {task.loss_weight!r}.")
+    if task.decoding not in TAG_DECODINGS:
+        raise ExperimentError(
+            f"{where}.decoding '{task.decoding}' is unknown.{_nearest(str(task.decoding), TAG_DECODINGS)} "
+            f"Allowed: {', '.join(TAG_DECODINGS)}."
+        )
+    if "decoding" in raw and not task.is_token_level:
+        raise ExperimentError(f"{where}.decoding is for token_classification tasks only.")
     if not isinstance(task.max_length, int) or task.max_length < 4:
         raise ExperimentError(f"{where}.max_length must be an integer >= 4, got {task.max_length!r}.")
     known_metrics = DEFAULT_METRICS[task.type]

@@ -12,15 +12,25 @@ from seqeval.metrics import classification_report, f1_score, precision_score, re
 from sklearn.metrics import accuracy_score, matthews_corrcoef, mean_squared_error
 from sklearn.metrics import f1_score as sk_f1
 
+from ..heads import decode_tags
 from .experiment import DEFAULT_METRICS, ExperimentError
 
 
-def reduce_logits(task_type: str, logits: torch.Tensor) -> torch.Tensor:
-    """What a task's metrics read from its logits: class ids, probabilities (multi-label) or values (regression)."""
+def reduce_logits(
+    task_type: str,
+    logits: torch.Tensor,
+    word_mask: torch.Tensor | None = None,
+    labels: list[str] | None = None,
+    decoding: str = "argmax",
+) -> torch.Tensor:
+    """What a task's metrics read from its logits: class ids, probabilities (multi-label), values (regression), or
+    tag ids decoded as the task says (`word_mask` and `labels` are needed for `decoding="bio"`)."""
     if task_type == "multi_label_classification":
         return torch.sigmoid(logits.float())
     if task_type == "regression":
         return logits.float().squeeze(-1)
+    if task_type == "token_classification":
+        return decode_tags(logits, word_mask, labels, decoding)
     return logits.argmax(dim=-1)
 
 

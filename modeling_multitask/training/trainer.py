@@ -39,6 +39,7 @@ class TaskInfo:
     labels: list[str] | None
     metrics: list[str] = field(default_factory=list)  # the first is the primary metric
     extra_metrics: dict = field(default_factory=dict)  # evaluate modules by name
+    decoding: str = "argmax"  # token tasks: how logits become tags (see `heads.decode_tags`)
 
     @property
     def primary_metric(self) -> str:
@@ -110,7 +111,10 @@ class MultiTaskTrainer(Trainer):
     def _reduce_logits(self, outputs, labels):
         """Keep only what the metrics need (class ids, probabilities or values), so eval memory stays small."""
         logits, task_ids = outputs if isinstance(outputs, (tuple, list)) else (outputs, None)
-        return reduce_logits(self.tasks[int(task_ids[0])].type, logits), task_ids
+        task = self.tasks[int(task_ids[0])]
+        # A token task's labelled positions (-100 elsewhere) are the first sub-token of each word: what gets decoded.
+        word_mask = labels != -100 if task.decoding != "argmax" else None
+        return reduce_logits(task.type, logits, word_mask, task.labels, task.decoding), task_ids
 
     def _compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
         predictions, task_ids = prediction.predictions
