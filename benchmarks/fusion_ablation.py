@@ -45,6 +45,7 @@ def predict(model, features: list[dict], task, collator, batch_size: int = 64) -
     """The model's reduced predictions (ids, probabilities or values) for one task's features, and the gold labels;
     token-level arrays are padded with -100 to the longest example."""
     index = model.config.task_names.index(task.name)
+    label_names = model.config.tasks[index]["labels"]
     predictions, gold = [], []
     for start in range(0, len(features), batch_size):
         batch = collator(features[start : start + batch_size])
@@ -53,7 +54,8 @@ def predict(model, features: list[dict], task, collator, batch_size: int = 64) -
         batch["task_ids"] = index
         with torch.no_grad():
             logits = model(**batch).task_logits[task.name]
-        predictions.append(reduce_logits(task.type, logits).numpy())
+        # Tags are decoded as the experiment file says (a checkpoint can be rescored with another decoding).
+        predictions.append(reduce_logits(task.type, logits, labels != -100, label_names, task.decoding).numpy())
         gold.append(labels.numpy())
     if task.is_token_level:
         return pad(predictions), pad(gold)

@@ -51,6 +51,7 @@ logger = logging.getLogger("run_quality")
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 BENCHMARKS = {name: Path(__file__).resolve().parent / f"{name}.yaml" for name in ("atis", "snips", "glue")}
 VARIANTS = ("fusion", "no_fusion", "single_task")
+DEFAULT_SEEDS = [1, 2, 3]
 
 # The split and metrics each published table uses (README of ../shared/data). A benchmark not listed here (any
 # other experiment file) is scored on test where every task has one, else on validation, with each task's primary
@@ -124,7 +125,13 @@ def multitask_run(experiment_path: Path, variant: str, seed: int, overrides: lis
     wall = time.time() - start
     if completed.returncode != 0:
         raise RuntimeError(f"{variant} seed {seed} failed (exit {completed.returncode}); see {log_path}.")
-    raw = json.loads((output_dir / "metrics.json").read_text())
+    metrics = record_metrics(json.loads((output_dir / "metrics.json").read_text()))
+    return {"variant": variant, "seed": seed, "wall_s": round(wall, 1), "metrics": metrics,
+            "command": shlex.join(["python" if c == sys.executable else c for c in command]), "log": str(log_path)}
+
+
+def record_metrics(raw: dict) -> dict:
+    """A multi-task run's `metrics.json` as {split: {task or sentence+token pair: {metric: value}}}."""
     metrics = {}
     for split in ("validation", "test"):
         if split not in raw:
@@ -132,8 +139,7 @@ def multitask_run(experiment_path: Path, variant: str, seed: int, overrides: lis
         metrics[split] = {task: dict(values) for task, values in raw[split].items()}
         for group, value in raw.get(f"{split}_sentence_accuracy", {}).items():
             metrics[split][group] = {"sentence_accuracy": value}
-    return {"variant": variant, "seed": seed, "wall_s": round(wall, 1), "metrics": metrics,
-            "command": shlex.join(["python" if c == sys.executable else c for c in command]), "log": str(log_path)}
+    return metrics
 
 
 # --------------------------------------------------------------------------------------------------- single task
@@ -154,7 +160,8 @@ def single_task_model(task: TaskSpec, encoder_path: str, labels: list[str] | Non
     return AutoModelForSequenceClassification.from_pretrained(encoder_path, problem_type=problem, **kwargs)
 
 
-def single_task_run(experiment: Experiment, task: TaskSpec, seed: int, output_dir: Path) -> tuple[dict, dict]:
+def single_task_run(experiment: Experiment, task: TaskSpec, seed: int, output_dir: Path,
+                    checkpoint: Path | None = None) -> tuple[dict, dict]:
     """One task with a standard transformers model and Trainer, on the data and tokenisation of our pipeline.
 
     The budget matches the multi-task run's: same epochs, learning rate, batch size, warm-up and weight decay; where
@@ -163,6 +170,8 @@ def single_task_run(experiment: Experiment, task: TaskSpec, seed: int, output_di
     """
     import torch
     from transformers import (
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
         AutoTokenizer,
         DataCollatorForTokenClassification,
         DataCollatorWithPadding,
@@ -203,9 +212,15 @@ def single_task_run(experiment: Experiment, task: TaskSpec, seed: int, output_di
     collator = (DataCollatorForTokenClassification(tokenizer) if task.is_token_level
                 else DataCollatorWithPadding(tokenizer))
     labels = prepared.labels[task.name]
-    trainer = Trainer(model=single_task_model(task, encoder_path, labels), args=args, train_dataset=train,
-                      data_collator=collator, processing_class=tokenizer)
-    trainer.train()
+    if checkpoint is None:
+        model = single_task_model(task, encoder_path, labels)
+    else:  # re-scoring a saved baseline: the same evaluation, no training
+        model = (AutoModelForTokenClassification if task.is_token_level else AutoModelForSequenceClassification) \
+            .from_pretrained(checkpoint)
+    trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=collator, processing_class=tokenizer)
+    if checkpoint is None:
+        trainer.train()
+        trainer.save_model()  # to output_dir, so that a later change of scoring can re-score it (--rescore)
 
     metrics, predictions = {}, {}
     for split in ("validation", "test"):
@@ -213,8 +228,10 @@ def single_task_run(experiment: Experiment, task: TaskSpec, seed: int, output_di
         if not rows:
             continue
         output = trainer.predict(features(rows))
-        reduced = reduce_logits(task.type, torch.from_numpy(np.asarray(output.predictions))).numpy()
         gold = np.asarray(output.label_ids)
+        # The task's decoding applies to the baseline too, so the comparison isolates sharing the encoder.
+        logits = torch.from_numpy(np.asarray(output.predictions))
+        reduced = reduce_logits(task.type, logits, torch.from_numpy(gold != -100), labels, task.decoding).numpy()
         metrics[split] = {task.name: compute_task_metrics(task.type, reduced, gold, labels)}
         predictions[split] = (reduced, gold, labels)
     record = {"variant": "single_task", "task": task.name, "seed": seed, "wall_s": round(time.time() - start, 1),
@@ -235,14 +252,16 @@ def joint_groups(experiment: Experiment) -> list[tuple[str, str]]:
     return pairs
 
 
-def single_task_seed(experiment: Experiment, seed: int, run_dir: Path) -> dict:
-    """Every task alone for one seed, merged into one record; sentence accuracy pairs the two separate models."""
+def single_task_seed(experiment: Experiment, seed: int, run_dir: Path, rescore: bool = False) -> dict:
+    """Every task alone for one seed, merged into one record; sentence accuracy pairs the two separate models.
+    With `rescore`, the saved models of an earlier call are scored again instead of trained."""
     from modeling_multitask.training.metrics import tag_sequences
 
     merged = {"variant": "single_task", "seed": seed, "wall_s": 0.0, "metrics": {}, "per_task_wall_s": {}}
     predictions = {}
     for task in experiment.tasks:
-        record, predictions[task.name] = single_task_run(experiment, task, seed, run_dir / f"single_{task.name}_s{seed}")
+        folder = run_dir / f"single_{task.name}_s{seed}"
+        record, predictions[task.name] = single_task_run(experiment, task, seed, folder, folder if rescore else None)
         merged["wall_s"] += record["wall_s"]
         merged["per_task_wall_s"][task.name] = record["wall_s"]
         for split, values in record["metrics"].items():
@@ -343,13 +362,22 @@ def markdown(name: str, spec: dict, summary: dict, settings: dict, commands: lis
 # ----------------------------------------------------------------------------------------------------------- main
 
 
-def same_settings(old: dict | None, new: dict) -> bool:
-    """Whether runs made under `old` settings can share a table with runs made under `new` ones.
+def scoring_settings(experiment: Experiment) -> dict:
+    """What turns a trained model's outputs into the reported numbers, beyond the defaults: the token tasks' tag
+    decoding where it is not argmax. A change here can re-score saved runs (`--rescore`) instead of training them."""
+    return {task.name: task.decoding for task in experiment.tasks if task.is_token_level and task.decoding != "argmax"}
+
+
+def same_settings(old: dict | None, new: dict, training_only: bool = False) -> bool:
+    """Whether runs made under `old` settings can share a table with runs made under `new` ones (`training_only`:
+    whether they trained the same models, however they were scored).
 
     `output_dir` does not count (every run goes to its own --runs-dir folder), nor do sampling fields that only one
     side knows (a field added to `SamplingSpec` later, at its default, leaves earlier runs comparable).
     """
     if old is None or old.get("experiment") != new["experiment"] or old.get("overrides") != new["overrides"]:
+        return False
+    if not training_only and old.get("decoding", {}) != new.get("decoding", {}):
         return False
     drop = {"output_dir"}
     if {k: v for k, v in old["training"].items() if k not in drop} != \
@@ -374,7 +402,8 @@ def code_version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("benchmark", help="atis, snips, glue, or the path of an experiment file")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help=f"default: {' '.join(map(str, DEFAULT_SEEDS))} (with --rescore: every recorded seed)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: " + ", ".join(VARIANTS))
     parser.add_argument("--epochs", type=float, default=None, help="training.num_train_epochs for every variant")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -384,6 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where checkpoints and logs go")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch/OpenMP threads (1 is fastest on a busy 2-core machine)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score the saved models of the recorded runs again under the experiment's current scoring "
+                             "(e.g. a new tag decoding), without training; runs not re-scored leave the table")
     parser.add_argument("--jobs", type=int, default=1,
                         help="train this many (seed, variant) runs at once, each in its own single-threaded process "
                              "(2 on a 2-core machine)")
@@ -413,8 +445,38 @@ def run_in_parallel(args, variants: list[str], results_dir: Path, run_dir: Path)
         raise RuntimeError(f"{', '.join(failed)} failed; see the run_quality_*.log files in {run_dir}.")
 
 
+def rescore(args, variants, experiment, settings, invocation, json_path, run_dir, record_run) -> int:
+    """Re-score the recorded runs' saved models under the current scoring settings; each keeps its training record
+    (command, wall time, code) and gains `scored` (the scoring, code and command of this call)."""
+    from modeling_multitask.training.cli import evaluate_checkpoint
+
+    previous = json.loads(json_path.read_text()) if json_path.is_file() else {}
+    if not same_settings(previous.get("settings"), settings, training_only=True):
+        print(f"error: {json_path} holds no runs trained with these settings; train them (without --rescore).",
+              file=sys.stderr)
+        return 2
+    chosen = [run for run in previous["runs"]
+              if run["variant"] in variants and (args.seeds is None or run["seed"] in args.seeds)]
+    if not chosen:
+        print(f"error: no recorded {', '.join(variants)} run in {json_path} to re-score.", file=sys.stderr)
+        return 2
+    version = code_version()
+    for old in chosen:
+        logger.info("re-scoring %s seed %d", old["variant"], old["seed"])
+        if old["variant"] == "single_task":
+            metrics = single_task_seed(experiment, old["seed"], run_dir, rescore=True)["metrics"]
+        else:
+            metrics = record_metrics(evaluate_checkpoint(experiment, run_dir / f"{old['variant']}_s{old['seed']}"))
+        scored = {"decoding": settings.get("decoding", {}), "code": version, "command": invocation}
+        record_run({**old, "metrics": metrics, "scored": scored}, earlier_commands=previous["commands"])
+    print(json_path.with_suffix(".md").read_text())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.seeds is None and not args.rescore:
+        args.seeds = DEFAULT_SEEDS
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     experiment_path = BENCHMARKS.get(args.benchmark, Path(args.benchmark)).resolve()
     name = args.benchmark if args.benchmark in BENCHMARKS else experiment_path.stem
@@ -444,11 +506,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"experiment": str(experiment_path.relative_to(REPO_ROOT)) if experiment_path.is_relative_to(REPO_ROOT)
                 else str(experiment_path), "overrides": overrides, "training": experiment.training,
                 "sampling": dataclasses.asdict(experiment.sampling)}
+    if scoring_settings(experiment):
+        settings["decoding"] = scoring_settings(experiment)
     invocation = "python benchmarks/run_quality.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     spec = protocol(name, experiment)
     run_dir = Path(args.runs_dir) / name
 
-    def record_run(record: dict) -> None:
+    def record_run(record: dict, earlier_commands: list[str] = ()) -> None:
         """Add one run to the results files. Read-merge-write under a lock, so several calls for the same benchmark
         (one per core, say) can run at once without losing each other's runs."""
         import platform
@@ -459,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         with json_path.with_suffix(".lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             previous = json.loads(json_path.read_text()) if json_path.is_file() else {}
-            runs, commands = [], []
+            runs, commands = [], list(earlier_commands)
             if same_settings(previous.get("settings"), settings):
                 runs, commands = previous["runs"], previous["commands"]
             if invocation not in commands:
@@ -474,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
                                              "runs": runs}, indent=2))
             (results_dir / f"{name}.md").write_text(markdown(name, spec, summary, settings, commands))
 
+    if args.rescore:
+        return rescore(args, variants, experiment, settings, invocation, json_path, run_dir, record_run)
     if args.jobs > 1:
         run_in_parallel(args, variants, results_dir, run_dir)
         print((results_dir / f"{name}.md").read_text())

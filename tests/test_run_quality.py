@@ -14,6 +14,7 @@ from test_train_cli import DATA, tiny_encoder, write_data  # noqa: F401  (tiny_e
 
 
 RUNNER = Path(__file__).resolve().parents[1] / "benchmarks" / "run_quality.py"
+TIMINGS = ("runtime", "samples_per_second", "steps_per_second", "epoch")  # what the Trainer adds to eval metrics
 TOPICS = ["travel|food", "weather", "travel", "weather|food", "", "travel"]
 
 
@@ -129,6 +130,31 @@ def test_every_variant_on_a_held_back_task_mix(tmp_path, tiny_encoder, run_quali
     assert run_quality.main([*argv[:1], "--seeds", "3", "--variants", "no_fusion", *argv[4:]]) == 0
     again = json.loads((results / "heldback.json").read_text())
     assert again["summary"]["no_fusion"]["seeds"] == [1, 2, 3] and again["summary"]["fusion"]["seeds"] == [1, 2]
+
+    # A new tag decoding re-scores the saved models of every recorded run (multi-task and single task) instead of
+    # training them again: each keeps its training record, and only the slot metrics may change.
+    raw = yaml.safe_load(experiment.read_text())
+    raw["tasks"][1]["decoding"] = "bio"
+    experiment.write_text(yaml.safe_dump(raw))
+    assert run_quality.main([*argv[:1], "--rescore", *argv[4:]]) == 0
+    rescored = json.loads((results / "heldback.json").read_text())
+    assert rescored["settings"]["decoding"] == {"slots": "bio"}
+    before = {(run["variant"], run["seed"]): run for run in again["runs"]}
+    assert sorted(before) == sorted((run["variant"], run["seed"]) for run in rescored["runs"])
+    for run in rescored["runs"]:
+        old = before[(run["variant"], run["seed"])]
+        assert run["scored"]["decoding"] == {"slots": "bio"} and run["wall_s"] == old["wall_s"]
+        for split, tasks in old["metrics"].items():
+            for task in ("intent", "topics", "similarity"):
+                scores = {k: v for k, v in tasks[task].items() if k not in TIMINGS}
+                assert {k: run["metrics"][split][task][k] for k in scores} == pytest.approx(scores, abs=1e-6), task
+    assert rescored["commands"][: len(again["commands"])] == again["commands"]
+    assert "--rescore" in rescored["commands"][-1]
+
+    # Re-scoring needs runs trained with the same settings; a training call with the new decoding adds to the table.
+    assert run_quality.main([*argv[:1], "--rescore", "--epochs", "2", *argv[4:]]) == 2
+    assert run_quality.main([*argv[:1], "--seeds", "4", "--variants", "fusion", *argv[4:]]) == 0
+    assert json.loads((results / "heldback.json").read_text())["summary"]["fusion"]["seeds"] == [1, 2, 4]
 
 
 def test_absent_data_skips_with_the_reason(tmp_path, tiny_encoder, run_quality, capsys):  # noqa: F811
