@@ -155,6 +155,8 @@ def test_every_variant_on_a_held_back_task_mix(tmp_path, tiny_encoder, run_quali
     assert run_quality.main([*argv[:1], "--rescore", "--epochs", "2", *argv[4:]]) == 2
     assert run_quality.main([*argv[:1], "--seeds", "4", "--variants", "fusion", *argv[4:]]) == 0
     assert json.loads((results / "heldback.json").read_text())["summary"]["fusion"]["seeds"] == [1, 2, 4]
+    saved = json.loads((runs / "fusion_s4" / "config.json").read_text())  # the model keeps its decoding
+    assert [task.get("decoding") for task in saved["tasks"]] == [None, "bio", None, None]
 
 
 def test_absent_data_skips_with_the_reason(tmp_path, tiny_encoder, run_quality, capsys):  # noqa: F811

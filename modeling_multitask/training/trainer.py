@@ -112,6 +112,7 @@ class MultiTaskTrainer(Trainer):
         """Keep only what the metrics need (class ids, probabilities or values), so eval memory stays small."""
         logits, task_ids = outputs if isinstance(outputs, (tuple, list)) else (outputs, None)
         task = self.tasks[int(task_ids[0])]
+        labels = labels[task.name] if isinstance(labels, dict) else labels
         # A token task's labelled positions (-100 elsewhere) are the first sub-token of each word: what gets decoded.
         word_mask = labels != -100 if task.decoding != "argmax" else None
         return reduce_logits(task.type, logits, word_mask, task.labels, task.decoding), task_ids
