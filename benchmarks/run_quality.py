@@ -145,8 +145,11 @@ def record_metrics(raw: dict) -> dict:
 # --------------------------------------------------------------------------------------------------- single task
 
 
-def single_task_model(task: TaskSpec, encoder_path: str, labels: list[str] | None):
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+def single_task_model(task: TaskSpec, encoder_path: str, labels: list[str] | None, seed: int):
+    """The baseline's transformers model, its new head drawn from `seed` (as the multi-task runs' heads are)."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, set_seed
+
+    set_seed(seed)  # the Trainer seeds only once the model exists: without this every seed starts the same head
 
     if task.type == "regression":
         return AutoModelForSequenceClassification.from_pretrained(encoder_path, num_labels=1,
@@ -213,7 +216,7 @@ def single_task_run(experiment: Experiment, task: TaskSpec, seed: int, output_di
                 else DataCollatorWithPadding(tokenizer))
     labels = prepared.labels[task.name]
     if checkpoint is None:
-        model = single_task_model(task, encoder_path, labels)
+        model = single_task_model(task, encoder_path, labels, seed)
     else:  # re-scoring a saved baseline: the same evaluation, no training
         model = (AutoModelForTokenClassification if task.is_token_level else AutoModelForSequenceClassification) \
             .from_pretrained(checkpoint)

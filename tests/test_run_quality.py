@@ -159,6 +159,20 @@ def test_every_variant_on_a_held_back_task_mix(tmp_path, tiny_encoder, run_quali
     assert [task.get("decoding") for task in saved["tasks"]] == [None, "bio", None, None]
 
 
+def test_single_task_head_starts_from_the_seed(tmp_path, tiny_encoder, run_quality):  # noqa: F811
+    import torch
+
+    from modeling_multitask.training.experiment import load_experiment
+
+    task = load_experiment(held_back_experiment(tmp_path, tiny_encoder)).tasks[0]
+
+    def head(seed):
+        torch.rand(7)  # whatever ran before in the process must not matter
+        return run_quality.single_task_model(task, str(tiny_encoder), ["a", "b", "c"], seed).classifier.weight
+
+    assert torch.equal(head(1), head(1)) and not torch.equal(head(1), head(2))
+
+
 def test_absent_data_skips_with_the_reason(tmp_path, tiny_encoder, run_quality, capsys):  # noqa: F811
     experiment = held_back_experiment(tmp_path, tiny_encoder)
     (tmp_path / "pairs.tsv").unlink()
