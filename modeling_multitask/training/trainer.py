@@ -113,9 +113,12 @@ class MultiTaskTrainer(Trainer):
         logits, task_ids = outputs if isinstance(outputs, (tuple, list)) else (outputs, None)
         task = self.tasks[int(task_ids[0])]
         labels = labels[task.name] if isinstance(labels, dict) else labels
-        # A token task's labelled positions (-100 elsewhere) are the first sub-token of each word: what gets decoded.
-        word_mask = labels != -100 if task.decoding != "argmax" else None
-        return reduce_logits(task.type, logits, word_mask, task.labels, task.decoding), task_ids
+        decoding, word_mask = task.decoding, None
+        if decoding != "argmax":
+            # A token task's labelled positions (-100 elsewhere) are the first sub-token of each word: what gets
+            # decoded. Unlabelled data has no such mask here; the pipeline decodes it word by word instead.
+            decoding, word_mask = ("argmax", None) if labels is None else (decoding, labels != -100)
+        return reduce_logits(task.type, logits, word_mask, task.labels, decoding), task_ids
 
     def _compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
         predictions, task_ids = prediction.predictions
