@@ -116,13 +116,14 @@ def bio_transitions(labels: list[str]) -> torch.Tensor:
     """`allowed[i, j]`: may tag `j` follow tag `i` in IOB2? `I-X` may follow only `B-X` or `I-X`; every other tag
     (O, B-*, or one without a prefix such as UNK) may follow anything. The extra last row is the sentence start,
     where `I-X` is not allowed either."""
-    allowed = torch.ones(len(labels) + 1, len(labels), dtype=torch.bool)
-    for j, label in enumerate(labels):
-        if label.startswith("I-"):
-            allowed[:, j] = False
-            for i, previous in enumerate(labels):
-                allowed[i, j] = previous in (f"B-{label[2:]}", label)
-    return allowed
+    # Built as Python lists and converted once: setting tensor elements one by one took ~15 ms for ATIS's 122 tags,
+    # on every pipeline call and evaluation batch.
+    return torch.tensor(
+        [
+            [not label.startswith("I-") or previous in (f"B-{label[2:]}", label) for label in labels]
+            for previous in [*labels, None]  # None: the sentence start
+        ]
+    )
 
 
 def viterbi_decode(logits: torch.Tensor, word_mask: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
