@@ -146,7 +146,8 @@ def record_metrics(raw: dict) -> dict:
 
 
 def single_task_model(task: TaskSpec, encoder_path: str, labels: list[str] | None, seed: int):
-    """The baseline's transformers model, its new head drawn from `seed` (as the multi-task runs' heads are)."""
+    """The baseline's transformers model, its new head drawn from `seed` (as the multi-task runs' heads are); given a
+    saved baseline's folder as `encoder_path`, that trained model."""
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, set_seed
 
     set_seed(seed)  # the Trainer seeds only once the model exists: without this every seed starts the same head
@@ -173,8 +174,6 @@ def single_task_run(experiment: Experiment, task: TaskSpec, seed: int, output_di
     """
     import torch
     from transformers import (
-        AutoModelForSequenceClassification,
-        AutoModelForTokenClassification,
         AutoTokenizer,
         DataCollatorForTokenClassification,
         DataCollatorWithPadding,
@@ -215,11 +214,8 @@ def single_task_run(experiment: Experiment, task: TaskSpec, seed: int, output_di
     collator = (DataCollatorForTokenClassification(tokenizer) if task.is_token_level
                 else DataCollatorWithPadding(tokenizer))
     labels = prepared.labels[task.name]
-    if checkpoint is None:
-        model = single_task_model(task, encoder_path, labels, seed)
-    else:  # re-scoring a saved baseline: the same evaluation, no training
-        model = (AutoModelForTokenClassification if task.is_token_level else AutoModelForSequenceClassification) \
-            .from_pretrained(checkpoint)
+    # Re-scoring a saved baseline (`checkpoint`): the same model class and evaluation, no training.
+    model = single_task_model(task, str(checkpoint or encoder_path), labels, seed)
     trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=collator, processing_class=tokenizer)
     if checkpoint is None:
         trainer.train()
