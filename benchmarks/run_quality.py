@@ -505,8 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"experiment": str(experiment_path.relative_to(REPO_ROOT)) if experiment_path.is_relative_to(REPO_ROOT)
                 else str(experiment_path), "overrides": overrides, "training": experiment.training,
                 "sampling": dataclasses.asdict(experiment.sampling)}
-    if scoring_settings(experiment):
-        settings["decoding"] = scoring_settings(experiment)
+    decoding = scoring_settings(experiment)
+    if decoding:  # left out at the defaults, so results files written before decoding existed still match
+        settings["decoding"] = decoding
     invocation = "python benchmarks/run_quality.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     spec = protocol(name, experiment)
     run_dir = Path(args.runs_dir) / name
