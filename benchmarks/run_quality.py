@@ -378,6 +378,8 @@ def same_settings(old: dict | None, new: dict, training_only: bool = False) -> b
         return False
     if not training_only and old.get("decoding", {}) != new.get("decoding", {}):
         return False
+    if old.get("model", {}) != new.get("model", {}):
+        return False
     drop = {"output_dir"}
     if {k: v for k, v in old["training"].items() if k not in drop} != \
             {k: v for k, v in new["training"].items() if k not in drop}:
@@ -508,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     decoding = scoring_settings(experiment)
     if decoding:  # left out at the defaults, so results files written before decoding existed still match
         settings["decoding"] = decoding
+    if experiment.model.task_private_layers:  # likewise: a different model must not share a table
+        settings["model"] = {"task_private_layers": experiment.model.task_private_layers}
     invocation = "python benchmarks/run_quality.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     spec = protocol(name, experiment)
     run_dir = Path(args.runs_dir) / name

@@ -159,6 +159,12 @@ class MultiTaskConfig(PreTrainedConfig):
             How sequence-level heads summarise the tokens when there is no fusion: `"cls"` (first token) or `"mean"`
             (mean over real tokens, the pooling sentence-transformers encoders were trained with). With fusion, the
             attention weights pool the tokens instead.
+        task_private_layers (`int`, *optional*, defaults to 0):
+            How many of the encoder's top layers each task gets a private copy of. The layers below stay shared;
+            each copy starts from the pretrained layer and trains on its task alone, so tasks that pull the shared
+            representation different ways (sentence similarity vs grammaticality, say) need not share the top of
+            the encoder. 0 shares the whole encoder. Needs an encoder whose output is its last layer's output
+            (post-norm encoders: BERT, RoBERTa, DistilBERT, MiniLM, ELECTRA, ...).
 
     Example:
 
@@ -193,6 +199,7 @@ class MultiTaskConfig(PreTrainedConfig):
     dropout: float = 0.1
     pooling: str = "cls"
     text_pair_tasks: list | None = None
+    task_private_layers: int = 0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -209,6 +216,7 @@ class MultiTaskConfig(PreTrainedConfig):
             raise ValueError(f"Unknown pooling {self.pooling!r}. Allowed: {', '.join(POOLING_TYPES)}.")
         if self.fusion is not None:
             self.fusion = self._normalize_fusion(self.fusion)
+        self._check_task_private_layers()
         self.text_pair_tasks = list(self.text_pair_tasks or [])
         token_level = {task["name"] for task in self.tasks if task["type"] in TOKEN_LEVEL_TASK_TYPES}
         for name in self.text_pair_tasks:
@@ -223,6 +231,17 @@ class MultiTaskConfig(PreTrainedConfig):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"Task names must be unique; {duplicates} appear more than once.")
+
+    def _check_task_private_layers(self):
+        private = self.task_private_layers
+        depth = getattr(self.encoder_config, "num_hidden_layers", None)
+        if isinstance(private, bool) or not isinstance(private, int) or private < 0:
+            raise ValueError(f"task_private_layers must be a whole number >= 0, got {private!r}.")
+        if private and depth is not None and private >= depth:
+            raise ValueError(
+                f"task_private_layers={private} leaves nothing shared: the encoder ({self.encoder_config.model_type}) "
+                f"has {depth} layers, so use at most {depth - 1}."
+            )
 
     def _normalize_fusion(self, fusion: dict) -> dict:
         unknown = [key for key in fusion if key not in _FUSION_KEYS]

@@ -3,6 +3,7 @@
 Shipped as remote code next to every checkpoint: imports only torch, transformers and its flat sibling files.
 """
 
+import copy
 import inspect
 from dataclasses import dataclass
 
@@ -40,7 +41,8 @@ class MultiTaskModelOutput(ModelOutput):
     fusion_weights (`dict[str, torch.FloatTensor]`, *optional*, with `output_fusion_weights=True` and fusion on):
         The AttentionFusion token weights `(examples, seq)` per task name.
     hidden_states (`tuple(torch.FloatTensor)`, *optional*):
-        The encoder's hidden states, with `output_hidden_states=True`.
+        The encoder's hidden states, with `output_hidden_states=True` (the shared layers only, with
+        `config.task_private_layers`).
     attentions (`tuple(torch.FloatTensor)`, *optional*):
         The encoder's attention maps, with `output_attentions=True`.
     """
@@ -126,6 +128,9 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
                 for task in config.tasks
             }
         )
+        self.task_layers = None
+        if config.task_private_layers:
+            self.task_layers = self._split_off_private_layers(self.encoder)
         # Built on a forked random stream and registered last (so `post_init` initializes it last): the encoder and
         # heads then start from the same weights as the same-seed model without fusion, which makes the fusion
         # ablation a paired comparison instead of two unrelated draws.
@@ -145,6 +150,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         dropout: float = 0.1,
         pooling: str = "cls",
         text_pair_tasks: list[str] | None = None,
+        task_private_layers: int = 0,
         **encoder_kwargs,
     ) -> "MultiTaskModel":
         """
@@ -152,7 +158,8 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
 
         Args:
             encoder_name_or_path (`str`): a local model folder or a Hub id, as for `AutoModel.from_pretrained`.
-            tasks, fusion, dropout, pooling, text_pair_tasks: as in [`MultiTaskConfig`].
+            tasks, fusion, dropout, pooling, text_pair_tasks, task_private_layers: as in [`MultiTaskConfig`]; the
+                private copies of the top layers start from the pretrained ones.
             encoder_kwargs: passed to `AutoModel.from_pretrained` (e.g. `attn_implementation`, `revision`).
         """
         encoder = AutoModel.from_pretrained(encoder_name_or_path, **encoder_kwargs)
@@ -163,12 +170,33 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             dropout=dropout,
             pooling=pooling,
             text_pair_tasks=text_pair_tasks,
+            task_private_layers=task_private_layers,
         )
         model = cls(config)
         _remove_pooler(encoder)
+        if model.task_layers is not None:  # the private copies start from the pretrained top layers
+            model.task_layers = model._split_off_private_layers(encoder)
         model.encoder = encoder
         model.config.encoder_config = encoder.config
         return model
+
+    def _split_off_private_layers(self, encoder: nn.Module) -> nn.ModuleDict:
+        """Cut the top `config.task_private_layers` layers off `encoder`'s layer stack and return a copy of them for
+        every task. The encoder keeps the shared layers below; `forward` runs each task's copies on their output."""
+        path, layers = _layer_stack(encoder)
+        shared = len(layers) - self.config.task_private_layers
+        if shared < 1:
+            raise ValueError(
+                f"task_private_layers={self.config.task_private_layers} leaves nothing shared: the encoder has "
+                f"{len(layers)} layers, so use at most {len(layers) - 1}."
+            )
+        parent, name = path.rpartition(".")[::2] if "." in path else ("", path)
+        setattr(encoder.get_submodule(parent), name, nn.ModuleList(layers[:shared]))
+        self._shared_layers_path = path
+        top = layers[shared:]
+        return nn.ModuleDict(
+            {task: nn.ModuleList(copy.deepcopy(layer) for layer in top) for task in self.config.task_names}
+        )
 
     def push_to_hub(self, repo_id: str, tokenizer=None, **kwargs):
         """Push the model (with `tokenizer`, if given), the multi-task pipeline and a generated model card.
@@ -221,13 +249,31 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             "position_ids": position_ids,
         }
         encoder_inputs = {k: v for k, v in encoder_inputs.items() if v is not None and k in self._encoder_arguments}
-        encoder_outputs = self.encoder(
-            **encoder_inputs,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
+        # With private top layers, record how the encoder calls its last shared layer (the attention mask in the
+        # form this encoder's layers expect, position embeddings, ...) so that the private copies get the same call.
+        layer_call = {}
+        hooks = []
+        if self.task_layers is not None:
+            last_shared = self.encoder.get_submodule(self._shared_layers_path)[-1]
+            hooks = [
+                last_shared.register_forward_pre_hook(
+                    lambda module, args, kwargs: layer_call.update(args=args, kwargs=kwargs), with_kwargs=True
+                ),
+                last_shared.register_forward_hook(lambda module, args, output: layer_call.update(output=output)),
+            ]
+        try:
+            encoder_outputs = self.encoder(
+                **encoder_inputs,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+                return_dict=True,
+            )
+        finally:
+            for hook in hooks:
+                hook.remove()
         sequence_output = encoder_outputs.last_hidden_state  # (batch, seq, hidden)
+        if self.task_layers is not None:
+            _check_output_is_last_layer(layer_call, sequence_output, self.config.encoder_config.model_type)
         batch_size, seq_len = sequence_output.shape[:2]
         if attention_mask is None:
             attention_mask = torch.ones((batch_size, seq_len), dtype=torch.long, device=sequence_output.device)
@@ -235,7 +281,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         routes, task_ids = self._routes(task_ids, labels, batch_size, sequence_output.device)
         # Several tasks over the same rows share the fusion's task-independent token projection.
         projected = None
-        if self.fusion is not None and len(routes) > 1 and routes[0].rows is None:
+        if self.fusion is not None and self.task_layers is None and len(routes) > 1 and routes[0].rows is None:
             projected = self.fusion.project_tokens(sequence_output)
         task_logits, task_losses, fusion_weights = {}, {}, {}
         loss = None
@@ -243,6 +289,8 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             task = self.config.tasks[route.task_index]
             head = self.heads[task["name"]]
             hidden = sequence_output if route.rows is None else sequence_output[route.rows]
+            if self.task_layers is not None:
+                hidden = self._private_layers_forward(task["name"], hidden, layer_call, route.rows)
             mask = attention_mask if route.rows is None else attention_mask[route.rows]
             representation, context, weights = self._task_representation(
                 hidden, mask, route.task_index, head.is_token_level, projected if route.rows is None else None
@@ -268,6 +316,22 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             attentions=encoder_outputs.attentions,
         )
         return output if return_dict else output.to_tuple()
+
+    def _private_layers_forward(self, task: str, hidden, layer_call: dict, rows) -> torch.Tensor:
+        """Run `task`'s private top layers on the shared output `hidden` (already cut to `rows`), called as the
+        encoder called its last shared layer; batch-sized arguments are cut to `rows` too."""
+        args, kwargs = layer_call["args"][1:], dict(layer_call["kwargs"])
+        if rows is not None:
+            batch_size = layer_call["args"][0].shape[0] if layer_call["args"] else kwargs["hidden_states"].shape[0]
+            args, kwargs = _select_rows((args, kwargs), rows, batch_size)
+        for layer in self.task_layers[task]:
+            if "hidden_states" in kwargs:
+                kwargs["hidden_states"] = hidden
+                output = layer(*args, **kwargs)
+            else:
+                output = layer(hidden, *args, **kwargs)
+            hidden = output[0] if isinstance(output, tuple) else output
+        return hidden
 
     def decode_token_labels(self, task: str, logits: torch.Tensor, word_mask: torch.Tensor) -> torch.LongTensor:
         """Label ids `(batch, seq)` from a token-level task's logits `(batch, seq, num_labels)`, following the task's
@@ -350,6 +414,42 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
 def _attention_pool(weights: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
     """The weighted sum of the fused tokens `(batch, hidden)`, without building the (batch, seq, hidden) product."""
     return torch.einsum("bs,bsh->bh", weights, hidden)
+
+
+def _layer_stack(encoder: nn.Module) -> tuple[str, nn.ModuleList]:
+    """The encoder's stack of transformer layers and its path: the first `ModuleList` of `num_hidden_layers`
+    modules of one class (`encoder.layer` in BERT and RoBERTa, `transformer.layer` in DistilBERT, `layers` in others)."""
+    depth = getattr(encoder.config, "num_hidden_layers", None)
+    for path, module in encoder.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == depth and len({type(m) for m in module}) == 1:
+            return path, module
+    raise ValueError(
+        f"task_private_layers: found no stack of {depth} layers in the {encoder.config.model_type} encoder to split. "
+        "Use task_private_layers=0 with this encoder."
+    )
+
+
+def _check_output_is_last_layer(layer_call: dict, sequence_output: torch.Tensor, model_type: str) -> None:
+    """Private layers continue from the last shared layer's output; an encoder that transforms it further (a final
+    norm, as pre-norm encoders have) would feed them something else, so refuse it rather than compute a wrong model."""
+    output = layer_call.get("output")
+    output = output[0] if isinstance(output, tuple) else output
+    if output is None or not (output is sequence_output or torch.equal(output, sequence_output)):
+        raise ValueError(
+            f"task_private_layers needs an encoder whose output is its last layer's output, and the {model_type} "
+            "encoder transforms it further (a final norm, say). Use task_private_layers=0 with this encoder."
+        )
+
+
+def _select_rows(value, rows: torch.Tensor, batch_size: int):
+    """`value` with every tensor whose first dimension is the batch cut to `rows` (through tuples, lists, dicts)."""
+    if torch.is_tensor(value):
+        return value[rows] if value.dim() > 0 and value.shape[0] == batch_size else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_select_rows(item, rows, batch_size) for item in value)
+    if isinstance(value, dict):
+        return {key: _select_rows(item, rows, batch_size) for key, item in value.items()}
+    return value
 
 
 def _remove_pooler(encoder: nn.Module) -> None:

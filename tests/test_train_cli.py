@@ -161,6 +161,8 @@ BAD_EXPERIMENTS = [
     ({"sampling.temperature": "hot"}, "sampling.temperature must be a number > 0, got 'hot'"),
     ({"tasks.1.loss_weight": -1}, r"tasks\[1\] \(slots\).loss_weight must be a positive number"),
     ({"model.dropout": 1.5}, r"model.dropout must be a number in \[0, 1\)"),
+    ({"model.task_private_layers": -1}, r"model.task_private_layers must be a whole number >= 0"),
+    ({"model.task_private_layers": 5}, r"model.task_private_layers=5 leaves nothing shared.*use at most 1"),
     ({"training.learning_rate": "fast"}, r"training.learning_rate must be a number \(float\), got 'fast'"),
 ]
 

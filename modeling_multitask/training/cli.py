@@ -44,7 +44,8 @@ TRAINING_DEFAULTS = {
 
 
 def check_base_model(experiment: Experiment) -> tuple[str, AutoConfig]:
-    """Resolve the encoder and read its config; a bad name or a fusion size mismatch fails here."""
+    """Resolve the encoder and read its config; a bad name, a fusion size mismatch or more private layers than the
+    encoder has fail here."""
     path = resolve_encoder(experiment.model.base_model)
     try:
         encoder_config = AutoConfig.from_pretrained(path)
@@ -64,6 +65,12 @@ def check_base_model(experiment: Experiment) -> tuple[str, AutoConfig]:
                 f"'{experiment.model.base_model}' has hidden size {encoder_config.hidden_size}: set "
                 f"fusion.hidden_size to {encoder_config.hidden_size} (or leave it out)."
             )
+    private, depth = experiment.model.task_private_layers, getattr(encoder_config, "num_hidden_layers", None)
+    if private and depth is not None and private >= depth:
+        raise ExperimentError(
+            f"model.task_private_layers={private} leaves nothing shared: the base model "
+            f"'{experiment.model.base_model}' has {depth} layers, so use at most {depth - 1}."
+        )
     return path, encoder_config
 
 
@@ -108,6 +115,7 @@ def build_model(experiment: Experiment, encoder_path: str, prepared: PreparedDat
             fusion=experiment.model.fusion,
             dropout=experiment.model.dropout,
             pooling=experiment.model.pooling,
+            task_private_layers=experiment.model.task_private_layers,
             text_pair_tasks=[task.name for task in experiment.tasks if task.text_pair_column],
         )
     except (ValueError, TypeError) as error:

@@ -6,6 +6,7 @@ model:
   dropout: 0.1
   pooling: mean                                         # optional: cls | mean
   fusion: {type: attention, hidden_size: 384}           # optional
+  task_private_layers: 0                                # optional: top encoder layers copied per task
 tasks:
   - name: intent
     type: sequence_classification
@@ -102,6 +103,7 @@ class ModelSpec:
     dropout: float = 0.1
     pooling: str = "cls"
     fusion: dict | None = None
+    task_private_layers: int = 0  # the top encoder layers each task gets its own copy of (0: all shared)
 
 
 @dataclasses.dataclass
@@ -294,6 +296,11 @@ def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = N
         raise ExperimentError(f"sampling.max_examples_per_task must be a positive integer or null, got {cap!r}.")
     if not _is_number(model.dropout) or not 0 <= model.dropout < 1:
         raise ExperimentError(f"model.dropout must be a number in [0, 1), got {model.dropout!r}.")
+    private = model.task_private_layers
+    if isinstance(private, bool) or not isinstance(private, int) or private < 0:
+        raise ExperimentError(
+            f"model.task_private_layers must be a whole number >= 0 (0 shares the whole encoder), got {private!r}."
+        )
 
     training = dict(raw.get("training") or {})
     argument_names = [f.name for f in dataclasses.fields(TrainingArguments) if f.init]
