@@ -223,6 +223,11 @@ def render_model_card(
         f"One checkpoint with a shared {encoder.get('model_type', 'transformer')} encoder "
         f"({encoder.get('num_hidden_layers', encoder.get('n_layers', '?'))} layers, hidden size "
         f"{encoder.get('hidden_size', encoder.get('dim', '?'))}) and {len(tasks)} task heads, with {fusion}."
+        + (
+            f" Each task runs its own copy of the top {config['task_private_layers']} encoder layers."
+            if config.get("task_private_layers")
+            else ""
+        )
         + (f" Fine-tuned from [`{base_model}`](https://huggingface.co/{base_model})." if base_model else ""),
         "",
         "## Tasks",

@@ -141,3 +141,15 @@ def test_an_encoder_with_a_final_norm_is_refused_with_the_fix():
     input_ids, mask = random_batch()
     with pytest.raises(ValueError, match="final norm.*task_private_layers=0"):
         model(input_ids=input_ids, attention_mask=mask, task_ids=0)
+
+
+def test_the_model_card_says_which_layers_are_private():
+    from modeling_multitask.hub import render_model_card
+
+    def card(private):
+        config = MultiTaskConfig(encoder_config=tiny_bert_config(num_hidden_layers=3), tasks=TASKS,
+                                 task_private_layers=private)  # fmt: skip
+        return render_model_card(config.to_dict()).text
+
+    assert "own copy of the top 2 encoder layers" in card(2)
+    assert "own copy" not in card(0)
