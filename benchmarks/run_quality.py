@@ -367,9 +367,10 @@ def scoring_settings(experiment: Experiment) -> dict:
     return {task.name: task.decoding for task in experiment.tasks if task.is_token_level and task.decoding != "argmax"}
 
 
-def same_settings(old: dict | None, new: dict, training_only: bool = False) -> bool:
+def same_settings(old: dict | None, new: dict, training_only: bool = False, same_model: bool = True) -> bool:
     """Whether runs made under `old` settings can share a table with runs made under `new` ones (`training_only`:
-    whether they trained the same models, however they were scored).
+    whether they trained the same models, however they were scored; `same_model=False`: whether they could, the
+    multi-task model's architecture aside, which is what the single-task baselines need).
 
     `output_dir` does not count (every run goes to its own --runs-dir folder), nor do sampling fields that only one
     side knows (a field added to `SamplingSpec` later, at its default, leaves earlier runs comparable).
@@ -378,7 +379,7 @@ def same_settings(old: dict | None, new: dict, training_only: bool = False) -> b
         return False
     if not training_only and old.get("decoding", {}) != new.get("decoding", {}):
         return False
-    if old.get("model", {}) != new.get("model", {}):
+    if same_model and old.get("model", {}) != new.get("model", {}):
         return False
     drop = {"output_dir"}
     if {k: v for k, v in old["training"].items() if k not in drop} != \
@@ -393,8 +394,10 @@ def code_version() -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                                 text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        # The results files are what runs write, not code that makes them.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":!benchmarks/results"], cwd=REPO_ROOT, capture_output=True, text=True,
+                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")
@@ -530,6 +533,10 @@ def main(argv: list[str] | None = None) -> int:
             runs, commands = [], list(earlier_commands)
             if same_settings(previous.get("settings"), settings):
                 runs, commands = previous["runs"], previous["commands"]
+            elif same_settings(previous.get("settings"), settings, same_model=False):
+                # Only the multi-task architecture changed: the single-task baselines never used it, so they stay.
+                runs = [r for r in previous["runs"] if r["variant"] == "single_task"]
+                commands = list(dict.fromkeys(c for r in runs for c in [r["command"]]))
             if invocation not in commands:
                 commands.append(invocation)
             runs = [r for r in runs if (r["variant"], r["seed"]) != (record["variant"], record["seed"])] + [record]

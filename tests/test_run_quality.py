@@ -158,6 +158,23 @@ def test_every_variant_on_a_held_back_task_mix(tmp_path, tiny_encoder, run_quali
     saved = json.loads((runs / "fusion_s4" / "config.json").read_text())  # the model keeps its decoding
     assert [task.get("decoding") for task in saved["tasks"]] == [None, "bio", None, None]
 
+    # A different multi-task architecture starts the multi-task rows again; the single-task baselines, which never
+    # used it, stay with their commands.
+    raw["model"]["task_private_layers"] = 1
+    experiment.write_text(yaml.safe_dump(raw))
+    assert run_quality.main([*argv[:1], "--seeds", "5", "--variants", "fusion", *argv[4:]]) == 0
+    private = json.loads((results / "heldback.json").read_text())
+    assert private["settings"]["model"] == {"task_private_layers": 1}
+    assert sorted((run["variant"], run["seed"]) for run in private["runs"]) == [
+        ("fusion", 5), ("single_task", 1), ("single_task", 2)
+    ]  # fmt: skip
+    kept = [run["command"] for run in private["runs"] if run["variant"] == "single_task"]
+    assert (
+        private["commands"] == [*dict.fromkeys(kept), private["commands"][-1]]
+        and "--seeds 5" in private["commands"][-1]
+    )
+    assert json.loads((runs / "fusion_s5" / "config.json").read_text())["task_private_layers"] == 1
+
 
 def test_single_task_head_starts_from_the_seed(tmp_path, tiny_encoder, run_quality):  # noqa: F811
     import torch
