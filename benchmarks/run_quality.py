@@ -536,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
             elif same_settings(previous.get("settings"), settings, same_model=False):
                 # Only the multi-task architecture changed: the single-task baselines never used it, so they stay.
                 runs = [r for r in previous["runs"] if r["variant"] == "single_task"]
-                commands = list(dict.fromkeys(c for r in runs for c in [r["command"]]))
+                commands = list(dict.fromkeys(r["command"] for r in runs))
             if invocation not in commands:
                 commands.append(invocation)
             runs = [r for r in runs if (r["variant"], r["seed"]) != (record["variant"], record["seed"])] + [record]

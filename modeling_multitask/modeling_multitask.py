@@ -184,12 +184,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         """Cut the top `config.task_private_layers` layers off `encoder`'s layer stack and return a copy of them for
         every task. The encoder keeps the shared layers below; `forward` runs each task's copies on their output."""
         path, layers = _layer_stack(encoder)
-        shared = len(layers) - self.config.task_private_layers
-        if shared < 1:
-            raise ValueError(
-                f"task_private_layers={self.config.task_private_layers} leaves nothing shared: the encoder has "
-                f"{len(layers)} layers, so use at most {len(layers) - 1}."
-            )
+        shared = len(layers) - self.config.task_private_layers  # >= 1: the config checked it against this depth
         parent, name = path.rpartition(".")[::2] if "." in path else ("", path)
         setattr(encoder.get_submodule(parent), name, nn.ModuleList(layers[:shared]))
         self._shared_layers_path = path
