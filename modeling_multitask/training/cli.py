@@ -350,6 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     except ExperimentError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    # Under torchrun the Trainer leaves the process group up; tearing it down here, while the interpreter is whole,
+    # keeps gloo's threads from aborting the process at exit. Only after success: a rank that failed must not wait
+    # on ranks that are still in a collective.
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     return 0
 
 
