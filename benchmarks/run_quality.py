@@ -58,20 +58,41 @@ DEFAULT_SEEDS = [1, 2, 3]
 # metric (the first of its `metrics`, else the task type's default), Pearson and Spearman for regression, entity F1
 # for token tasks and sentence accuracy for joint sentence + token groups.
 PROTOCOLS = {
-    "atis": {"split": "test", "metrics": [("intent", "accuracy"), ("slots", "f1"),
-                                          ("intent+slots", "sentence_accuracy")]},
-    "snips": {"split": "test", "metrics": [("intent", "accuracy"), ("slots", "f1"),
-                                           ("intent+slots", "sentence_accuracy")]},
-    "glue": {"split": "validation", "metrics": [("sst2", "accuracy"), ("cola", "mcc"), ("stsb", "pearson"),
-                                                ("stsb", "spearman"), ("stsb", "pearson_spearman")]},
+    "atis": {
+        "split": "test",
+        "metrics": [("intent", "accuracy"), ("slots", "f1"), ("intent+slots", "sentence_accuracy")],
+    },
+    "snips": {
+        "split": "test",
+        "metrics": [("intent", "accuracy"), ("slots", "f1"), ("intent+slots", "sentence_accuracy")],
+    },
+    "glue": {
+        "split": "validation",
+        "metrics": [
+            ("sst2", "accuracy"),
+            ("cola", "mcc"),
+            ("stsb", "pearson"),
+            ("stsb", "spearman"),
+            ("stsb", "pearson_spearman"),
+        ],
+    },
 }
 PUBLISHED = {
-    "atis": {("intent", "accuracy"): "97.5 (JointBERT)", ("slots", "f1"): "96.1 (JointBERT)",
-             ("intent+slots", "sentence_accuracy"): "88.2 (JointBERT)"},
-    "snips": {("intent", "accuracy"): "98.6 (JointBERT)", ("slots", "f1"): "97.0 (JointBERT)",
-              ("intent+slots", "sentence_accuracy"): "92.8 (JointBERT)"},
-    "glue": {("sst2", "accuracy"): "91.3 DistilBERT / 92.7 BERT-base", ("cola", "mcc"): "51.3 / 56.3",
-             ("stsb", "pearson_spearman"): "86.9 / 89.0"},
+    "atis": {
+        ("intent", "accuracy"): "97.5 (JointBERT)",
+        ("slots", "f1"): "96.1 (JointBERT)",
+        ("intent+slots", "sentence_accuracy"): "88.2 (JointBERT)",
+    },
+    "snips": {
+        ("intent", "accuracy"): "98.6 (JointBERT)",
+        ("slots", "f1"): "97.0 (JointBERT)",
+        ("intent+slots", "sentence_accuracy"): "92.8 (JointBERT)",
+    },
+    "glue": {
+        ("sst2", "accuracy"): "91.3 DistilBERT / 92.7 BERT-base",
+        ("cola", "mcc"): "51.3 / 56.3",
+        ("stsb", "pearson_spearman"): "86.9 / 89.0",
+    },
 }
 
 
@@ -108,11 +129,21 @@ def skip_reason(experiment_path: Path, overrides: list[str]) -> str | None:
 # ---------------------------------------------------------------------------------------------------- multi-task
 
 
-def multitask_run(experiment_path: Path, variant: str, seed: int, overrides: list[str], output_dir: Path,
-                  env: dict) -> dict:
+def multitask_run(
+    experiment_path: Path, variant: str, seed: int, overrides: list[str], output_dir: Path, env: dict
+) -> dict:
     """Train and evaluate one multi-task variant through the training CLI; its metrics in our record format."""
-    command = [sys.executable, "-m", "modeling_multitask.training.cli", str(experiment_path), "--overwrite",
-               "--set", f"seed={seed}", "--set", f"training.output_dir={output_dir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "modeling_multitask.training.cli",
+        str(experiment_path),
+        "--overwrite",
+        "--set",
+        f"seed={seed}",
+        "--set",
+        f"training.output_dir={output_dir}",
+    ]
     for override in overrides:
         command += ["--set", override]
     if variant == "no_fusion":
@@ -126,8 +157,14 @@ def multitask_run(experiment_path: Path, variant: str, seed: int, overrides: lis
     if completed.returncode != 0:
         raise RuntimeError(f"{variant} seed {seed} failed (exit {completed.returncode}); see {log_path}.")
     metrics = record_metrics(json.loads((output_dir / "metrics.json").read_text()))
-    return {"variant": variant, "seed": seed, "wall_s": round(wall, 1), "metrics": metrics,
-            "command": shlex.join(["python" if c == sys.executable else c for c in command]), "log": str(log_path)}
+    return {
+        "variant": variant,
+        "seed": seed,
+        "wall_s": round(wall, 1),
+        "metrics": metrics,
+        "command": shlex.join(["python" if c == sys.executable else c for c in command]),
+        "log": str(log_path),
+    }
 
 
 def record_metrics(raw: dict) -> dict:
@@ -153,19 +190,23 @@ def single_task_model(task: TaskSpec, encoder_path: str, labels: list[str] | Non
     set_seed(seed)  # the Trainer seeds only once the model exists: without this every seed starts the same head
 
     if task.type == "regression":
-        return AutoModelForSequenceClassification.from_pretrained(encoder_path, num_labels=1,
-                                                                  problem_type="regression")
-    kwargs = dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
-                  label2id={label: i for i, label in enumerate(labels)})
+        return AutoModelForSequenceClassification.from_pretrained(
+            encoder_path, num_labels=1, problem_type="regression"
+        )
+    kwargs = dict(
+        num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)}
+    )
     if task.type == "token_classification":
         return AutoModelForTokenClassification.from_pretrained(encoder_path, **kwargs)
-    problem = "multi_label_classification" if task.type == "multi_label_classification" else \
-        "single_label_classification"
+    problem = (
+        "multi_label_classification" if task.type == "multi_label_classification" else "single_label_classification"
+    )
     return AutoModelForSequenceClassification.from_pretrained(encoder_path, problem_type=problem, **kwargs)
 
 
-def single_task_run(experiment: Experiment, task: TaskSpec, seed: int, output_dir: Path,
-                    checkpoint: Path | None = None) -> tuple[dict, dict]:
+def single_task_run(
+    experiment: Experiment, task: TaskSpec, seed: int, output_dir: Path, checkpoint: Path | None = None
+) -> tuple[dict, dict]:
     """One task with a standard transformers model and Trainer, on the data and tokenisation of our pipeline.
 
     The budget matches the multi-task run's: same epochs, learning rate, batch size, warm-up and weight decay; where
@@ -196,8 +237,16 @@ def single_task_run(experiment: Experiment, task: TaskSpec, seed: int, output_di
         return FeatureDataset([{key: value for key, value in row.items() if key != "task_ids"} for row in rows])
 
     train = features(prepared.train[task.name])
-    settings = {**TRAINING_DEFAULTS, **experiment.training, "output_dir": str(output_dir), "seed": seed,
-                "eval_strategy": "no", "save_strategy": "no", "report_to": "none", "load_best_model_at_end": False}
+    settings = {
+        **TRAINING_DEFAULTS,
+        **experiment.training,
+        "output_dir": str(output_dir),
+        "seed": seed,
+        "eval_strategy": "no",
+        "save_strategy": "no",
+        "report_to": "none",
+        "load_best_model_at_end": False,
+    }
     cap = experiment.sampling.max_examples_per_task
     if cap and cap < len(train):
         batch = settings.get("per_device_train_batch_size", 8)
@@ -211,8 +260,9 @@ def single_task_run(experiment: Experiment, task: TaskSpec, seed: int, output_di
         else:
             settings["group_by_length"] = True
     args = experiment.training_arguments(**settings)
-    collator = (DataCollatorForTokenClassification(tokenizer) if task.is_token_level
-                else DataCollatorWithPadding(tokenizer))
+    collator = (
+        DataCollatorForTokenClassification(tokenizer) if task.is_token_level else DataCollatorWithPadding(tokenizer)
+    )
     labels = prepared.labels[task.name]
     # Re-scoring a saved baseline (`checkpoint`): the same model class and evaluation, no training.
     model = single_task_model(task, str(checkpoint or encoder_path), labels, seed)
@@ -233,8 +283,13 @@ def single_task_run(experiment: Experiment, task: TaskSpec, seed: int, output_di
         reduced = reduce_logits(task.type, logits, torch.from_numpy(gold != -100), labels, task.decoding).numpy()
         metrics[split] = {task.name: compute_task_metrics(task.type, reduced, gold, labels)}
         predictions[split] = (reduced, gold, labels)
-    record = {"variant": "single_task", "task": task.name, "seed": seed, "wall_s": round(time.time() - start, 1),
-              "metrics": metrics}
+    record = {
+        "variant": "single_task",
+        "task": task.name,
+        "seed": seed,
+        "wall_s": round(time.time() - start, 1),
+        "metrics": metrics,
+    }
     return record, predictions
 
 
@@ -285,8 +340,11 @@ def protocol(name: str, experiment: Experiment) -> dict:
         return PROTOCOLS[name]
     from modeling_multitask.training.experiment import DEFAULT_METRICS
 
-    split = "test" if all("test" in task.data.files or "test" in task.data.splits for task in experiment.tasks) \
+    split = (
+        "test"
+        if all("test" in task.data.files or "test" in task.data.splits for task in experiment.tasks)
         else "validation"
+    )
     metrics = []
     for task in experiment.tasks:
         if task.type == "regression":
@@ -311,10 +369,18 @@ def summarise(runs: list[dict], spec: dict, variants) -> dict:
                 values = [v * (1 if metric == "mse" else 100) for v in values if v is not None]
                 if values:
                     rows[f"{split}/{task}/{metric}"] = {
-                        "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                        "min": min(values), "max": max(values), "n": len(values), "values": values}
-        table[variant] = {"seeds": sorted(run["seed"] for run in chosen), "metrics": rows,
-                          "wall_s_mean": statistics.fmean(run["wall_s"] for run in chosen)}
+                        "mean": statistics.fmean(values),
+                        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                        "min": min(values),
+                        "max": max(values),
+                        "n": len(values),
+                        "values": values,
+                    }
+        table[variant] = {
+            "seeds": sorted(run["seed"] for run in chosen),
+            "metrics": rows,
+            "wall_s_mean": statistics.fmean(run["wall_s"] for run in chosen),
+        }
     return table
 
 
@@ -327,9 +393,13 @@ def _cell(entry: dict | None) -> str:
 
 def markdown(name: str, spec: dict, summary: dict, settings: dict, commands: list[str]) -> str:
     variants = [v for v in VARIANTS if v in summary]
-    lines = [f"# {name}: quality benchmark", "",
-             f"Metric split: **{spec['split']}** (the published protocol). Cells: mean ± sample std over seeds, in "
-             "points; n = number of seeds.", ""]
+    lines = [
+        f"# {name}: quality benchmark",
+        "",
+        f"Metric split: **{spec['split']}** (the published protocol). Cells: mean ± sample std over seeds, in "
+        "points; n = number of seeds.",
+        "",
+    ]
     header = ["task", "metric"] + variants
     if "fusion" in summary and "single_task" in summary:
         header.append("fusion − single")
@@ -344,15 +414,16 @@ def markdown(name: str, spec: dict, summary: dict, settings: dict, commands: lis
             row = [task, metric] + [_cell(entries[v]) for v in variants]
             for a, b in (("fusion", "single_task"), ("fusion", "no_fusion")):
                 if a in summary and b in summary:
-                    row.append(f"{entries[a]['mean'] - entries[b]['mean']:+.2f}" if entries[a] and entries[b]
-                               else "–")
+                    row.append(f"{entries[a]['mean'] - entries[b]['mean']:+.2f}" if entries[a] and entries[b] else "–")
             row.append(PUBLISHED.get(name, {}).get((task, metric), "–") if split == spec["split"] else "–")
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     lines += ["## Runs", "", "| variant | seeds | mean wall time per seed |", "|---|---|---|"]
     for variant in variants:
-        lines.append(f"| {variant} | {', '.join(map(str, summary[variant]['seeds']))} | "
-                     f"{summary[variant]['wall_s_mean'] / 60:.1f} min |")
+        lines.append(
+            f"| {variant} | {', '.join(map(str, summary[variant]['seeds']))} | "
+            f"{summary[variant]['wall_s_mean'] / 60:.1f} min |"
+        )
     lines += ["", "Settings: `" + json.dumps(settings) + "`", "", "Commands:", ""]
     lines += [f"    {command}" for command in commands]
     return "\n".join(lines) + "\n"
@@ -382,8 +453,9 @@ def same_settings(old: dict | None, new: dict, training_only: bool = False, same
     if same_model and old.get("model", {}) != new.get("model", {}):
         return False
     drop = {"output_dir"}
-    if {k: v for k, v in old["training"].items() if k not in drop} != \
-            {k: v for k, v in new["training"].items() if k not in drop}:
+    if {k: v for k, v in old["training"].items() if k not in drop} != {
+        k: v for k, v in new["training"].items() if k not in drop
+    }:
         return False
     shared = set(old["sampling"]) & set(new["sampling"])
     return all(old["sampling"][key] == new["sampling"][key] for key in shared)
@@ -392,12 +464,17 @@ def same_settings(old: dict | None, new: dict, training_only: bool = False, same
 def code_version() -> str:
     """The checkout's commit, with '+dirty' when tracked files differ from it (the runs record what code made them)."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                                text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
         # The results files are what runs write, not code that makes them.
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":!benchmarks/results"], cwd=REPO_ROOT, capture_output=True, text=True,
-                               check=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")
@@ -406,39 +483,73 @@ def code_version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("benchmark", help="atis, snips, glue, or the path of an experiment file")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None,
-                        help=f"default: {' '.join(map(str, DEFAULT_SEEDS))} (with --rescore: every recorded seed)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help=f"default: {' '.join(map(str, DEFAULT_SEEDS))} (with --rescore: every recorded seed)",
+    )
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: " + ", ".join(VARIANTS))
     parser.add_argument("--epochs", type=float, default=None, help="training.num_train_epochs for every variant")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="an experiment override for every variant (repeatable), as in multitask-train")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an experiment override for every variant (repeatable), as in multitask-train",
+    )
     parser.add_argument("--results-dir", default=str(Path(__file__).resolve().parent / "results"))
-    parser.add_argument("--runs-dir", default=str(REPO_ROOT / "runs" / "benchmarks"),
-                        help="where checkpoints and logs go")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch/OpenMP threads (1 is fastest on a busy 2-core machine)")
-    parser.add_argument("--rescore", action="store_true",
-                        help="score the saved models of the recorded runs again under the experiment's current scoring "
-                             "(e.g. a new tag decoding), without training; runs not re-scored leave the table")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="train this many (seed, variant) runs at once, each in its own single-threaded process "
-                             "(2 on a 2-core machine)")
+    parser.add_argument(
+        "--runs-dir", default=str(REPO_ROOT / "runs" / "benchmarks"), help="where checkpoints and logs go"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch/OpenMP threads (1 is fastest on a busy 2-core machine)"
+    )
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score the saved models of the recorded runs again under the experiment's current scoring "
+        "(e.g. a new tag decoding), without training; runs not re-scored leave the table",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="train this many (seed, variant) runs at once, each in its own single-threaded process "
+        "(2 on a 2-core machine)",
+    )
     return parser
 
 
 def run_in_parallel(args, variants: list[str], results_dir: Path, run_dir: Path) -> None:
     """Each (seed, variant) as a single-threaded call of this script, `args.jobs` at a time; they merge their runs
     into the same results files. The single-task units (one model per task) go first, as they take longest."""
-    units = sorted(((seed, variant) for seed in args.seeds for variant in variants),
-                   key=lambda unit: (unit[1] != "single_task", args.seeds.index(unit[0])))
-    shared = [*(f"--set={override}" for override in args.set), *([f"--epochs={args.epochs:g}"] if args.epochs else []),
-              f"--results-dir={results_dir}", f"--runs-dir={run_dir.parent}", "--threads=1"]
+    units = sorted(
+        ((seed, variant) for seed in args.seeds for variant in variants),
+        key=lambda unit: (unit[1] != "single_task", args.seeds.index(unit[0])),
+    )
+    shared = [
+        *(f"--set={override}" for override in args.set),
+        *([f"--epochs={args.epochs:g}"] if args.epochs else []),
+        f"--results-dir={results_dir}",
+        f"--runs-dir={run_dir.parent}",
+        "--threads=1",
+    ]
     run_dir.mkdir(parents=True, exist_ok=True)
 
     def run(unit: tuple[int, str]) -> int:
         seed, variant = unit
-        command = [sys.executable, str(Path(__file__).resolve()), args.benchmark, "--seeds", str(seed),
-                   "--variants", variant, *shared]
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            args.benchmark,
+            "--seeds",
+            str(seed),
+            "--variants",
+            variant,
+            *shared,
+        ]
         with (run_dir / f"run_quality_{variant}_s{seed}.log").open("w") as log:
             return subprocess.run(command, cwd=Path.cwd(), stdout=log, stderr=subprocess.STDOUT).returncode
 
@@ -456,11 +567,16 @@ def rescore(args, variants, experiment, settings, invocation, json_path, run_dir
 
     previous = json.loads(json_path.read_text()) if json_path.is_file() else {}
     if not same_settings(previous.get("settings"), settings, training_only=True):
-        print(f"error: {json_path} holds no runs trained with these settings; train them (without --rescore).",
-              file=sys.stderr)
+        print(
+            f"error: {json_path} holds no runs trained with these settings; train them (without --rescore).",
+            file=sys.stderr,
+        )
         return 2
-    chosen = [run for run in previous["runs"]
-              if run["variant"] in variants and (args.seeds is None or run["seed"] in args.seeds)]
+    chosen = [
+        run
+        for run in previous["runs"]
+        if run["variant"] in variants and (args.seeds is None or run["seed"] in args.seeds)
+    ]
     if not chosen:
         print(f"error: no recorded {', '.join(variants)} run in {json_path} to re-score.", file=sys.stderr)
         return 2
@@ -507,9 +623,14 @@ def main(argv: list[str] | None = None) -> int:
     results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     json_path = results_dir / f"{name}.json"
-    settings = {"experiment": str(experiment_path.relative_to(REPO_ROOT)) if experiment_path.is_relative_to(REPO_ROOT)
-                else str(experiment_path), "overrides": overrides, "training": experiment.training,
-                "sampling": dataclasses.asdict(experiment.sampling)}
+    settings = {
+        "experiment": str(experiment_path.relative_to(REPO_ROOT))
+        if experiment_path.is_relative_to(REPO_ROOT)
+        else str(experiment_path),
+        "overrides": overrides,
+        "training": experiment.training,
+        "sampling": dataclasses.asdict(experiment.sampling),
+    }
     decoding = scoring_settings(experiment)
     if decoding:  # left out at the defaults, so results files written before decoding existed still match
         settings["decoding"] = decoding
@@ -541,12 +662,27 @@ def main(argv: list[str] | None = None) -> int:
                 commands.append(invocation)
             runs = [r for r in runs if (r["variant"], r["seed"]) != (record["variant"], record["seed"])] + [record]
             summary = summarise(runs, spec, VARIANTS)
-            environment = {"python": platform.python_version(), "torch": torch.__version__,
-                           "transformers": transformers.__version__, "cpu_count": os.cpu_count(),
-                           "threads": args.threads or torch.get_num_threads()}
-            json_path.write_text(json.dumps({"benchmark": name, "settings": settings, "protocol": spec,
-                                             "environment": environment, "commands": commands, "summary": summary,
-                                             "runs": runs}, indent=2))
+            environment = {
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "cpu_count": os.cpu_count(),
+                "threads": args.threads or torch.get_num_threads(),
+            }
+            json_path.write_text(
+                json.dumps(
+                    {
+                        "benchmark": name,
+                        "settings": settings,
+                        "protocol": spec,
+                        "environment": environment,
+                        "commands": commands,
+                        "summary": summary,
+                        "runs": runs,
+                    },
+                    indent=2,
+                )
+            )
             (results_dir / f"{name}.md").write_text(markdown(name, spec, summary, settings, commands))
 
     if args.rescore:
@@ -566,8 +702,13 @@ def main(argv: list[str] | None = None) -> int:
                 record = multitask_run(experiment_path, variant, seed, overrides, run_dir / f"{variant}_s{seed}", env)
             record["code"] = version
             record_run(record)  # after every run, so an interrupted benchmark keeps what it measured
-            logger.info("%s seed %d done in %.0f s: %s", variant, seed, record["wall_s"],
-                        json.dumps(record["metrics"].get(spec["split"], {})))
+            logger.info(
+                "%s seed %d done in %.0f s: %s",
+                variant,
+                seed,
+                record["wall_s"],
+                json.dumps(record["metrics"].get(spec["split"], {})),
+            )
     print((results_dir / f"{name}.md").read_text())
     return 0
 
