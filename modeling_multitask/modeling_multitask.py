@@ -14,7 +14,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
 from .configuration_multitask import MultiTaskConfig
-from .fusion import AttentionFusion
+from .fusion import AttentionFusion, check_task_ids
 from .heads import build_head, decode_tags
 
 
@@ -359,27 +359,12 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
                 return [_Route(i, None, None, 1.0) for i in range(num_tasks)], None
             task_ids = 0
 
-        if torch.is_tensor(task_ids) and task_ids.dim() == 0:
-            task_ids = int(task_ids)
+        task_ids = check_task_ids(task_ids, num_tasks, batch_size, device, self.config.task_names)
         if isinstance(task_ids, int):
             # One task for the whole batch: no data-dependent routing (and no graph break under torch.compile).
-            if not 0 <= task_ids < num_tasks:
-                raise ValueError(
-                    f"task_ids must be in [0, {num_tasks}) for tasks {self.config.task_names}; got {task_ids}."
-                )
             task_tensor = torch.full((batch_size,), task_ids, dtype=torch.long, device=device)
             return [_Route(task_ids, None, labels, 1.0)], task_tensor
-        task_ids = torch.as_tensor(task_ids, device=device).long()
-        if task_ids.shape != (batch_size,):
-            raise ValueError(
-                f"task_ids must be an int or a (batch,) tensor; got shape {tuple(task_ids.shape)} "
-                f"for a batch of {batch_size}."
-            )
         present = torch.unique(task_ids).tolist()
-        if present[0] < 0 or present[-1] >= num_tasks:
-            raise ValueError(
-                f"task_ids must be in [0, {num_tasks}) for tasks {self.config.task_names}; got {present}."
-            )
         if len(present) == 1:
             return [_Route(present[0], None, labels, 1.0)], task_ids
         routes = []
@@ -397,18 +382,17 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
                 mask_f = mask.unsqueeze(-1).to(hidden.dtype)
                 return (hidden * mask_f).sum(1) / mask_f.sum(1).clamp(min=1.0), None, None
             return hidden[:, 0], None, None
-        weights = self.fusion.attention_weights(hidden, task_index, mask, projected_tokens=projected)  # (batch, seq)
+        fused = self.fusion(
+            hidden,
+            task_index,
+            mask,
+            head_input="token" if is_token_level else "sequence",
+            token_context=self.config.fusion["token_context"],
+            projected_tokens=projected,
+        )
         if not is_token_level:
-            return _attention_pool(weights, hidden), None, weights
-        # Rescaled so that uniform attention is the identity (AttentionFusion's docstring says why).
-        lengths = mask.sum(dim=1, keepdim=True).to(weights.dtype)
-        context = _attention_pool(weights, hidden) if self.config.fusion["token_context"] else None
-        return hidden * (weights * lengths).unsqueeze(-1), context, weights
-
-
-def _attention_pool(weights: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-    """The weighted sum of the fused tokens `(batch, hidden)`, without building the (batch, seq, hidden) product."""
-    return torch.einsum("bs,bsh->bh", weights, hidden)
+            return fused.pooled_representation, None, fused.attention_weights
+        return fused.fused_representation, fused.pooled_representation, fused.attention_weights
 
 
 def _layer_stack(encoder: nn.Module) -> tuple[str, nn.ModuleList]:

@@ -4,6 +4,7 @@ from conftest import random_batch, tiny_bert_config
 
 from configuration_multitask import MultiTaskConfig
 from modeling_multitask import AttentionFusion
+from modeling_multitask.fusion import check_task_ids
 
 
 @pytest.fixture
@@ -91,3 +92,44 @@ def test_bf16_weights_still_sum_to_one(fusion):
     weights = fusion.to(torch.bfloat16)(shared.bfloat16(), 1, mask, output_attentions=True).attention_weights
     assert weights.dtype == torch.bfloat16
     torch.testing.assert_close(weights.float().sum(dim=1), torch.ones(4), atol=1e-2, rtol=0)
+
+
+def test_head_inputs_are_the_pooled_vector_and_the_length_rescaled_tokens(fusion):
+    shared, mask = _inputs()
+    fused = fusion(shared, 1, mask)
+    sequence = fusion(shared, 1, mask, head_input="sequence")
+    assert sequence.fused_representation is None
+    torch.testing.assert_close(sequence.pooled_representation, fused.sum(dim=1))
+    token = fusion(shared, 1, mask, head_input="token", token_context=True)
+    lengths = mask.sum(dim=1).float()[:, None, None]
+    torch.testing.assert_close(token.fused_representation, fused * lengths)
+    torch.testing.assert_close(token.pooled_representation, fused.sum(dim=1))
+    assert fusion(shared, 1, mask, head_input="token").pooled_representation is None
+
+
+def test_uniform_attention_leaves_token_head_inputs_unchanged(fusion):
+    torch.nn.init.zeros_(fusion.score.weight)  # where a model's fusion starts
+    shared, mask = _inputs()
+    token = fusion(shared, 0, mask, head_input="token").fused_representation
+    torch.testing.assert_close(token, shared * mask[..., None])
+
+
+def test_unknown_head_input_names_the_choices(fusion):
+    shared, mask = _inputs()
+    with pytest.raises(ValueError, match="fused, sequence, token"):
+        fusion(shared, 0, mask, head_input="pooled")
+
+
+@pytest.mark.parametrize(
+    "task_ids, expected",
+    [(2, 2), (torch.tensor(1), 1), (torch.tensor([0, 2, 1, 2]), [0, 2, 1, 2]), ([1, 1, 0, 0], [1, 1, 0, 0])],
+)
+def test_check_task_ids_normalises(task_ids, expected):
+    checked = check_task_ids(task_ids, num_tasks=3, batch_size=4)
+    assert checked == expected if isinstance(expected, int) else checked.tolist() == expected
+
+
+@pytest.mark.parametrize("bad", [3, -1, torch.tensor([0, 3, 1, 1]), torch.tensor([[0, 1, 1, 1]])])
+def test_check_task_ids_names_the_range_or_shape(bad):
+    with pytest.raises(ValueError, match=r"task_ids must be (in \[0, 3\) for tasks \['a', 'b', 'c'\]|an int or)"):
+        check_task_ids(bad, num_tasks=3, batch_size=4, task_names=["a", "b", "c"])
