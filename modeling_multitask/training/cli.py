@@ -116,6 +116,7 @@ def build_model(experiment: Experiment, encoder_path: str, prepared: PreparedDat
             dropout=experiment.model.dropout,
             pooling=experiment.model.pooling,
             task_private_layers=experiment.model.task_private_layers,
+            word_splitting=experiment.model.word_splitting,
             text_pair_tasks=[task.name for task in experiment.tasks if task.text_pair_column],
         )
     except (ValueError, TypeError) as error:
