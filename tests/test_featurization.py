@@ -5,14 +5,16 @@ import json
 
 import pytest
 import torch
+import yaml
 from conftest import tiny_bert_config
 from tokenizer_families import FAMILIES
-from transformers import pipeline
+from transformers import AutoConfig, AutoModel, pipeline
 
 from configuration_multitask import WORD_SPLITTINGS
 from modeling_multitask import MultiTaskConfig, MultiTaskModel
 from modeling_multitask.featurization import WORD_SPLITTERS, featurize, featurize_batch, split_words
 from modeling_multitask.hub import save_pipeline_files
+from modeling_multitask.training.cli import main
 from modeling_multitask.training.data import Rows, TaskGroup, tokenize
 from modeling_multitask.training.experiment import DataSource, ExperimentError, TaskSpec, parse_experiment
 
@@ -196,3 +198,83 @@ def test_checkpoint_folders_ship_the_featurization_file(tmp_path):
     pipe = pipeline(model=str(tmp_path), device="cpu", trust_remote_code=True)
     with torch.no_grad():
         assert set(pipe("book a flight to boston!")) == {"slots", "intent"}
+
+
+# Whitespace words with tags: punctuation attached, multi-piece and non-ASCII words.
+MEMORISED = [
+    ("book a flight to boston!", "book", "O O O O B-city"),
+    ("from o'hare to new-york at 3pm, please", "book", "O B-city O B-city O B-time O"),
+    ("zürich weather tomorrow", "weather", "B-city O B-date"),
+    ("what is the weather in são paulo?", "weather", "O O O O O B-city I-city"),
+    ("hello there!", "greet", "O O"),
+    ("fly to denver, then dallas.", "book", "O O B-city O B-city"),
+]
+ENCODERS = {
+    "wordpiece": ("bert", {}),
+    "byte_level_bpe": ("roberta", {"pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2, "type_vocab_size": 1}),
+    "unigram": ("xlm-roberta", {"pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2, "type_vocab_size": 1}),
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_pipeline_predicts_what_the_cli_trained_on_memorised_sentences(family, tmp_path):
+    """The issue's check, small: a model trained through the CLI until it memorises sentences with punctuation attached
+    gives back, through the pipeline on the same raw sentences, every intent and every slot it was trained on."""
+    tokenizer = FAMILIES[family]()
+    model_type, extra = ENCODERS[family]
+    encoder = AutoConfig.for_model(
+        model_type,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=66,
+        **extra,
+    )
+    torch.manual_seed(0)
+    AutoModel.from_config(encoder).save_pretrained(tmp_path / "encoder")
+    tokenizer.save_pretrained(tmp_path / "encoder")
+    rows = [{"tokens": text.split(), "tags": tags.split(), "intent": intent} for text, intent, tags in MEMORISED]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    data = {"train": "train.jsonl", "validation": "train.jsonl"}
+    experiment = {
+        "model": {"base_model": str(tmp_path / "encoder"), "dropout": 0.0},
+        "tasks": [
+            {
+                "name": "intent",
+                "type": "sequence_classification",
+                "data": data,
+                "text_column": "tokens",
+                "label_column": "intent",
+            },
+            {"name": "slots", "type": "token_classification", "data": data},
+        ],
+        "training": {
+            "output_dir": str(tmp_path / "out"),
+            "num_train_epochs": 200,
+            "per_device_train_batch_size": 6,
+            "learning_rate": 3e-3,
+            "eval_strategy": "no",
+            "save_strategy": "no",
+            "disable_tqdm": True,
+            "report_to": [],
+        },
+    }
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(experiment))
+    assert main([str(tmp_path / "experiment.yaml")]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["validation"]["slots"]["f1"] == metrics["validation"]["intent"]["accuracy"] == 1.0
+
+    pipe = pipeline(model=str(tmp_path / "out"), device="cpu", trust_remote_code=True)
+    for text, intent, tags in MEMORISED:
+        predicted = pipe(text)
+        assert predicted["intent"]["label"] == intent, text
+        words = text.split()
+        expected = [
+            (tag[2:], word) for word, tag in zip(words, tags.split(), strict=True) if tag.startswith("B-")
+        ]  # one-word entities, except "são paulo"
+        found = [(entity["entity"], entity["word"]) for entity in predicted["slots"]["entities"]]
+        if "são paulo?" in text:
+            expected = [("city", "são paulo?")]
+        assert found == expected, text
