@@ -3,6 +3,7 @@ alignment through the training data path and through the pipeline, for each toke
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -216,10 +217,9 @@ ENCODERS = {
 }
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_pipeline_predicts_what_the_cli_trained_on_memorised_sentences(family, tmp_path):
-    """The issue's check, small: a model trained through the CLI until it memorises sentences with punctuation attached
-    gives back, through the pipeline on the same raw sentences, every intent and every slot it was trained on."""
+def _train_memorised(family: str, tmp_path, slots_max_length: int = 128) -> dict:
+    """Train a tiny encoder of `family` through the CLI on MEMORISED (train = validation); its metrics.json. With the
+    default max_length (128) the two tasks train jointly, one encoder pass per sentence."""
     tokenizer = FAMILIES[family]()
     model_type, extra = ENCODERS[family]
     encoder = AutoConfig.for_model(
@@ -248,7 +248,7 @@ def test_pipeline_predicts_what_the_cli_trained_on_memorised_sentences(family, t
                 "text_column": "tokens",
                 "label_column": "intent",
             },
-            {"name": "slots", "type": "token_classification", "data": data},
+            {"name": "slots", "type": "token_classification", "data": data, "max_length": slots_max_length},
         ],
         "training": {
             "output_dir": str(tmp_path / "out"),
@@ -263,8 +263,19 @@ def test_pipeline_predicts_what_the_cli_trained_on_memorised_sentences(family, t
     }
     (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(experiment))
     assert main([str(tmp_path / "experiment.yaml")]) == 0
-    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    return json.loads((tmp_path / "out" / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_pipeline_predicts_what_the_cli_trained_on_memorised_sentences(family, tmp_path):
+    """The issue's check, small: a model trained through the CLI until it memorises sentences with punctuation attached
+    gives back, through the pipeline on the same raw sentences, every intent and every slot it was trained on."""
+    metrics = _train_memorised(family, tmp_path)
     assert metrics["validation"]["slots"]["f1"] == metrics["validation"]["intent"]["accuracy"] == 1.0
+    assert metrics["truncated_examples"] == {
+        "train": {"intent": 0, "slots": 0},
+        "validation": {"intent": 0, "slots": 0},
+    }
 
     pipe = pipeline(model=str(tmp_path / "out"), device="cpu", trust_remote_code=True)
     for text, intent, tags in MEMORISED:
@@ -278,3 +289,40 @@ def test_pipeline_predicts_what_the_cli_trained_on_memorised_sentences(family, t
         if "são paulo?" in text:
             expected = [("city", "são paulo?")]
         assert found == expected, text
+
+
+def test_truncated_token_examples_keep_their_lost_gold_tags():
+    tokenizer = FAMILIES["wordpiece"]()
+    sentences = [sentence.split() for sentence in SENTENCES[:2]]  # 10 and 21 tokens with [CLS] and [SEP]
+    source = DataSource()
+    task = TaskSpec(name="slots", type="token_classification", data=source, text_column="tokens", max_length=10)
+    rows = Rows([{"tokens": words} for words in sentences], [1, 2], "memory")
+    tags = [[10 + word for word in range(len(words))] for words in sentences]  # tag id = 10 + word index
+    short, long = tokenize(TaskGroup([task], source), rows, tokenizer, {"slots": tags}, {"slots": 0}, joint=False)
+    assert "truncated" not in short and "unscored_tags" not in short
+    assert long["truncated"] is True and len(long["input_ids"]) == 10
+    kept = [tag for tag in long["labels"] if tag != -100]
+    assert kept + long["unscored_tags"] == tags[1]  # every gold tag is either scored or kept aside, in order
+    assert long["unscored_tags"]
+
+
+def test_token_metrics_count_entities_past_the_cut_as_misses():
+    from modeling_multitask.training.metrics import token_metrics
+
+    id2label = {0: "O", 1: "B-city", 2: "I-city"}
+    predictions = np.array([[0, 1, 0, 0]])  # the model saw two words and tagged "boston"
+    labels = np.array([[-100, 1, 0, -100]])  # [CLS] boston to [SEP]: "denver" (B-city) was cut
+    assert token_metrics(predictions, labels, id2label)["recall"] == 1.0  # the cut entity vanishes from the score
+    honest = token_metrics(predictions, labels, id2label, unscored=[[1]])
+    assert honest["recall"] == 0.5 and honest["precision"] == 1.0 and honest["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_cli_scores_truncated_sentences_against_their_full_gold_and_counts_them(tmp_path):
+    tokenizer = FAMILIES["wordpiece"]()
+    too_long = sum(len(tokenizer(text)["input_ids"]) > 8 for text, _, _ in MEMORISED)
+    metrics = _train_memorised("wordpiece", tmp_path, slots_max_length=8)
+    assert metrics["truncated_examples"]["validation"] == {"intent": 0, "slots": too_long} and too_long >= 2
+    assert metrics["truncated_examples"]["train"]["slots"] == too_long
+    # Memorised, the model is right on every word it sees; the entities past the cut are what it misses.
+    assert metrics["validation"]["slots"]["precision"] == 1.0
+    assert metrics["validation"]["slots"]["recall"] < 1.0

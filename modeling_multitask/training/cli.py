@@ -227,6 +227,7 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
 
     results = {"base_model": experiment.model.base_model, "train": train_result.metrics}
     results.update(evaluate_splits(trainer, prepared, [task.name for task in experiment.tasks]))
+    results["truncated_examples"] = prepared.truncated  # split -> task -> examples longer than max_length
     save_final_checkpoint(trainer, tokenizer, output_dir, results, experiment)
     print(f"\nPer-task metrics ({output_dir}):")
     print(format_table({split: results[split] for split in ("validation", "test") if split in results}))
@@ -302,7 +303,7 @@ def evaluate_checkpoint(experiment: Experiment, checkpoint: Path | str) -> dict:
             group_sizes=[],
             tasks=task_infos,
         )
-        return evaluate_splits(trainer, prepared, names)
+        return {**evaluate_splits(trainer, prepared, names), "truncated_examples": prepared.truncated}
 
 
 def save_final_checkpoint(

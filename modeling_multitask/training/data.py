@@ -312,6 +312,11 @@ def encode_labels(task: TaskSpec, rows: Rows, labels: list[str] | None, split: s
 # ------------------------------------------------------------------------------------------------------ tokenising
 
 
+# Keys of a feature that the collator leaves out (it passes on only model inputs, labels and task ids).
+UNSCORED_TAGS = "unscored_tags"  # token tasks: gold tag ids of words past the truncation, in order
+TRUNCATED = "truncated"  # present (True) on examples longer than max_length
+
+
 @dataclass
 class TaskGroup:
     """Tasks trained on the same examples in one encoder pass (one task, or e.g. intent + slots of ATIS)."""
@@ -404,6 +409,15 @@ def tokenize(
         else:
             feature["labels"] = labels[task.name]
             feature["task_ids"] = task_indices[task.name]
+            if task.is_token_level:
+                # Gold tags of the words that got no token (cut by max_length): scoring counts them as predicted "O",
+                # so entities past the cut are misses instead of vanishing from the score.
+                seen = set(record_word_ids) - {None}
+                unscored = [tag for word, tag in enumerate(label_ids[task.name][index]) if word not in seen]
+                if unscored:
+                    feature[UNSCORED_TAGS] = unscored
+        if example.truncated:
+            feature[TRUNCATED] = True
         features.append(feature)
     if cut_words:
         logger.warning(
@@ -455,6 +469,7 @@ class PreparedData:
     validation: dict[str, list[dict]] = field(default_factory=dict)  # task name -> features
     test: dict[str, list[dict]] = field(default_factory=dict)
     groups: list[TaskGroup] = field(default_factory=list)
+    truncated: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> task -> examples cut at max_length
 
 
 def prepare_data(experiment: Experiment, tokenizer) -> PreparedData:
@@ -487,6 +502,8 @@ def prepare_data(experiment: Experiment, tokenizer) -> PreparedData:
             joint=len(group.tasks) > 1,
             word_splitting=word_splitting,
         )
+        for task in group.tasks:
+            prepared.truncated.setdefault("train", {})[task.name] = _count_truncated(prepared.train[group.name])
         for split in ("validation", "test"):
             rows = rows_of(group.source, split)
             if rows is None:
@@ -499,4 +516,10 @@ def prepare_data(experiment: Experiment, tokenizer) -> PreparedData:
                 getattr(prepared, split)[task.name] = tokenize(
                     single, rows, tokenizer, ids, task_indices, joint=False, word_splitting=word_splitting
                 )
+                count = _count_truncated(getattr(prepared, split)[task.name])
+                prepared.truncated.setdefault(split, {})[task.name] = count
     return prepared
+
+
+def _count_truncated(features: list[dict]) -> int:
+    return sum(1 for feature in features if feature.get(TRUNCATED))
