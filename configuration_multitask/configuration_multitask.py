@@ -21,6 +21,8 @@ TOKEN_LEVEL_TASK_TYPES = {"token_classification"}
 FUSION_TYPES = ("attention",)
 POOLING_TYPES = ("cls", "mean")
 TAG_DECODINGS = ("argmax", "bio")  # how token-level tasks turn logits into tags (see `heads.decode_tags`)
+# What a word is, for training and the pipeline alike (see `featurization.WORD_SPLITTERS`, which implements them).
+WORD_SPLITTINGS = ("whitespace", "punctuation")
 
 _TASK_KEYS = ("name", "type", "labels", "num_labels", "loss_weight", "decoding")
 _FUSION_KEYS = ("type", "hidden_size", "token_context")
@@ -165,6 +167,11 @@ class MultiTaskConfig(PreTrainedConfig):
             representation different ways (sentence similarity vs grammaticality, say) need not share the top of
             the encoder. 0 shares the whole encoder. Needs an encoder whose output is its last layer's output
             (post-norm encoders: BERT, RoBERTa, DistilBERT, MiniLM, ELECTRA, ...).
+        word_splitting (`str`, *optional*, defaults to `"whitespace"`):
+            What a word is, in training and in the pipeline alike: `"whitespace"` (what spaces separate, as the data
+            formats define it; `"Boston!"` is one word), or `"punctuation"` (each punctuation character is a word of
+            its own as well, for data tokenised with punctuation split off, as CoNLL was: the pipeline then reads a
+            user's `"Boston!"` as `"Boston !"`). The encoder always reads the words joined by single spaces.
 
     Example:
 
@@ -200,6 +207,7 @@ class MultiTaskConfig(PreTrainedConfig):
     pooling: str = "cls"
     text_pair_tasks: list | None = None
     task_private_layers: int = 0
+    word_splitting: str = "whitespace"
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -217,6 +225,11 @@ class MultiTaskConfig(PreTrainedConfig):
         if self.fusion is not None:
             self.fusion = self._normalize_fusion(self.fusion)
         self._check_task_private_layers()
+        if self.word_splitting not in WORD_SPLITTINGS:
+            raise ValueError(
+                f"Unknown word_splitting {self.word_splitting!r}.{_nearest(str(self.word_splitting), WORD_SPLITTINGS)} "
+                f"Allowed: {', '.join(WORD_SPLITTINGS)}."
+            )
         self.text_pair_tasks = list(self.text_pair_tasks or [])
         token_level = {task["name"] for task in self.tasks if task["type"] in TOKEN_LEVEL_TASK_TYPES}
         for name in self.text_pair_tasks:
@@ -292,4 +305,11 @@ class MultiTaskConfig(PreTrainedConfig):
         return {label: i for i, label in self.task_id2label(name).items()}
 
 
-__all__ = ["MultiTaskConfig", "TASK_TYPES", "TOKEN_LEVEL_TASK_TYPES", "FUSION_TYPES", "TAG_DECODINGS"]
+__all__ = [
+    "MultiTaskConfig",
+    "TASK_TYPES",
+    "TOKEN_LEVEL_TASK_TYPES",
+    "FUSION_TYPES",
+    "TAG_DECODINGS",
+    "WORD_SPLITTINGS",
+]

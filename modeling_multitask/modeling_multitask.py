@@ -151,6 +151,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         pooling: str = "cls",
         text_pair_tasks: list[str] | None = None,
         task_private_layers: int = 0,
+        word_splitting: str = "whitespace",
         **encoder_kwargs,
     ) -> "MultiTaskModel":
         """
@@ -158,8 +159,8 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
 
         Args:
             encoder_name_or_path (`str`): a local model folder or a Hub id, as for `AutoModel.from_pretrained`.
-            tasks, fusion, dropout, pooling, text_pair_tasks, task_private_layers: as in [`MultiTaskConfig`]; the
-                private copies of the top layers start from the pretrained ones.
+            tasks, fusion, dropout, pooling, text_pair_tasks, task_private_layers, word_splitting: as in
+                [`MultiTaskConfig`]; the private copies of the top layers start from the pretrained ones.
             encoder_kwargs: passed to `AutoModel.from_pretrained` (e.g. `attn_implementation`, `revision`).
         """
         encoder = AutoModel.from_pretrained(encoder_name_or_path, **encoder_kwargs)
@@ -171,6 +172,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             pooling=pooling,
             text_pair_tasks=text_pair_tasks,
             task_private_layers=task_private_layers,
+            word_splitting=word_splitting,
         )
         model = cls(config)
         _remove_pooler(encoder)

@@ -9,12 +9,14 @@ import torch
 from transformers import Pipeline
 from transformers.utils import logging
 
+from .featurization import featurize
+
 
 logger = logging.get_logger(__name__)
 
 PIPELINE_TASK = "multitask"
 # What `preprocess` hands to `_forward` besides the model inputs; none of it goes into the model.
-_META_KEYS = ("text", "text_pair", "tasks", "offset_mapping", "word_ids", "sequence_ids", "tokens", "truncated")
+_META_KEYS = ("text", "text_pair", "tasks", "word_ids", "words", "tokens", "truncated")
 _MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -54,7 +56,12 @@ class MultiTaskPipeline(Pipeline):
         - multi-label classification: `{"labels": [...], "scores": {label: score}}`;
         - regression: `{"value": float}`;
         - token classification: `{"entities": [{"entity", "start", "end", "word", "score"}]}`, grouped from BIO tags
-          of the first sub-token of each word, with character offsets into the input text.
+          of the first sub-token of each word, with character offsets into the input text. A word is what it was in
+          training: a whitespace-separated token (an entity never splits one), or with the checkpoint's
+          `word_splitting: punctuation`, also each punctuation character (`"Boston!"` reads as `"Boston !"`).
+
+    The text is featurised by the same function as the training data (`featurization.featurize`): the encoder reads
+    its words joined by single spaces.
 
     Example:
 
@@ -174,33 +181,29 @@ class MultiTaskPipeline(Pipeline):
         text, text_pair = self._split_input(inputs)
         tasks = self._tasks_for(text_pair, task)
         max_length = self._max_length(max_length)
-        encoding = self.tokenizer(
+        # The function training tokenises with, and the word splitting the model was trained with (checkpoints from
+        # before the option have none: they were trained on whitespace words).
+        features = featurize(
+            self.tokenizer,
             text,
             text_pair,
-            truncation=True,
             max_length=max_length,
-            return_offsets_mapping=True,
-            return_overflowing_tokens=False,
-            return_tensors="pt",
+            word_splitting=getattr(self.model.config, "word_splitting", "whitespace"),
         )
-        # Count what truncation dropped, with the special tokens the pair adds.
-        full_length = len(self.tokenizer(text, text_pair, add_special_tokens=True)["input_ids"])
-        truncated = full_length > encoding["input_ids"].shape[1]
-        if truncated:
+        if features.truncated:
             logger.warning(
-                f"Input of {full_length} tokens truncated to {max_length} (the encoder's limit): "
+                f"Input of {features.full_length} tokens truncated to {max_length} (the encoder's limit): "
                 "predictions only see the start, and entities past the cut are not reported."
             )
-        model_inputs = {key: encoding[key] for key in _MODEL_KEYS if key in encoding}
+        model_inputs = {key: torch.tensor([values]) for key, values in features.model_inputs().items()}
         model_inputs.update(
             text=text,
             text_pair=text_pair,
             tasks=tasks,
-            offset_mapping=encoding["offset_mapping"],
-            word_ids=encoding.word_ids(0),
-            sequence_ids=encoding.sequence_ids(0),
-            tokens=encoding.tokens(0),
-            truncated=truncated,
+            word_ids=features.word_ids,
+            words=features.words,
+            tokens=self.tokenizer.convert_ids_to_tokens(features.input_ids),
+            truncated=features.truncated,
         )
         return model_inputs
 
@@ -252,26 +255,21 @@ class MultiTaskPipeline(Pipeline):
         return results if task is None else results[task]
 
     def _entities(self, task, logits, labels, model_outputs) -> list[dict]:
-        """Entity spans from the BIO tags of the first sub-token of each word of the first text, decoded as the
-        task's `decoding` says; each word's score is its tag's probability."""
+        """Entity spans from the BIO tags of the first token of each word of the first text (words as in training:
+        see `featurization`), decoded as the task's `decoding` says; each word's score is its tag's probability and
+        its span is the whole word in the input text."""
         probabilities = logits.softmax(-1)  # (seq, num_labels)
-        offsets = model_outputs["offset_mapping"][0].tolist()
-        word_ids, sequence_ids = model_outputs["word_ids"], model_outputs["sequence_ids"]
-        words = {}  # word id -> [first token index, char start, char end]
-        for index in range(len(probabilities)):
-            if word_ids[index] is None or sequence_ids[index] != 0:
-                continue
-            start, end = offsets[index]
-            if word_ids[index] not in words:
-                words[word_ids[index]] = [index, start, end]
-            else:
-                words[word_ids[index]][2] = end
+        first_token = {}  # word index -> its first token
+        for index, word in enumerate(model_outputs["word_ids"][: len(probabilities)]):
+            if word is not None and word not in first_token:
+                first_token[word] = index
         word_mask = torch.zeros(len(probabilities), dtype=torch.bool)
-        word_mask[[first for first, _, _ in words.values()]] = True
+        word_mask[list(first_token.values())] = True
         tag_ids = self.model.decode_token_labels(task, logits[None], word_mask[None])[0]
         tagged = []
-        for first, start, end in words.values():
+        for word, first in sorted(first_token.items()):
             label_id = int(tag_ids[first])
+            start, end = model_outputs["words"][word]
             tagged.append((labels[label_id], probabilities[first, label_id].item(), start, end))
         return group_bio(tagged, model_outputs["text"])
 

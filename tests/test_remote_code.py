@@ -81,7 +81,14 @@ def test_fresh_process_loads_checkpoint_through_remote_code(tmp_path, tiny_token
     assert (checkpoint / "configuration_multitask.py").read_text() == (
         REPO_ROOT / "configuration_multitask" / "configuration_multitask.py"
     ).read_text()
-    for shipped in ("modeling_multitask.py", "fusion.py", "heads.py", "hub.py", "pipeline_multitask.py"):
+    for shipped in (
+        "modeling_multitask.py",
+        "fusion.py",
+        "heads.py",
+        "hub.py",
+        "pipeline_multitask.py",
+        "featurization.py",
+    ):
         assert (checkpoint / shipped).read_text() == (REPO_ROOT / "modeling_multitask" / shipped).read_text()
     assert (checkpoint / "model.safetensors").exists()
 

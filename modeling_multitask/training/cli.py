@@ -116,6 +116,7 @@ def build_model(experiment: Experiment, encoder_path: str, prepared: PreparedDat
             dropout=experiment.model.dropout,
             pooling=experiment.model.pooling,
             task_private_layers=experiment.model.task_private_layers,
+            word_splitting=experiment.model.word_splitting,
             text_pair_tasks=[task.name for task in experiment.tasks if task.text_pair_column],
         )
     except (ValueError, TypeError) as error:
@@ -226,6 +227,7 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
 
     results = {"base_model": experiment.model.base_model, "train": train_result.metrics}
     results.update(evaluate_splits(trainer, prepared, [task.name for task in experiment.tasks]))
+    results["truncated_examples"] = prepared.truncated  # split -> task -> examples longer than max_length
     save_final_checkpoint(trainer, tokenizer, output_dir, results, experiment)
     print(f"\nPer-task metrics ({output_dir}):")
     print(format_table({split: results[split] for split in ("validation", "test") if split in results}))
@@ -301,7 +303,7 @@ def evaluate_checkpoint(experiment: Experiment, checkpoint: Path | str) -> dict:
             group_sizes=[],
             tasks=task_infos,
         )
-        return evaluate_splits(trainer, prepared, names)
+        return {**evaluate_splits(trainer, prepared, names), "truncated_examples": prepared.truncated}
 
 
 def save_final_checkpoint(

@@ -3,6 +3,7 @@
 Every problem with a file names the file and the line, and is raised as an `ExperimentError` before training starts.
 """
 
+import bisect
 import csv
 import json
 import logging
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..featurization import featurize_batch
 from .experiment import DataSource, Experiment, ExperimentError, TaskSpec
 
 
@@ -310,6 +312,11 @@ def encode_labels(task: TaskSpec, rows: Rows, labels: list[str] | None, split: s
 # ------------------------------------------------------------------------------------------------------ tokenising
 
 
+# Keys of a feature that the collator leaves out (it passes on only model inputs, labels and task ids).
+UNSCORED_TAGS = "unscored_tags"  # token tasks: gold tag ids of words past the truncation, in order
+TRUNCATED = "truncated"  # present (True) on examples longer than max_length
+
+
 @dataclass
 class TaskGroup:
     """Tasks trained on the same examples in one encoder pass (one task, or e.g. intent + slots of ATIS)."""
@@ -344,30 +351,35 @@ def group_tasks(experiment: Experiment) -> list[TaskGroup]:
 
 
 def tokenize(
-    group: TaskGroup, rows: Rows, tokenizer, label_ids: dict[str, list], task_indices: dict[str, int], joint: bool
+    group: TaskGroup,
+    rows: Rows,
+    tokenizer,
+    label_ids: dict[str, list],
+    task_indices: dict[str, int],
+    joint: bool,
+    word_splitting: str = "whitespace",
 ) -> list[dict]:
-    """Model features for the records of one group's split.
+    """Model features for the records of one group's split, through `featurize_batch`, the pipeline's function.
 
-    Word-level groups (any token task) are tokenised from word lists, and each word's tag goes to its first
-    sub-token, the others and the special tokens getting -100 (the JointBERT / transformers convention).
+    Word-level groups (any token task) read each record's words joined by single spaces: the text the pipeline will
+    see for that sentence. Each word's tag goes to the first token of the word, the other tokens and the special
+    tokens getting -100 (the JointBERT / transformers convention).
     """
     task = group.first
+    pairs = None
     if group.word_level:
         if task.text_pair_column:
             raise ExperimentError(f"Task '{task.name}': token classification takes one text; drop text_pair_column.")
         words = [_words(record[task.text_column], rows, i, task.text_column) for i, record in enumerate(rows.records)]
-        encoding = tokenizer(words, is_split_into_words=True, truncation=True, max_length=task.max_length)
-        full = tokenizer(words, is_split_into_words=True, truncation=False)
+        texts = [" ".join(record_words) for record_words in words]
     else:
         texts = [_text(record[task.text_column], rows, i, task.text_column) for i, record in enumerate(rows.records)]
-        pairs = None
         if task.text_pair_column:
             pairs = [
                 _text(r[task.text_pair_column], rows, i, task.text_pair_column) for i, r in enumerate(rows.records)
             ]
-        encoding = tokenizer(texts, pairs, truncation=True, max_length=task.max_length)
-        full = tokenizer(texts, pairs, truncation=False)
-    truncated = sum(len(a) < len(b) for a, b in zip(encoding["input_ids"], full["input_ids"]))
+    featurized = featurize_batch(tokenizer, texts, pairs, max_length=task.max_length, word_splitting=word_splitting)
+    truncated = sum(example.truncated for example in featurized)
     if truncated:
         logger.warning(
             "%s: %d of %d examples are longer than max_length=%d tokens and were truncated.",
@@ -377,24 +389,57 @@ def tokenize(
             task.max_length,
         )
 
+    cut_words = 0
     features = []
-    for index in range(len(rows.records)):
-        feature = {
-            key: encoding[key][index] for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoding
-        }
+    for index, example in enumerate(featurized):
+        feature = example.model_inputs()
+        record_word_ids = None
+        if group.word_level:
+            owners = _word_owners(words[index], example.words)
+            cut_words += len(owners) - len(set(owners))
+            record_word_ids = [None if word is None else owners[word] for word in example.word_ids]
         labels = {}
         for member in group.tasks:
             value = label_ids[member.name][index]
             if member.is_token_level:
-                value = _align_tags(value, encoding.word_ids(index))
+                value = _align_tags(value, record_word_ids)
             labels[member.name] = value
         if joint:
             feature["labels"] = labels
         else:
             feature["labels"] = labels[task.name]
             feature["task_ids"] = task_indices[task.name]
+            if task.is_token_level:
+                # Gold tags of the words that got no token (cut by max_length): scoring counts them as predicted "O",
+                # so entities past the cut are misses instead of vanishing from the score.
+                seen = set(record_word_ids) - {None}
+                unscored = [tag for word, tag in enumerate(label_ids[task.name][index]) if word not in seen]
+                if unscored:
+                    feature[UNSCORED_TAGS] = unscored
+        if example.truncated:
+            feature[TRUNCATED] = True
         features.append(feature)
+    if cut_words:
+        logger.warning(
+            "%s: word_splitting=%s cuts %d words into several (punctuation, or a space inside a token); each such "
+            "word's tag goes to its first piece, and the pieces after it are not trained (the pipeline will tag "
+            "them as words of their own).",
+            rows.origin,
+            word_splitting,
+            cut_words,
+        )
     return features
+
+
+def _word_owners(record_words: list[str], word_spans: list[tuple[int, int]]) -> list[int]:
+    """For each featurised word (a span of the record's words joined by single spaces), the record word it is in.
+
+    The identity, unless word splitting cuts a record word into pieces or a record word holds a space."""
+    starts, position = [], 0
+    for word in record_words:
+        starts.append(position)
+        position += len(word) + 1
+    return [bisect.bisect_right(starts, start) - 1 for start, _ in word_spans]
 
 
 def _text(value: Any, rows: Rows, index: int, column: str) -> str:
@@ -406,10 +451,12 @@ def _text(value: Any, rows: Rows, index: int, column: str) -> str:
 
 
 def _align_tags(tag_ids: list[int], word_ids: list[int | None]) -> list[int]:
-    aligned, previous = [], None
+    """Per token: the tag of its word on the word's first token, -100 elsewhere (later pieces, special tokens)."""
+    aligned, seen = [], set()
     for word in word_ids:
-        aligned.append(-100 if word is None or word == previous else tag_ids[word])
-        previous = word
+        aligned.append(-100 if word is None or word in seen else tag_ids[word])
+        if word is not None:
+            seen.add(word)
     return aligned
 
 
@@ -422,6 +469,7 @@ class PreparedData:
     validation: dict[str, list[dict]] = field(default_factory=dict)  # task name -> features
     test: dict[str, list[dict]] = field(default_factory=dict)
     groups: list[TaskGroup] = field(default_factory=list)
+    truncated: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> task -> examples cut at max_length
 
 
 def prepare_data(experiment: Experiment, tokenizer) -> PreparedData:
@@ -437,6 +485,7 @@ def prepare_data(experiment: Experiment, tokenizer) -> PreparedData:
         return cache[key]
 
     prepared = PreparedData(labels={}, train={}, groups=groups)
+    word_splitting = experiment.model.word_splitting
     for group in groups:
         train_rows = rows_of(group.source, "train")
         label_ids = {}
@@ -445,8 +494,16 @@ def prepare_data(experiment: Experiment, tokenizer) -> PreparedData:
             prepared.labels[task.name] = infer_labels(task, train_rows)
             label_ids[task.name] = encode_labels(task, train_rows, prepared.labels[task.name], "train")
         prepared.train[group.name] = tokenize(
-            group, train_rows, tokenizer, label_ids, task_indices, joint=len(group.tasks) > 1
+            group,
+            train_rows,
+            tokenizer,
+            label_ids,
+            task_indices,
+            joint=len(group.tasks) > 1,
+            word_splitting=word_splitting,
         )
+        for task in group.tasks:
+            prepared.truncated.setdefault("train", {})[task.name] = _count_truncated(prepared.train[group.name])
         for split in ("validation", "test"):
             rows = rows_of(group.source, split)
             if rows is None:
@@ -456,5 +513,13 @@ def prepare_data(experiment: Experiment, tokenizer) -> PreparedData:
                 ids = {task.name: encode_labels(task, rows, prepared.labels[task.name], split)}
                 # Evaluated alone, but tokenised exactly as in training.
                 single = TaskGroup([task], group.source, split_words=group.word_level)
-                getattr(prepared, split)[task.name] = tokenize(single, rows, tokenizer, ids, task_indices, joint=False)
+                getattr(prepared, split)[task.name] = tokenize(
+                    single, rows, tokenizer, ids, task_indices, joint=False, word_splitting=word_splitting
+                )
+                count = _count_truncated(getattr(prepared, split)[task.name])
+                prepared.truncated.setdefault(split, {})[task.name] = count
     return prepared
+
+
+def _count_truncated(features: list[dict]) -> int:
+    return sum(1 for feature in features if feature.get(TRUNCATED))

@@ -7,6 +7,7 @@ model:
   pooling: mean                                         # optional: cls | mean
   fusion: {type: attention, hidden_size: 384}           # optional
   task_private_layers: 0                                # optional: top encoder layers copied per task
+  word_splitting: whitespace                            # optional: whitespace | punctuation
 tasks:
   - name: intent
     type: sequence_classification
@@ -34,7 +35,7 @@ from typing import Any
 import yaml
 from transformers import TrainingArguments
 
-from configuration_multitask import TAG_DECODINGS, TASK_TYPES
+from configuration_multitask import TAG_DECODINGS, TASK_TYPES, WORD_SPLITTINGS
 
 
 class ExperimentError(ValueError):
@@ -104,6 +105,7 @@ class ModelSpec:
     pooling: str = "cls"
     fusion: dict | None = None
     task_private_layers: int = 0  # the top encoder layers each task gets its own copy of (0: all shared)
+    word_splitting: str = "whitespace"  # what a word is: "whitespace", or "punctuation" (split off, as in CoNLL)
 
 
 @dataclasses.dataclass
@@ -300,6 +302,12 @@ def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = N
     if isinstance(private, bool) or not isinstance(private, int) or private < 0:
         raise ExperimentError(
             f"model.task_private_layers must be a whole number >= 0 (0 shares the whole encoder), got {private!r}."
+        )
+    if model.word_splitting not in WORD_SPLITTINGS:
+        raise ExperimentError(
+            f"model.word_splitting '{model.word_splitting}' is unknown.{_nearest(str(model.word_splitting), WORD_SPLITTINGS)} "
+            f"Allowed: {', '.join(WORD_SPLITTINGS)} (whitespace: a word is what spaces separate, as in the data "
+            "formats; punctuation: punctuation is split off words too, for data tokenised that way, e.g. CoNLL)."
         )
 
     training = dict(raw.get("training") or {})

@@ -66,19 +66,26 @@ def regression_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str,
     }
 
 
-def tag_sequences(predictions: np.ndarray, labels: np.ndarray, id2label: dict[int, str]):
-    """Gold and predicted tag strings per sentence, keeping only labelled positions (first sub-tokens)."""
+def tag_sequences(predictions: np.ndarray, labels: np.ndarray, id2label: dict[int, str], unscored=None):
+    """Gold and predicted tag strings per sentence, keeping only labelled positions (first sub-tokens).
+
+    `unscored` (one list of gold tag ids per sentence) holds the tags of words the model never saw (cut by
+    max_length): they end the gold sentence and are predicted "O", so entities past the cut count as misses."""
     gold, predicted = [], []
-    for prediction_row, label_row in zip(predictions, labels):
+    for index, (prediction_row, label_row) in enumerate(zip(predictions, labels)):
         keep = label_row != -100
-        gold.append([id2label[int(i)] for i in label_row[keep]])
-        predicted.append([id2label[int(i)] for i in prediction_row[keep]])
+        unseen = [id2label[int(i)] for i in (unscored[index] if unscored is not None else [])]
+        gold.append([id2label[int(i)] for i in label_row[keep]] + unseen)
+        predicted.append([id2label[int(i)] for i in prediction_row[keep]] + ["O"] * len(unseen))
     return gold, predicted
 
 
-def token_metrics(predictions: np.ndarray, labels: np.ndarray, id2label: dict[int, str]) -> dict[str, float]:
-    """Entity-level precision/recall/F1 (seqeval, conlleval-compatible) and tag accuracy."""
-    gold, predicted = tag_sequences(predictions, labels, id2label)
+def token_metrics(
+    predictions: np.ndarray, labels: np.ndarray, id2label: dict[int, str], unscored=None
+) -> dict[str, float]:
+    """Entity-level precision/recall/F1 (seqeval, conlleval-compatible) and tag accuracy, against the full gold
+    sentences (see `tag_sequences` for `unscored`)."""
+    gold, predicted = tag_sequences(predictions, labels, id2label, unscored)
     flat_gold = [tag for sentence in gold for tag in sentence]
     flat_predicted = [tag for sentence in predicted for tag in sentence]
     return {
@@ -115,8 +122,10 @@ def compute_task_metrics(
     labels: np.ndarray,
     labels_names: list | None,
     extra_metrics: dict | None = None,
+    unscored_tags: list | None = None,
 ) -> dict[str, float]:
-    """All built-in metrics of one task (predictions already reduced: ids, probabilities or values)."""
+    """All built-in metrics of one task (predictions already reduced: ids, probabilities or values); token tasks also
+    score `unscored_tags`, the gold tags past each sentence's truncation, as predicted "O"."""
     if task_type == "sequence_classification":
         metrics = classification_metrics(predictions, labels, len(labels_names))
     elif task_type == "multi_label_classification":
@@ -124,7 +133,7 @@ def compute_task_metrics(
     elif task_type == "regression":
         metrics = regression_metrics(predictions, labels)
     else:
-        metrics = token_metrics(predictions, labels, dict(enumerate(labels_names)))
+        metrics = token_metrics(predictions, labels, dict(enumerate(labels_names)), unscored_tags)
     for name, module in (extra_metrics or {}).items():
         result = module.compute(predictions=predictions.tolist(), references=labels.tolist())
         metrics.update({f"{name.split(':', 1)[1]}_{key}": float(value) for key, value in result.items()})

@@ -12,6 +12,7 @@ import numpy as np
 from torch.utils.data import Dataset
 from transformers import EvalPrediction, Trainer
 
+from .data import UNSCORED_TAGS
 from .experiment import DEFAULT_METRICS
 from .metrics import compute_task_metrics, reduce_logits
 from .sampling import TaskBlockSampler
@@ -77,6 +78,7 @@ class MultiTaskTrainer(Trainer):
         self._task_loss_sums = defaultdict(float)
         self._task_loss_counts = defaultdict(int)
         self.last_eval_predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # task -> (predictions, labels)
+        self._unscored_tags: list[list[int]] | None = None  # of the dataset being evaluated (see `evaluate`)
         kwargs.setdefault("compute_metrics", self._compute_metrics)
         kwargs.setdefault("preprocess_logits_for_metrics", self._reduce_logits)
         super().__init__(*args, **kwargs)
@@ -126,9 +128,19 @@ class MultiTaskTrainer(Trainer):
         predictions, labels = np.asarray(predictions), np.asarray(prediction.label_ids)
         # Kept so that cross-task scores (JointBERT's sentence accuracy) need no second pass over the data.
         self.last_eval_predictions[task.name] = (predictions, labels)
-        return compute_task_metrics(task.type, predictions, labels, task.labels, task.extra_metrics)
+        unscored = self._unscored_tags if len(self._unscored_tags or []) == len(labels) else None
+        return compute_task_metrics(task.type, predictions, labels, task.labels, task.extra_metrics, unscored)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        # The dataset scored now (the Trainer evaluates a dict one name or dataset at a time): its token-task gold
+        # tags past the truncation, in evaluation order, for `_compute_metrics`.
+        current = self.eval_dataset.get(eval_dataset) if isinstance(eval_dataset, str) else eval_dataset
+        current = self.eval_dataset if current is None else current
+        self._unscored_tags = (
+            [feature.get(UNSCORED_TAGS, []) for feature in current.features]
+            if isinstance(current, FeatureDataset)
+            else None
+        )
         metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
         datasets = self.eval_dataset if eval_dataset is None else eval_dataset
         if isinstance(datasets, dict):
