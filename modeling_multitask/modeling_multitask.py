@@ -295,7 +295,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             if weights is not None and output_fusion_weights:
                 fusion_weights[task["name"]] = weights
             if route.labels is not None:
-                task_loss = head.loss(logits, head.read_labels(route.labels, seq_len))
+                task_loss = head.loss(logits, head.read_labels(route.labels, logits.shape[0], seq_len))
                 task_losses[task["name"]] = task_loss
                 weighted = task["loss_weight"] * route.loss_scale * task_loss
                 loss = weighted if loss is None else loss + weighted
