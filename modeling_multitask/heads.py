@@ -33,7 +33,7 @@ def _not_a_class_id(ids: torch.Tensor, num_labels: int) -> torch.Tensor:
 
 
 def _first_value(mask: torch.Tensor, values: torch.Tensor) -> str:
-    """`row i: value` for the first set entry of `mask` (only on the error path)."""
+    """`<value> at row i` (or `at position i, j`) for the first set entry of `mask`; only on the error path."""
     position = tuple(int(i) for i in mask.nonzero()[0])
     return (
         f"{values[position].item()} at {'row' if len(position) == 1 else 'position'} {', '.join(map(str, position))}"
