@@ -13,14 +13,67 @@ from torch import nn
 from torch.nn import functional as F
 
 
-class SequenceHead(nn.Module):
+IGNORE_INDEX = -100  # label value that pads mixed batches and marks unlabelled tokens (the transformers convention)
+
+
+def _any(mask: torch.Tensor) -> bool:
+    """Whether any entry of `mask` is set. One host sync on an accelerator (once per head per step); skipped while
+    torch.compile traces the model, where reading a value would break the graph (shapes are still checked)."""
+    if torch.compiler.is_compiling():
+        return False
+    return bool(mask.any())
+
+
+def _not_a_class_id(ids: torch.Tensor, num_labels: int) -> torch.Tensor:
+    """Where `ids` (long, or float in a mixed batch) hold neither a class id in [0, num_labels) nor -100."""
+    invalid = (ids < 0) | (ids >= num_labels)
+    if ids.is_floating_point():
+        invalid = invalid | (ids != ids.round())  # NaN compares unequal to itself, so it is caught here too
+    return invalid & (ids != IGNORE_INDEX)
+
+
+def _first_value(mask: torch.Tensor, values: torch.Tensor) -> str:
+    """`<value> at row i` (or `at position i, j`) for the first set entry of `mask`; only on the error path."""
+    position = tuple(int(i) for i in mask.nonzero()[0])
+    return (
+        f"{values[position].item()} at {'row' if len(position) == 1 else 'position'} {', '.join(map(str, position))}"
+    )
+
+
+class LabelReading:
+    """Shared by every head: errors that name the task, and the split of a `(batch, L)` tensor into this head's
+    labels and the -100 padding of a mixed batch after them."""
+
+    task_name = "task"
+    task_type = "task"
+
+    def _error(self, problem: str) -> ValueError:
+        return ValueError(f"Task {self.task_name!r} ({self.task_type}): {problem}")
+
+    def _check_batch(self, labels: torch.Tensor, batch_size: int, expected: str) -> None:
+        if labels.dim() == 0 or labels.shape[0] != batch_size:
+            raise self._error(f"labels have shape {tuple(labels.shape)}; expected {expected} for this batch.")
+
+    def _check_padding(self, padding: torch.Tensor, labels: torch.Tensor, expected: str) -> None:
+        """`padding`, the columns after this head's labels, must be -100 (a mixed batch's padding): anything else
+        means the labels have another shape than this head's (one-hot class ids, several regression targets)."""
+        if padding.numel() and _any(padding != IGNORE_INDEX):
+            row = int((padding != IGNORE_INDEX).any(1).nonzero()[0])
+            raise self._error(
+                f"labels have shape {tuple(labels.shape)} and row {row} is {labels[row].tolist()}; expected "
+                f"{expected} (a mixed batch's rows may only add -100 padding after them)."
+            )
+
+
+class SequenceHead(LabelReading, nn.Module):
     """Dropout -> Linear -> tanh -> dropout -> Linear on a pooled `(batch, hidden)` vector (as RoBERTa's head)."""
 
     is_token_level = False
 
-    def __init__(self, hidden_size: int, num_labels: int, dropout: float):
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float, task_name: str = "task"):
         super().__init__()
         self.num_labels = num_labels
+        self.task_name = task_name
         self.dropout = nn.Dropout(dropout)
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.out_proj = nn.Linear(hidden_size, num_labels)
@@ -29,9 +82,20 @@ class SequenceHead(nn.Module):
         hidden = torch.tanh(self.dense(self.dropout(pooled)))
         return self.out_proj(self.dropout(hidden))  # (batch, num_labels)
 
-    def read_labels(self, labels: torch.Tensor, seq_len: int) -> torch.Tensor:
-        """This head's labels from its natural shape or from a mixed batch's `(batch, L)` tensor padded with -100."""
+    def read_labels(self, labels: torch.Tensor, batch_size: int, seq_len: int) -> torch.Tensor:
+        """This head's labels from its natural shape or from a mixed batch's `(batch, L)` tensor padded with -100;
+        labels of another shape or out of range raise a `ValueError` naming the task."""
         raise NotImplementedError
+
+    def _one_value_per_example(self, labels: torch.Tensor, batch_size: int, expected: str) -> torch.Tensor:
+        """`(batch,)` labels, from `(batch,)`, `(batch, 1)` or a mixed batch's `(batch, L)` padded with -100."""
+        self._check_batch(labels, batch_size, expected)
+        if labels.dim() > 2:
+            raise self._error(f"labels have shape {tuple(labels.shape)}; expected {expected}.")
+        if labels.dim() == 2:
+            self._check_padding(labels[:, 1:], labels, expected)
+            return labels[:, 0]
+        return labels
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -40,8 +104,15 @@ class SequenceHead(nn.Module):
 class SequenceClassificationHead(SequenceHead):
     """Single-label classification: logits `(batch, num_labels)`, labels `(batch,)` class ids."""
 
-    def read_labels(self, labels, seq_len):
-        return (labels[:, 0] if labels.dim() == 2 else labels).long()
+    task_type = "sequence_classification"
+
+    def read_labels(self, labels, batch_size, seq_len):
+        expected = f"({batch_size},) class ids in [0, {self.num_labels}) (not one-hot: pass labels.argmax(-1))"
+        ids = self._one_value_per_example(labels, batch_size, expected)
+        invalid = _not_a_class_id(ids, self.num_labels)
+        if _any(invalid):
+            raise self._error(f"label {_first_value(invalid, ids)} is not a class id; expected {expected}.")
+        return ids.long()
 
     def loss(self, logits, labels):
         return F.cross_entropy(logits.float(), labels)
@@ -50,8 +121,19 @@ class SequenceClassificationHead(SequenceHead):
 class MultiLabelClassificationHead(SequenceHead):
     """Multi-label classification: logits `(batch, num_labels)`, labels `(batch, num_labels)` of 0/1."""
 
-    def read_labels(self, labels, seq_len):
-        return labels[:, : self.num_labels].float()
+    task_type = "multi_label_classification"
+
+    def read_labels(self, labels, batch_size, seq_len):
+        expected = f"({batch_size}, {self.num_labels}) targets in [0, 1]"
+        self._check_batch(labels, batch_size, expected)
+        if labels.dim() != 2 or labels.shape[1] < self.num_labels:
+            raise self._error(f"labels have shape {tuple(labels.shape)}; expected {expected}.")
+        self._check_padding(labels[:, self.num_labels :], labels, expected)
+        targets = labels[:, : self.num_labels]
+        invalid = ~((targets >= 0) & (targets <= 1))  # NaN fails both comparisons
+        if _any(invalid):
+            raise self._error(f"label {_first_value(invalid, targets)} is outside [0, 1]; expected {expected}.")
+        return targets.float()
 
     def loss(self, logits, labels):
         return F.binary_cross_entropy_with_logits(logits.float(), labels)
@@ -60,17 +142,24 @@ class MultiLabelClassificationHead(SequenceHead):
 class RegressionHead(SequenceHead):
     """Regression: logits `(batch, 1)`, labels `(batch,)` floats."""
 
-    def __init__(self, hidden_size: int, num_labels: int, dropout: float):
-        super().__init__(hidden_size, 1, dropout)
+    task_type = "regression"
 
-    def read_labels(self, labels, seq_len):
-        return (labels[:, 0] if labels.dim() == 2 else labels).float()
+    def __init__(self, hidden_size: int, num_labels: int, dropout: float, task_name: str = "task"):
+        super().__init__(hidden_size, 1, dropout, task_name)
+
+    def read_labels(self, labels, batch_size, seq_len):
+        expected = f"({batch_size},) finite targets, one per example"
+        values = self._one_value_per_example(labels, batch_size, expected).float()
+        invalid = ~torch.isfinite(values)
+        if _any(invalid):
+            raise self._error(f"label {_first_value(invalid, values)} is not finite; expected {expected}.")
+        return values
 
     def loss(self, logits, labels):
         return F.mse_loss(logits.float().squeeze(-1), labels)
 
 
-class TokenClassificationHead(nn.Module):
+class TokenClassificationHead(LabelReading, nn.Module):
     """Token classification: logits `(batch, seq, num_labels)`, labels `(batch, seq)` with -100 where ignored.
 
     With `sentence_context`, the head also reads one sentence vector per example (with fusion: the task's
@@ -80,10 +169,19 @@ class TokenClassificationHead(nn.Module):
     """
 
     is_token_level = True
+    task_type = "token_classification"
 
-    def __init__(self, hidden_size: int, num_labels: int, dropout: float, sentence_context: bool = False):
+    def __init__(
+        self,
+        hidden_size: int,
+        num_labels: int,
+        dropout: float,
+        sentence_context: bool = False,
+        task_name: str = "task",
+    ):
         super().__init__()
         self.num_labels = num_labels
+        self.task_name = task_name
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size, num_labels)
         self.context_classifier = None
@@ -100,8 +198,18 @@ class TokenClassificationHead(nn.Module):
             logits = logits + self.context_classifier(context).unsqueeze(1)
         return logits
 
-    def read_labels(self, labels, seq_len):
-        return labels[:, :seq_len].long()
+    def read_labels(self, labels, batch_size, seq_len):
+        """`(batch, seq)` tag ids, from `(batch, seq)` or a mixed batch's wider `(batch, L)` padded with -100."""
+        expected = f"({batch_size}, {seq_len}) tag ids in [0, {self.num_labels}) or -100, one per token"
+        self._check_batch(labels, batch_size, expected)
+        if labels.dim() != 2 or labels.shape[1] < seq_len:
+            raise self._error(f"labels have shape {tuple(labels.shape)}; expected {expected}.")
+        self._check_padding(labels[:, seq_len:], labels, expected)
+        ids = labels[:, :seq_len]
+        invalid = _not_a_class_id(ids, self.num_labels)
+        if _any(invalid):
+            raise self._error(f"label {_first_value(invalid, ids)} is not a tag id; expected {expected}.")
+        return ids.long()
 
     def loss(self, logits, labels):
         # Summed then divided by the labelled-token count, so a batch whose labels are all -100 gives 0, not NaN.
@@ -178,5 +286,5 @@ def build_head(task: dict, hidden_size: int, dropout: float, token_context: bool
     if head_class is None:
         raise ValueError(f"No head for task type {task['type']!r}. Known types: {', '.join(HEAD_REGISTRY)}.")
     if head_class.is_token_level and token_context:
-        return head_class(hidden_size, task["num_labels"], dropout, sentence_context=True)
-    return head_class(hidden_size, task["num_labels"], dropout)
+        return head_class(hidden_size, task["num_labels"], dropout, sentence_context=True, task_name=task["name"])
+    return head_class(hidden_size, task["num_labels"], dropout, task_name=task["name"])

@@ -33,7 +33,8 @@ class MultiTaskModelOutput(ModelOutput):
         `(batch, num_labels)` for sequence and multi-label classification, `(batch, 1)` for regression,
         `(batch, seq, num_labels)` for token classification.
     task_ids (`torch.LongTensor` of shape `(batch,)`, *optional*):
-        The task of each example (absent when every task was predicted for every example).
+        The task of each example (absent when every task was predicted for every example). Kept for API
+        compatibility; the trainer knows each evaluated task from its dataset and does not read it.
     task_logits (`dict[str, torch.FloatTensor]`, *optional*):
         Logits per task name, for the examples of that task in batch order (every example in the all-tasks mode).
     task_losses (`dict[str, torch.FloatTensor]`, *optional*):
@@ -297,7 +298,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             if weights is not None and output_fusion_weights:
                 fusion_weights[task["name"]] = weights
             if route.labels is not None:
-                task_loss = head.loss(logits, head.read_labels(route.labels, seq_len))
+                task_loss = head.loss(logits, head.read_labels(route.labels, logits.shape[0], seq_len))
                 task_losses[task["name"]] = task_loss
                 weighted = task["loss_weight"] * route.loss_scale * task_loss
                 loss = weighted if loss is None else loss + weighted

@@ -112,7 +112,7 @@ def test_mixed_batch_matches_per_task_batches(fusion):
             input_ids=input_ids[rows],
             attention_mask=mask[rows],
             task_ids=task_index,
-            labels=model.heads[task].read_labels(labels[rows], 9),
+            labels=model.heads[task].read_labels(labels[rows], len(rows), 9),
         )
         torch.testing.assert_close(mixed.task_logits[task], alone.logits, atol=1e-5, rtol=1e-5)
         expected_loss += alone.loss * len(rows) / 8

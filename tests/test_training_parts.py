@@ -177,3 +177,28 @@ def test_token_metrics_are_entity_level():
     assert metrics["precision"] == pytest.approx(0.5)
     assert metrics["recall"] == pytest.approx(0.5)
     assert metrics["accuracy"] == pytest.approx(3 / 4)
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_token_labels_are_padded_on_the_tokenizers_padding_side(tiny_tokenizer, padding_side):
+    tiny_tokenizer.padding_side = padding_side
+    collator = MultiTaskDataCollator(tiny_tokenizer)
+    short, long = tiny_tokenizer("book a flight"), tiny_tokenizer("show me the cheapest flights to boston")
+    tags = [-100, 1, 0, 2, -100]  # one per token of `short`, as `data.tokenize` aligns them
+    long_tags = [-100] + [0] * (len(long["input_ids"]) - 2) + [-100]
+    pad = [-100] * (len(long["input_ids"]) - len(tags))
+    expected_row = pad + tags if padding_side == "left" else tags + pad
+
+    one_task = collator([{**short, "labels": tags, "task_ids": 1}, {**long, "labels": long_tags, "task_ids": 1}])
+    assert one_task["labels"][0].tolist() == expected_row
+    # Each tag sits on its token: the labelled positions are real tokens, at the same offset from the first one.
+    assert one_task["attention_mask"][one_task["labels"] != -100].eq(1).all()
+
+    mixed = collator([{**short, "labels": tags, "task_ids": 1}, {**long, "labels": 2, "task_ids": 0}])
+    assert mixed["labels"][0].tolist() == [float(tag) for tag in expected_row]
+    assert mixed["labels"][1].tolist()[:2] == [2.0, -100.0]  # sentence labels stay in column 0, where heads read
+
+    joint = collator(
+        [{**short, "labels": {"intent": 1, "slots": tags}}, {**long, "labels": {"intent": 0, "slots": long_tags}}]
+    )
+    assert joint["labels"]["slots"][0].tolist() == expected_row

@@ -1,8 +1,9 @@
 """Per-task metrics, computed offline with scikit-learn, SciPy and seqeval.
 
 Each task type has built-in metrics (the first one listed for a task is its *primary* metric, which the combined
-score averages). `evaluate:<module id>` names an `evaluate` module instead; those load from the Hub, so they are
-resolved before training starts and fail there with a clear message when the Hub is out of reach.
+score averages, see [`combined_score`]). `evaluate:<module id>` names an `evaluate` module instead; it receives the
+same decoded predictions and references as the built-in metrics (see [`metric_inputs`]). Hub modules are resolved
+before training starts and fail there with a clear message when the Hub is out of reach.
 """
 
 import numpy as np
@@ -14,6 +15,24 @@ from sklearn.metrics import f1_score as sk_f1
 
 from ..heads import decode_tags
 from .experiment import DEFAULT_METRICS, ExperimentError
+
+
+MULTI_LABEL_THRESHOLD = 0.5  # a label is predicted when its probability reaches this
+# The one place a metric's direction is defined: every metric here is greater-is-better except these errors (and any
+# loss). Best-model selection, early stopping and the combined score all follow it.
+LOWER_IS_BETTER = frozenset({"mse"})
+
+
+def greater_is_better(metric: str) -> bool:
+    """Whether a higher value of `metric` (a built-in name, or `loss`) is better."""
+    return not (metric in LOWER_IS_BETTER or metric.endswith("loss"))
+
+
+def combined_score(primary_metrics: list[tuple[str, float]]) -> float:
+    """One greater-is-better number over tasks: the mean of each task's primary metric `(name, value)`, negated
+    where lower is better (a task scored by mse adds -mse), so `metric_for_best_model="combined_score"` with
+    `greater_is_better=True` keeps the model that is better on average."""
+    return float(np.mean([value if greater_is_better(name) else -value for name, value in primary_metrics]))
 
 
 def reduce_logits(
@@ -43,8 +62,15 @@ def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labe
     }
 
 
-def multi_label_metrics(probabilities: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    predicted = (probabilities >= threshold).astype(int)
+def binarize(probabilities: np.ndarray, threshold: float = MULTI_LABEL_THRESHOLD) -> np.ndarray:
+    """Multi-label 0/1 predictions from probabilities."""
+    return (probabilities >= threshold).astype(int)
+
+
+def multi_label_metrics(
+    probabilities: np.ndarray, labels: np.ndarray, threshold: float = MULTI_LABEL_THRESHOLD
+) -> dict[str, float]:
+    predicted = binarize(probabilities, threshold)
     labels = labels.astype(int)
     return {
         "micro_f1": float(sk_f1(labels, predicted, average="micro", zero_division=0)),
@@ -116,6 +142,21 @@ def load_evaluate_metric(name: str):
         ) from error
 
 
+def metric_inputs(
+    task_type: str, predictions: np.ndarray, labels: np.ndarray, labels_names: list | None, unscored_tags=None
+) -> tuple[list, list]:
+    """`(predictions, references)` decoded as the built-in metrics read them, for `evaluate` modules: tag strings per
+    sentence without the -100 positions (what seqeval reads) for token tasks, 0/1 vectors after the threshold for
+    multi-label tasks, class ids for classification, values for regression. Token tasks' `unscored_tags` count as
+    predicted "O" (see `tag_sequences`)."""
+    if task_type == "token_classification":
+        gold, predicted = tag_sequences(predictions, labels, dict(enumerate(labels_names)), unscored_tags)
+        return predicted, gold
+    if task_type == "multi_label_classification":
+        return binarize(predictions).tolist(), labels.astype(int).tolist()
+    return predictions.tolist(), labels.tolist()
+
+
 def compute_task_metrics(
     task_type: str,
     predictions: np.ndarray,
@@ -134,7 +175,21 @@ def compute_task_metrics(
         metrics = regression_metrics(predictions, labels)
     else:
         metrics = token_metrics(predictions, labels, dict(enumerate(labels_names)), unscored_tags)
+    if extra_metrics:
+        decoded, references = metric_inputs(task_type, predictions, labels, labels_names, unscored_tags)
     for name, module in (extra_metrics or {}).items():
-        result = module.compute(predictions=predictions.tolist(), references=labels.tolist())
-        metrics.update({f"{name.split(':', 1)[1]}_{key}": float(value) for key, value in result.items()})
+        result = module.compute(predictions=decoded, references=references)
+        metrics.update(_numbers(name.split(":", 1)[1], result))
     return metrics
+
+
+def _numbers(prefix: str, result: dict) -> dict[str, float]:
+    """An `evaluate` result's numbers as flat `<prefix>_<key>` metrics; nested dicts (seqeval's per-entity scores)
+    are flattened, other values (lists, strings) left out."""
+    flat = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            flat.update(_numbers(f"{prefix}_{key}", value))
+        elif isinstance(value, (int, float, np.number)):
+            flat[f"{prefix}_{key}"] = float(value)
+    return flat

@@ -1,20 +1,24 @@
 """`MultiTaskTrainer`: the HF Trainer with task sampling, per-task losses in the logs and per-task evaluation.
 
-Only what differs from `transformers.Trainer` is overridden: the train sampler (one task group per batch), the loss
-(to record each task's loss), `log` (to report them), and `evaluate` (to add the combined score). Evaluation data is
-a dict of task name -> dataset, so metrics come back as `eval_<task>_<metric>`.
+Only what differs from `transformers.Trainer` is overridden: the train sampler (one task group per batch) and the
+examples it draws per epoch (for throughput), the loss (to record each task's loss), `log` (to report them), and
+`evaluate` (each task scored as itself, plus the combined score). Evaluation data is a dict of task name -> dataset,
+so metrics come back as `eval_<task>_<metric>`.
 """
 
+import math
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 from torch.utils.data import Dataset
 from transformers import EvalPrediction, Trainer
+from transformers.trainer_utils import speed_metrics
 
 from .data import UNSCORED_TAGS
 from .experiment import DEFAULT_METRICS
-from .metrics import compute_task_metrics, reduce_logits
+from .metrics import combined_score, compute_task_metrics, reduce_logits
 from .sampling import TaskBlockSampler
 
 
@@ -78,7 +82,8 @@ class MultiTaskTrainer(Trainer):
         self._task_loss_sums = defaultdict(float)
         self._task_loss_counts = defaultdict(int)
         self.last_eval_predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # task -> (predictions, labels)
-        self._unscored_tags: list[list[int]] | None = None  # of the dataset being evaluated (see `evaluate`)
+        self._eval_task: TaskInfo | None = None  # the task `evaluate` is scoring, for the metric hooks
+        self._unscored_tags: list[list[int]] | None = None  # its token-task gold tags past the truncation
         kwargs.setdefault("compute_metrics", self._compute_metrics)
         kwargs.setdefault("preprocess_logits_for_metrics", self._reduce_logits)
         super().__init__(*args, **kwargs)
@@ -108,50 +113,136 @@ class MultiTaskTrainer(Trainer):
             self._task_loss_counts.clear()
         super().log(logs, start_time)
 
+    def num_examples(self, dataloader) -> int:
+        """Examples per epoch. For training that is what the task sampler draws (`max_examples_per_task` caps it),
+        not the whole concatenated dataset: the Trainer's `train_samples_per_second` counts it every epoch."""
+        sampler = _task_block_sampler(dataloader)
+        return len(sampler) if sampler is not None else super().num_examples(dataloader)
+
     # ------------------------------------------------------------------------------------------------ evaluation
 
-    def _reduce_logits(self, outputs, labels):
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Evaluate each task on its own dataset (a dict of task name -> dataset; a plain dataset for a one-task
+        model), knowing which task it scores. Metrics come back as `<prefix>_<task>_<metric>`, as `Trainer.evaluate`
+        names them for dict datasets, plus `<prefix>_combined_score` (see `metrics.combined_score`). They are logged
+        and handed to the `on_evaluate` callbacks once, all together, so best-model selection and early stopping
+        can use the combined score."""
+        from_trainer = eval_dataset is None
+        datasets = self.eval_dataset if from_trainer else eval_dataset
+        if datasets is None:
+            raise ValueError("MultiTaskTrainer: evaluation needs an eval_dataset (a dict of task name -> dataset).")
+        if not isinstance(datasets, dict):
+            if len(self.tasks) != 1:
+                raise ValueError(
+                    f"MultiTaskTrainer: pass the evaluation data as a dict of task name -> dataset (tasks: "
+                    f"{', '.join(task.name for task in self.tasks)}), so each dataset is scored as its task."
+                )
+            datasets = {self.tasks[0].name: datasets}
+            from_trainer = False
+        tasks = {task.name: task for task in self.tasks}
+        unknown = [name for name in datasets if name not in tasks]
+        if unknown:
+            raise ValueError(
+                f"MultiTaskTrainer: evaluation datasets {unknown} are not tasks; name them after the tasks: "
+                f"{', '.join(tasks)}."
+            )
+        if ignore_keys is None:
+            ignore_keys = getattr(self.model.config, "keys_to_ignore_at_inference", [])
+        # The task is known from the dataset: the model's echo of task_ids is not gathered.
+        ignore_keys = [*ignore_keys, "task_ids"]
+
+        self._memory_tracker.start()
+        metrics = {}
+        for name, dataset in datasets.items():
+            self._eval_task = tasks[name]
+            # In evaluation order (the eval sampler is sequential), for `_compute_metrics`.
+            self._unscored_tags = (
+                [feature.get(UNSCORED_TAGS, []) for feature in dataset.features]
+                if isinstance(dataset, FeatureDataset)
+                else None
+            )
+            try:
+                # By name when the dataset is the trainer's own, so persistent eval workers are reused.
+                metrics.update(
+                    self._evaluate_task(name if from_trainer else dataset, ignore_keys, f"{metric_key_prefix}_{name}")
+                )
+            finally:
+                self._eval_task, self._unscored_tags = None, None
+        primaries = [
+            (task.primary_metric, metrics[key])
+            for task in self.tasks
+            if (key := f"{metric_key_prefix}_{task.name}_{task.primary_metric}") in metrics
+        ]
+        if primaries:
+            metrics[f"{metric_key_prefix}_combined_score"] = combined_score(primaries)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        self._memory_tracker.stop_and_update_metrics(metrics)
+        return metrics
+
+    def _evaluate_task(self, dataset, ignore_keys: list[str], metric_key_prefix: str) -> dict[str, float]:
+        """One task's metrics and speed, as `Trainer.evaluate` computes them for one dataset, without logging them or
+        calling the callbacks (`evaluate` does both once for all tasks)."""
+        dataloader = self.get_eval_dataloader(dataset)
+        start_time = time.time()
+        output = self.evaluation_loop(
+            dataloader,
+            description="Evaluation",
+            prediction_loss_only=True if self.compute_metrics is None else None,
+            ignore_keys=ignore_keys,
+            metric_key_prefix=metric_key_prefix,
+        )
+        total_batch_size = self.args.eval_batch_size * self.args.world_size
+        if f"{metric_key_prefix}_model_preparation_time" in output.metrics:
+            start_time += output.metrics[f"{metric_key_prefix}_model_preparation_time"]
+        output.metrics.update(
+            speed_metrics(
+                metric_key_prefix,
+                start_time,
+                num_samples=output.num_samples,
+                num_steps=math.ceil(output.num_samples / total_batch_size),
+            )
+        )
+        return output.metrics
+
+    def _scored_task(self) -> TaskInfo:
+        if self._eval_task is None:
+            raise ValueError(
+                "MultiTaskTrainer scores predictions in evaluate(), which knows each dataset's task; "
+                "call evaluate({task_name: dataset}) rather than predict()."
+            )
+        return self._eval_task
+
+    def _reduce_logits(self, logits, labels):
         """Keep only what the metrics need (class ids, probabilities or values), so eval memory stays small."""
-        logits, task_ids = outputs if isinstance(outputs, (tuple, list)) else (outputs, None)
-        task = self.tasks[int(task_ids[0])]
+        task = self._scored_task()
+        if isinstance(logits, (tuple, list)):  # extra outputs a caller did not ignore: the logits come first
+            logits = logits[0]
         labels = labels[task.name] if isinstance(labels, dict) else labels
         decoding, word_mask = task.decoding, None
         if decoding != "argmax":
             # A token task's labelled positions (-100 elsewhere) are the first sub-token of each word: what gets
             # decoded. Unlabelled data has no such mask here; the pipeline decodes it word by word instead.
             decoding, word_mask = ("argmax", None) if labels is None else (decoding, labels != -100)
-        return reduce_logits(task.type, logits, word_mask, task.labels, decoding), task_ids
+        return reduce_logits(task.type, logits, word_mask, task.labels, decoding)
 
     def _compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
-        predictions, task_ids = prediction.predictions
-        task = self.tasks[int(np.asarray(task_ids).reshape(-1)[0])]
-        predictions, labels = np.asarray(predictions), np.asarray(prediction.label_ids)
+        task = self._scored_task()
+        predictions, labels = np.asarray(prediction.predictions), np.asarray(prediction.label_ids)
         # Kept so that cross-task scores (JointBERT's sentence accuracy) need no second pass over the data.
         self.last_eval_predictions[task.name] = (predictions, labels)
         unscored = self._unscored_tags if len(self._unscored_tags or []) == len(labels) else None
         return compute_task_metrics(task.type, predictions, labels, task.labels, task.extra_metrics, unscored)
 
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        # The dataset scored now (the Trainer evaluates a dict one name or dataset at a time): its token-task gold
-        # tags past the truncation, in evaluation order, for `_compute_metrics`.
-        current = self.eval_dataset.get(eval_dataset) if isinstance(eval_dataset, str) else eval_dataset
-        current = self.eval_dataset if current is None else current
-        self._unscored_tags = (
-            [feature.get(UNSCORED_TAGS, []) for feature in current.features]
-            if isinstance(current, FeatureDataset)
-            else None
-        )
-        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-        datasets = self.eval_dataset if eval_dataset is None else eval_dataset
-        if isinstance(datasets, dict):
-            # The mean of each task's primary metric: one number for metric_for_best_model="combined_score".
-            primaries = [
-                metrics.get(f"{metric_key_prefix}_{task.name}_{task.primary_metric}")
-                for task in self.tasks
-                if task.name in datasets
-            ]
-            primaries = [value for value in primaries if value is not None]
-            if primaries:
-                metrics[f"{metric_key_prefix}_combined_score"] = float(np.mean(primaries))
-                self.log({f"{metric_key_prefix}_combined_score": metrics[f"{metric_key_prefix}_combined_score"]})
-        return metrics
+
+def _task_block_sampler(dataloader) -> TaskBlockSampler | None:
+    """The `TaskBlockSampler` behind a (possibly accelerate-wrapped) data loader, if any."""
+    candidates = [dataloader]
+    for _ in range(4):  # data loader -> batch sampler (-> sharded batch sampler) -> sampler
+        next_level = []
+        for candidate in candidates:
+            if isinstance(candidate, TaskBlockSampler):
+                return candidate
+            next_level += [getattr(candidate, key, None) for key in ("batch_sampler", "sampler")]
+        candidates = [candidate for candidate in next_level if candidate is not None]
+    return None
