@@ -50,6 +50,22 @@ KNOWN_BASE_MODELS = {
     "all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
 }
 _NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
+# Arguments of `from_pretrained` that transformers 5 stores in the tokenizer's init kwargs and writes back into
+# tokenizer_config.json on save: they describe how one machine loaded it, not the tokenizer.
+TOKENIZER_LOADING_KEYS = (
+    "is_local",
+    "local_files_only",
+    "cache_dir",
+    "force_download",
+    "proxies",
+    "token",
+    "use_auth_token",
+    "revision",
+    "subfolder",
+    "trust_remote_code",
+    "code_revision",
+    "_commit_hash",
+)
 
 
 def read_checkpoint_config(checkpoint_dir) -> dict:
@@ -98,6 +114,21 @@ def save_pipeline_files(checkpoint_dir) -> Path:
     return folder
 
 
+def clean_tokenizer_config(checkpoint_dir) -> None:
+    """Drop loading arguments (`is_local`, `local_files_only`, ...) from the folder's `tokenizer_config.json`.
+
+    transformers 5 keeps them in the tokenizer's init kwargs and saves them; a published `"local_files_only": true`
+    would then stop every user's load from reaching the Hub.
+    """
+    path = Path(checkpoint_dir) / "tokenizer_config.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text())
+    clean = {key: value for key, value in config.items() if key not in TOKENIZER_LOADING_KEYS}
+    if clean != config:
+        path.write_text(json.dumps(clean, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
 # ------------------------------------------------------------------------------------------------- model card
 def _read_metrics(folder: Path) -> dict:
     path = folder / "metrics.json"
@@ -130,16 +161,43 @@ def _hub_id(base_model) -> str | None:
 
 
 def _task_datasets(metrics: dict) -> dict[str, str]:
-    """Task -> Hub data set id, where the experiment names one (`dataset` or `hub_dataset` on a task)."""
+    """Task -> Hub data set id, for tasks trained on one (`training_data` in metrics.json, written by the CLI)."""
     found = {}
-    tasks = (metrics.get("experiment") or {}).get("tasks") or []
-    for task in tasks if isinstance(tasks, list) else []:
-        if isinstance(task, dict) and isinstance(task.get("name"), str):
-            for key in ("hub_dataset", "dataset"):
-                if isinstance(task.get(key), str) and _hub_id(task[key]):
-                    found[task["name"]] = task[key]
-                    break
+    for task, source in (metrics.get("training_data") or {}).items():
+        if isinstance(source, dict) and isinstance(source.get("dataset"), str) and _hub_id(source["dataset"]):
+            found[task] = source["dataset"]
     return found
+
+
+def _describe_files(files: dict) -> str:
+    parts = []
+    for split, value in files.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{column}: `{path}`" for column, path in value.items())
+            parts.append(f"{split} ({value})")
+        else:
+            parts.append(f"{split} `{value}`")
+    return "local files: " + "; ".join(parts)
+
+
+def _training_data_lines(metrics: dict) -> list[str]:
+    """The card's "Training data" section: a Hub data set linked, local files named (relative paths)."""
+    lines = []
+    for task, source in (metrics.get("training_data") or {}).items():
+        if not isinstance(source, dict):
+            continue
+        if isinstance(source.get("dataset"), str):
+            name = source["dataset"]
+            where = f"[`{name}`](https://huggingface.co/datasets/{name})"
+            if source.get("config"):
+                where += f" (config `{source['config']}`)"
+            splits = source.get("splits") or {}
+            if splits:
+                where += ", splits " + ", ".join(f"{ours} = `{theirs}`" for ours, theirs in splits.items())
+            lines.append(f"- `{task}`: {where}")
+        elif isinstance(source.get("files"), dict):
+            lines.append(f"- `{task}`: {_describe_files(source['files'])} (not published with the model)")
+    return ["## Training data", "", *lines, ""] if lines else []
 
 
 def _format(value: float) -> str:
@@ -242,11 +300,15 @@ def render_model_card(
     ]
     if isinstance(combined, (int, float)) and not isinstance(combined, bool):
         lines += [f"Combined score: {_format(float(combined))}.", ""]
+    lines += _training_data_lines(metrics)
+    saved_with = config.get("transformers_version")
     lines += [
         "## Usage",
         "",
         "The model and its pipeline are custom code shipped in this repository: load them with `trust_remote_code=True`"
-        " (only `torch` and `transformers` are needed).",
+        " (only `torch` and `transformers` are needed). The code needs **transformers 5.x** (`pip install "
+        '"transformers>=5,<6"`)'
+        + (f"; this checkpoint was saved with transformers {saved_with}." if saved_with else "."),
         "",
         "```python",
         "from transformers import pipeline",
@@ -318,6 +380,7 @@ def push_checkpoint(
     folder = Path(checkpoint_dir)
     read_checkpoint_config(folder)
     save_pipeline_files(folder)
+    clean_tokenizer_config(folder)
     readme = folder / "README.md"
     if not readme.is_file() or CARD_MARKER in readme.read_text():
         write_model_card(folder, repo_id=repo_id)
@@ -345,6 +408,7 @@ def push_model(model, repo_id: str, tokenizer=None, metrics: dict | None = None,
 
 
 __all__ = [
+    "clean_tokenizer_config",
     "push_checkpoint",
     "push_model",
     "read_checkpoint_config",

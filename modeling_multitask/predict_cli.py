@@ -39,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")
     parser.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="needed for a Hub repo: run the pipeline code the repo ships (read it first). A local folder needs no "
+        "flag: it runs with this installed version's model and pipeline code, and the .py files in the folder are "
+        "never executed.",
+    )
     return parser
 
 
@@ -65,13 +72,28 @@ def read_inputs(args) -> list:
     return inputs
 
 
+def is_local_checkpoint(checkpoint: str) -> bool:
+    """A folder (or what is clearly meant as one), as opposed to a Hub repo id."""
+    return os.path.exists(checkpoint) or checkpoint.startswith((".", "/", "~"))
+
+
 def load_pipeline(args):
-    # A folder (or what is clearly meant as one) is checked here, for an error that says what is wrong with it.
-    kwargs = {"device": args.device, "trust_remote_code": True}
-    if os.path.exists(args.checkpoint) or args.checkpoint.startswith((".", "/", "~")):
+    kwargs = {"device": args.device}
+    if is_local_checkpoint(args.checkpoint):
+        # Checked here, for an error that says what is wrong with the folder.
         read_checkpoint_config(os.path.expanduser(args.checkpoint))
-        # This installed pipeline, whether or not the folder holds a copy (a Hub repo brings its own).
+        # This installed pipeline and, through the classes this package registers with AutoConfig / AutoModel, this
+        # installed model code: nothing the folder holds is executed, so no opt-in is needed.
         kwargs["pipeline_class"] = MultiTaskPipeline
+        kwargs["trust_remote_code"] = args.trust_remote_code
+    elif not args.trust_remote_code:
+        raise ValueError(
+            f"{args.checkpoint!r} is a Hub repo: loading it runs the pipeline code it ships on this machine. Read it "
+            f"at https://huggingface.co/{args.checkpoint} and pass --trust-remote-code, or download the repo and "
+            "pass its local folder (which runs this installed version's code)."
+        )
+    else:
+        kwargs["trust_remote_code"] = True  # a Hub repo brings its own pipeline code
     if args.dtype is not None:
         kwargs["dtype"] = args.dtype
     if args.revision is not None:

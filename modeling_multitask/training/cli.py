@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 from torch.utils.data import ConcatDataset
 from transformers import AutoConfig, AutoTokenizer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
@@ -24,7 +25,8 @@ from .collator import MultiTaskDataCollator
 from .data import PreparedData, prepare_data
 from .experiment import Experiment, ExperimentError, load_experiment
 from .metrics import load_evaluate_metric, tag_sequences
-from .pretrained import resolve_encoder
+from .pretrained import published_encoder_name, resolve_encoder
+from .publishing import PublishSettings, publishable_experiment, split_publish_settings, training_data
 from .trainer import FeatureDataset, MultiTaskTrainer, TaskInfo
 
 
@@ -166,6 +168,9 @@ def format_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
 
 def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -> dict:
     """Train, evaluate and save; returns the metrics written to metrics.json."""
+    # The token and push settings stay out of the TrainingArguments (the Trainer pickles them into every
+    # checkpoint's training_args.bin): the final checkpoint is pushed once, by save_final_checkpoint.
+    experiment, publish = split_publish_settings(experiment)
     encoder_path, _ = check_base_model(experiment)
     task_infos = evaluation_settings(experiment)
 
@@ -225,10 +230,14 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
     )
     train_result = trainer.train(resume_from_checkpoint=last_checkpoint if resume else None)
 
-    results = {"base_model": experiment.model.base_model, "train": train_result.metrics}
+    results = {
+        "base_model": published_encoder_name(experiment.model.base_model),
+        "training_data": training_data(experiment),
+        "train": train_result.metrics,
+    }
     results.update(evaluate_splits(trainer, prepared, [task.name for task in experiment.tasks]))
     results["truncated_examples"] = prepared.truncated  # split -> task -> examples longer than max_length
-    save_final_checkpoint(trainer, tokenizer, output_dir, results, experiment)
+    save_final_checkpoint(trainer, tokenizer, output_dir, results, experiment, publish)
     print(f"\nPer-task metrics ({output_dir}):")
     print(format_table({split: results[split] for split in ("validation", "test") if split in results}))
     for key in ("validation_sentence_accuracy", "test_sentence_accuracy"):
@@ -307,25 +316,38 @@ def evaluate_checkpoint(experiment: Experiment, checkpoint: Path | str) -> dict:
 
 
 def save_final_checkpoint(
-    trainer: MultiTaskTrainer, tokenizer, output_dir: Path, results: dict, experiment: Experiment
+    trainer: MultiTaskTrainer,
+    tokenizer,
+    output_dir: Path,
+    results: dict,
+    experiment: Experiment,
+    publish: PublishSettings | None = None,
 ) -> None:
-    """Model, tokenizer, pipeline code, metrics, experiment copy and model card; pushed when the run asks to."""
-    from modeling_multitask.hub import push_checkpoint, save_pipeline_files, write_model_card
+    """Model, tokenizer, pipeline code, metrics, experiment copy and model card; pushed when the run asks to.
 
-    if trainer.is_world_process_zero():
-        trainer.model.save_pretrained(output_dir)
-        tokenizer.save_pretrained(output_dir)
-        save_pipeline_files(output_dir)
-        (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
-        if experiment.path is not None:
-            (output_dir / "experiment.yaml").write_text(experiment.path.read_text())
-        write_model_card(output_dir, base_model=experiment.model.base_model)
-        if trainer.args.push_to_hub:
-            repo_id = trainer.args.hub_model_id or output_dir.name
-            push_checkpoint(
-                output_dir, repo_id, token=trainer.args.hub_token, private=bool(trainer.args.hub_private_repo)
-            )
-            print(f"Pushed the checkpoint to the Hub repo {repo_id}")
+    The folder is what gets published, so it holds no secret and no local absolute path: the encoder is named by its
+    Hub id (or `./<folder>`), the experiment copy loses its secrets and absolute paths (see `publishing`).
+    """
+    from modeling_multitask.hub import clean_tokenizer_config, push_checkpoint, save_pipeline_files, write_model_card
+
+    if not trainer.is_world_process_zero():
+        return
+    published_base_model = published_encoder_name(experiment.model.base_model)
+    trainer.model.config.encoder_config._name_or_path = published_base_model
+    trainer.model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    clean_tokenizer_config(output_dir)
+    save_pipeline_files(output_dir)
+    (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+    if experiment.path is not None:
+        raw = yaml.safe_load(experiment.path.read_text())
+        clean = publishable_experiment(raw, experiment.path.resolve().parent)
+        (output_dir / "experiment.yaml").write_text(yaml.safe_dump(clean, sort_keys=False, allow_unicode=True))
+    write_model_card(output_dir, base_model=published_base_model)
+    if publish is not None and publish.push_to_hub:
+        repo_id = trainer.args.hub_model_id or output_dir.name
+        push_checkpoint(output_dir, repo_id, token=publish.hub_token, private=bool(trainer.args.hub_private_repo))
+        print(f"Pushed the checkpoint to the Hub repo {repo_id}")
 
 
 def build_parser() -> argparse.ArgumentParser:

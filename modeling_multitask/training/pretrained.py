@@ -38,3 +38,19 @@ def resolve_encoder(name_or_path: str) -> str:
             logger.info("Using the installed copy of %s from the %s package (%s).", name_or_path, package, path)
             return str(path)
     return name_or_path
+
+
+def published_encoder_name(name_or_path: str) -> str:
+    """The name to publish for an encoder: never a local absolute path.
+
+    A Hub id stays as it is; the installed copy of a packaged encoder maps back to its Hub id; any other local folder
+    becomes `./<folder name>` (relative, so readers and the model card see a local encoder, not a Hub id).
+    """
+    folder = Path(name_or_path).expanduser()
+    if not folder.is_dir():
+        return name_or_path
+    for hub_id, package in PACKAGED_ENCODERS.items():
+        installed = packaged_encoder_path(package) if "/" in hub_id else None
+        if installed is not None and installed.resolve() == folder.resolve():
+            return hub_id
+    return f"./{folder.resolve().name}"
