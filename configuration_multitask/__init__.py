@@ -1,10 +1,12 @@
 from .configuration_multitask import (
     FUSION_TYPES,
+    RESERVED_TASK_NAMES,
     TAG_DECODINGS,
     TASK_TYPES,
     TOKEN_LEVEL_TASK_TYPES,
     WORD_SPLITTINGS,
     MultiTaskConfig,
+    check_task_name,
 )
 
 
@@ -15,4 +17,6 @@ __all__ = [
     "TOKEN_LEVEL_TASK_TYPES",
     "TAG_DECODINGS",
     "WORD_SPLITTINGS",
+    "RESERVED_TASK_NAMES",
+    "check_task_name",
 ]

@@ -1,11 +1,12 @@
 """Configuration of the multi-task model: one shared encoder, one head per task, optional AttentionFusion.
 
-This file is shipped as remote code next to every checkpoint, so it imports nothing but transformers.
+This file is shipped as remote code next to every checkpoint, so it imports nothing but torch and transformers.
 """
 
 import difflib
 import re
 
+from torch import nn
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
@@ -27,12 +28,29 @@ WORD_SPLITTINGS = ("whitespace", "punctuation")
 _TASK_KEYS = ("name", "type", "labels", "num_labels", "loss_weight", "decoding")
 _FUSION_KEYS = ("type", "hidden_size", "token_context")
 _TASK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+# Task names key `nn.ModuleDict`s (heads, private layers), which refuse a key that is one of their attributes
+# (`type`, `train`, `update`, `keys`, `to`, ...), and dicts of per-task values: such names are reserved.
+RESERVED_TASK_NAMES = frozenset(name for name in {*dir(nn.ModuleDict()), *dir(dict)} if _TASK_NAME.match(name))
 
 
 def _nearest(key: str, allowed) -> str:
     """A 'did you mean' suffix for an unknown key, or an empty string."""
     match = difflib.get_close_matches(key, list(allowed), n=1)
     return f" Did you mean {match[0]!r}?" if match else ""
+
+
+def check_task_name(name, where: str) -> None:
+    """Raise `ValueError` unless `name` can key the model's modules and prefix its metric keys."""
+    if not isinstance(name, str) or not _TASK_NAME.match(name):
+        raise ValueError(
+            f"{where} has invalid name {name!r}: use a letter followed by letters, digits, '_' or '-' "
+            "(the name becomes a module key and a metric prefix, so no dots or spaces)."
+        )
+    if name in RESERVED_TASK_NAMES:
+        raise ValueError(
+            f"{where} has name {name!r}, which clashes with the attribute {name!r} of the per-task module and "
+            f"value dictionaries (torch.nn.ModuleDict / dict). Rename the task, e.g. {name + '_task'!r}."
+        )
 
 
 def _normalize_task(spec, index: int) -> dict:
@@ -47,11 +65,7 @@ def _normalize_task(spec, index: int) -> dict:
             f"Allowed keys: {', '.join(_TASK_KEYS)}."
         )
     name = spec.get("name")
-    if not isinstance(name, str) or not _TASK_NAME.match(name):
-        raise ValueError(
-            f"tasks[{index}] has invalid name {name!r}: use a letter followed by letters, digits, '_' or '-' "
-            "(the name becomes a module key and a metric prefix, so no dots or spaces)."
-        )
+    check_task_name(name, f"tasks[{index}]")
     task_type = spec.get("type")
     if task_type not in TASK_TYPES:
         raise ValueError(
@@ -307,6 +321,8 @@ class MultiTaskConfig(PreTrainedConfig):
 
 __all__ = [
     "MultiTaskConfig",
+    "check_task_name",
+    "RESERVED_TASK_NAMES",
     "TASK_TYPES",
     "TOKEN_LEVEL_TASK_TYPES",
     "FUSION_TYPES",

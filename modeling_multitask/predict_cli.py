@@ -54,7 +54,7 @@ def read_inputs(args) -> list:
     if args.file is not None:
         if not args.file.is_file():
             raise FileNotFoundError(f"--file {args.file} does not exist.")
-        for number, line in enumerate(args.file.read_text().splitlines(), start=1):
+        for number, line in enumerate(args.file.read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():
                 continue
             try:

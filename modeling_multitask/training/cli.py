@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import torch
 import yaml
 from torch.utils.data import ConcatDataset
 from transformers import AutoConfig, AutoTokenizer, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
 from .collator import MultiTaskDataCollator
 from .data import PreparedData, prepare_data
@@ -46,9 +48,16 @@ TRAINING_DEFAULTS = {
 
 
 def check_base_model(experiment: Experiment) -> tuple[str, AutoConfig]:
-    """Resolve the encoder and read its config; a bad name, a fusion size mismatch or more private layers than the
-    encoder has fail here."""
+    """Resolve the encoder and read its config; a bad name, a folder without weights, a fusion size mismatch, more
+    private layers than the encoder has, or a max_length beyond its position embeddings fail here. A task that
+    leaves max_length at its default gets the encoder's limit where that is lower."""
     path = resolve_encoder(experiment.model.base_model)
+    weight_files = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
+    if Path(path).is_dir() and not any((Path(path) / name).is_file() for name in weight_files):
+        raise ExperimentError(
+            f"model.base_model: the folder '{experiment.model.base_model}' has no weights (none of "
+            f"{', '.join(weight_files)}). Save the encoder with save_pretrained() into it, or name a Hub id."
+        )
     try:
         encoder_config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as error:
@@ -73,7 +82,31 @@ def check_base_model(experiment: Experiment) -> tuple[str, AutoConfig]:
             f"model.task_private_layers={private} leaves nothing shared: the base model "
             f"'{experiment.model.base_model}' has {depth} layers, so use at most {depth - 1}."
         )
+    limit = position_limit(encoder_config)
+    for index, task in enumerate(experiment.tasks):
+        if limit is None or task.max_length <= limit:
+            continue
+        if task.max_length_is_default:
+            logger.info("Task %s: max_length %d (the encoder's limit).", task.name, limit)
+            task.max_length = limit
+        else:
+            # One example that long would crash the encoder's forward pass, possibly hours into training.
+            raise ExperimentError(
+                f"tasks[{index}] ({task.name}).max_length is {task.max_length}, but the base model "
+                f"'{experiment.model.base_model}' takes at most {limit} tokens: set max_length to {limit} or less."
+            )
     return path, encoder_config
+
+
+def position_limit(encoder_config) -> int | None:
+    """The most tokens the encoder can embed, or None when it has no learned position limit we know of."""
+    positions = getattr(encoder_config, "max_position_embeddings", None)
+    if not isinstance(positions, int):
+        return None
+    # RoBERTa-style encoders number positions from padding_idx + 1, so two of their embeddings are never used.
+    if encoder_config.model_type in ("roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text"):
+        positions -= (encoder_config.pad_token_id or 0) + 1
+    return positions
 
 
 def training_arguments(experiment: Experiment, has_validation: bool):
@@ -127,10 +160,13 @@ def build_model(experiment: Experiment, encoder_path: str, prepared: PreparedDat
 
 def _per_task(metrics: dict[str, float], prefix: str, task_names: list[str]) -> dict[str, dict[str, float]]:
     table = {}
-    for name in task_names:
-        start = f"{prefix}_{name}_"
-        table[name] = {key[len(start) :]: value for key, value in metrics.items() if key.startswith(start)}
-    return {name: values for name, values in table.items() if values}
+    # By the longest task name a key starts with: `eval_ner_fine_f1` is ner_fine's f1, not ner's "fine_f1".
+    by_length = sorted(task_names, key=len, reverse=True)
+    for key, value in metrics.items():
+        name = next((name for name in by_length if key.startswith(f"{prefix}_{name}_")), None)
+        if name is not None:
+            table.setdefault(name, {})[key[len(f"{prefix}_{name}_") :]] = value
+    return {name: table[name] for name in task_names if table.get(name)}
 
 
 def joint_sentence_accuracy(trainer: MultiTaskTrainer, prepared: PreparedData) -> dict[str, float]:
@@ -167,12 +203,21 @@ def format_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
 
 
 def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -> dict:
-    """Train, evaluate and save; returns the metrics written to metrics.json."""
+    """Train, evaluate and save; returns the metrics written to metrics.json.
+
+    Every check (experiment, encoder, output folder, data) passes before anything is written."""
+    if resume and overwrite:
+        raise ExperimentError(
+            "--resume continues the last checkpoint and --overwrite starts again from scratch: pass one of them."
+        )
     # The token and push settings stay out of the TrainingArguments (the Trainer pickles them into every
     # checkpoint's training_args.bin): the final checkpoint is pushed once, by save_final_checkpoint.
     experiment, publish = split_publish_settings(experiment)
     encoder_path, _ = check_base_model(experiment)
     task_infos = evaluation_settings(experiment)
+    args = training_arguments(experiment, has_validation=any(task.has_validation for task in experiment.tasks))
+    output_dir = Path(args.output_dir)
+    last_checkpoint = check_output_dir(output_dir, resume, overwrite)
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(encoder_path)
@@ -191,16 +236,6 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
     prepared = prepare_data(experiment, tokenizer)
     for info in task_infos:
         info.labels = prepared.labels[info.name]
-    args = training_arguments(experiment, has_validation=bool(prepared.validation))
-    output_dir = Path(args.output_dir)
-    last_checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-    if resume and last_checkpoint is None:
-        raise ExperimentError(f"--resume: no checkpoint-* folder in {output_dir} to resume from.")
-    if last_checkpoint and not resume and not overwrite:
-        raise ExperimentError(
-            f"{output_dir} already holds {Path(last_checkpoint).name} from an earlier run: pass "
-            "--resume to continue it, or --overwrite to start again."
-        )
 
     set_seed(args.seed)  # the heads and fusion start from the same weights in every run with this seed
     model = build_model(experiment, encoder_path, prepared)
@@ -228,7 +263,9 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
         ", ".join(group.name for group in prepared.groups),
         experiment.model.base_model,
     )
-    train_result = trainer.train(resume_from_checkpoint=last_checkpoint if resume else None)
+    if overwrite:
+        clear_checkpoints(output_dir)
+    train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
 
     results = {
         "base_model": published_encoder_name(experiment.model.base_model),
@@ -245,6 +282,34 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
             print(f"  {key.split('_')[0]:<10} {group:<16} sentence_accuracy {value:.4f}")
     print(f"Saved the checkpoint to {output_dir}")
     return results
+
+
+def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> str | None:
+    """The checkpoint to resume from (None to start afresh); refuses a file, or an earlier run's checkpoints
+    without --resume or --overwrite."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ExperimentError(
+            f"training.output_dir {output_dir} is an existing file, not a folder: choose another output_dir."
+        )
+    last_checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if resume and last_checkpoint is None:
+        raise ExperimentError(f"--resume: no checkpoint-* folder in {output_dir} to resume from.")
+    if last_checkpoint and not resume and not overwrite:
+        raise ExperimentError(
+            f"{output_dir} already holds {Path(last_checkpoint).name} from an earlier run: pass "
+            "--resume to continue it, or --overwrite to start again."
+        )
+    return last_checkpoint if resume else None
+
+
+def clear_checkpoints(output_dir: Path) -> None:
+    """Remove an earlier run's checkpoint-<step> folders, so that a later --resume cannot pick up one of them (its
+    step may be higher than any of the new run's)."""
+    if not output_dir.is_dir():
+        return
+    for folder in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        if folder.is_dir() and folder.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-").isdigit():
+            shutil.rmtree(folder)
 
 
 def evaluation_settings(experiment: Experiment) -> list[TaskInfo]:
@@ -338,11 +403,13 @@ def save_final_checkpoint(
     tokenizer.save_pretrained(output_dir)
     clean_tokenizer_config(output_dir)
     save_pipeline_files(output_dir)
-    (output_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+    (output_dir / "metrics.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     if experiment.path is not None:
-        raw = yaml.safe_load(experiment.path.read_text())
+        raw = yaml.safe_load(experiment.path.read_text(encoding="utf-8-sig"))
         clean = publishable_experiment(raw, experiment.path.resolve().parent)
-        (output_dir / "experiment.yaml").write_text(yaml.safe_dump(clean, sort_keys=False, allow_unicode=True))
+        (output_dir / "experiment.yaml").write_text(
+            yaml.safe_dump(clean, sort_keys=False, allow_unicode=True), encoding="utf-8"
+        )
     write_model_card(output_dir, base_model=published_base_model)
     if publish is not None and publish.push_to_hub:
         repo_id = trainer.args.hub_model_id or output_dir.name

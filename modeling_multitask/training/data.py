@@ -7,6 +7,7 @@ import bisect
 import csv
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ from .experiment import DataSource, Experiment, ExperimentError, TaskSpec
 logger = logging.getLogger(__name__)
 
 UNK_LABEL = "UNK"
+# Every data file is read as UTF-8, whatever the locale; "-sig" drops a leading byte-order mark, which files saved by
+# Windows tools (and GLUE's MRPC) carry and which would otherwise stick to the first column name or JSON line.
+ENCODING = "utf-8-sig"
 _SUFFIX_FORMATS = {
     ".csv": "csv",
     ".tsv": "tsv",
@@ -45,12 +49,16 @@ class Rows:
 # ---------------------------------------------------------------------------------------------------------- reading
 
 
-def _read_delimited(path: Path, delimiter: str, has_header: bool, column_names: list[str] | None) -> Rows:
-    # GLUE's TSVs contain bare quotes: tab-separated files are read with quoting off, as the benchmark README says.
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+def _read_delimited(
+    path: Path, delimiter: str, has_header: bool, column_names: list[str] | None, quoting: bool | None = None
+) -> Rows:
+    # GLUE's TSVs contain bare quotes: tab-separated files are read with quoting off unless data.quoting turns it on
+    # (TSVs written by pandas or spreadsheets quote fields holding tabs or newlines).
+    if quoting is None:
+        quoting = delimiter != "\t"
     records, lines = [], []
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
+    with path.open(newline="", encoding=ENCODING) as handle:
+        reader = csv.reader(handle, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE)
         header = column_names
         for row in reader:
             if header is None:
@@ -72,7 +80,7 @@ def _read_delimited(path: Path, delimiter: str, has_header: bool, column_names: 
 
 def _read_jsonl(path: Path) -> Rows:
     records, lines = [], []
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding=ENCODING) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -91,7 +99,7 @@ def _read_conll(path: Path) -> Rows:
     """CoNLL-style columns: one token per line, the token first and its tag last, blank lines between sentences."""
     records, lines = [], []
     tokens, tags, start = [], [], None
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding=ENCODING) as handle:
         for number, line in enumerate(handle, start=1):
             parts = line.split()
             if not parts or parts[0] == "-DOCSTART-":
@@ -116,7 +124,7 @@ def _read_line_files(columns: dict[str, Path]) -> Rows:
     values = {}
     for column, path in columns.items():
         _require_file(path)
-        values[column] = path.read_text(encoding="utf-8").splitlines()
+        values[column] = path.read_text(encoding=ENCODING).splitlines()
     counts = {column: len(column_values) for column, column_values in values.items()}
     if len(set(counts.values())) > 1:
         raise ExperimentError(
@@ -150,7 +158,12 @@ def read_split(source: DataSource, split: str) -> Rows | None:
                 "local files instead."
             ) from error
         records = data.to_list()
-        return Rows(records, list(range(1, len(records) + 1)), f"{source.dataset}[{source.splits[split]}]")
+        origin = f"{source.dataset}[{source.splits[split]}]"
+        if not records:
+            raise ExperimentError(
+                f"Hub dataset split {origin} holds no examples: name a non-empty split in data.splits.{split}."
+            )
+        return Rows(records, list(range(1, len(records) + 1)), origin)
 
     location = source.files.get(split)
     if location is None:
@@ -179,7 +192,7 @@ def _read_local(source: DataSource, location) -> Rows:
             )
         if file_format in ("csv", "tsv"):
             delimiter = source.delimiter or ("\t" if file_format == "tsv" else ",")
-            rows = _read_delimited(location, delimiter, source.has_header, source.column_names)
+            rows = _read_delimited(location, delimiter, source.has_header, source.column_names, source.quoting)
         elif file_format in ("jsonl", "json"):
             rows = _read_jsonl(location)
         elif file_format == "conll":
@@ -229,9 +242,15 @@ def _raw_labels(task: TaskSpec, rows: Rows, index: int) -> Any:
     value = rows.records[index][task.label_column]
     if task.type == "regression":
         try:
-            return float(value)
+            target = float(value)
         except (TypeError, ValueError) as error:
             raise ExperimentError(f"{rows.where(index)}: regression label {value!r} is not a number.") from error
+        if not math.isfinite(target):
+            # One NaN target makes the loss NaN and, through it, every weight.
+            raise ExperimentError(
+                f"{rows.where(index)}: regression label {value!r} is not a finite number: fix or drop the example."
+            )
+        return target
     if task.type == "token_classification":
         return _words(value, rows, index, task.label_column)
     if task.type == "multi_label_classification":
@@ -473,7 +492,11 @@ class PreparedData:
 
 
 def prepare_data(experiment: Experiment, tokenizer) -> PreparedData:
-    """Read, check and tokenise every task's splits; any problem raises `ExperimentError` before training."""
+    """Read, check and tokenise every task's splits; any problem raises `ExperimentError` before training.
+
+    Every split of every task is read and its labels checked before the first one is tokenised, so a bad row in the
+    last file fails in seconds, not after the others have been tokenised.
+    """
     groups = group_tasks(experiment)
     task_indices = {task.name: i for i, task in enumerate(experiment.tasks)}
     cache: dict[tuple, Rows | None] = {}
@@ -486,6 +509,7 @@ def prepare_data(experiment: Experiment, tokenizer) -> PreparedData:
 
     prepared = PreparedData(labels={}, train={}, groups=groups)
     word_splitting = experiment.model.word_splitting
+    checked = []  # (group, train rows, train label ids, {split: (rows, {task: label ids})})
     for group in groups:
         train_rows = rows_of(group.source, "train")
         label_ids = {}
@@ -493,6 +517,20 @@ def prepare_data(experiment: Experiment, tokenizer) -> PreparedData:
             _check_columns(task, train_rows)
             prepared.labels[task.name] = infer_labels(task, train_rows)
             label_ids[task.name] = encode_labels(task, train_rows, prepared.labels[task.name], "train")
+        evaluation = {}
+        for split in ("validation", "test"):
+            rows = rows_of(group.source, split)
+            if rows is None:
+                continue
+            for task in group.tasks:
+                _check_columns(task, rows)
+            evaluation[split] = (
+                rows,
+                {task.name: encode_labels(task, rows, prepared.labels[task.name], split) for task in group.tasks},
+            )
+        checked.append((group, train_rows, label_ids, evaluation))
+
+    for group, train_rows, label_ids, evaluation in checked:
         prepared.train[group.name] = tokenize(
             group,
             train_rows,
@@ -504,13 +542,9 @@ def prepare_data(experiment: Experiment, tokenizer) -> PreparedData:
         )
         for task in group.tasks:
             prepared.truncated.setdefault("train", {})[task.name] = _count_truncated(prepared.train[group.name])
-        for split in ("validation", "test"):
-            rows = rows_of(group.source, split)
-            if rows is None:
-                continue
+        for split, (rows, split_label_ids) in evaluation.items():
             for task in group.tasks:
-                _check_columns(task, rows)
-                ids = {task.name: encode_labels(task, rows, prepared.labels[task.name], split)}
+                ids = {task.name: split_label_ids[task.name]}
                 # Evaluated alone, but tokenised exactly as in training.
                 single = TaskGroup([task], group.source, split_words=group.word_level)
                 getattr(prepared, split)[task.name] = tokenize(

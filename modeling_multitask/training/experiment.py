@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 from transformers import TrainingArguments
 
-from configuration_multitask import TAG_DECODINGS, TASK_TYPES, WORD_SPLITTINGS
+from configuration_multitask import TAG_DECODINGS, TASK_TYPES, WORD_SPLITTINGS, check_task_name
 
 
 class ExperimentError(ValueError):
@@ -45,6 +45,7 @@ class ExperimentError(ValueError):
 SPLITS = ("train", "validation", "test")
 FILE_FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "conll", "lines")
 SAMPLING_STRATEGIES = ("proportional", "temperature", "uniform", "round_robin")
+MIN_TEMPERATURE = 0.05  # n^(1/0.05) = n^20 stays a finite float up to n = 10^15 examples
 UNSEEN_LABEL_RULES = ("error", "unk")
 DEFAULT_METRICS = {
     "sequence_classification": ["accuracy", "f1", "mcc"],
@@ -70,6 +71,7 @@ class DataSource:
     delimiter: str | None = None
     has_header: bool = True
     column_names: list[str] | None = None  # for csv/tsv files without a header
+    quoting: bool | None = None  # csv/tsv: honour "..." quotes; None: on for csv, off for tsv (GLUE's bare quotes)
 
     def key(self) -> tuple:
         """Identifies the data, so that tasks reading the same examples can share one encoder pass."""
@@ -92,10 +94,16 @@ class TaskSpec:
     metrics: list[str] | None = None
     label_separator: str | None = None  # multi-label: labels given as one string, e.g. "a|b"
     decoding: str = "argmax"  # token tasks: "argmax", or "bio" for the best IOB2-valid tag sequence
+    # Not an experiment key: whether max_length is the default, which an encoder with fewer positions may lower.
+    max_length_is_default: bool = dataclasses.field(default=False, init=False, repr=False)
 
     @property
     def is_token_level(self) -> bool:
         return self.type == "token_classification"
+
+    @property
+    def has_validation(self) -> bool:
+        return "validation" in (self.data.splits if self.data.dataset is not None else self.data.files)
 
 
 @dataclasses.dataclass
@@ -175,6 +183,7 @@ def _parse_data(raw: Any, base: Path, where: str) -> DataSource:
         "delimiter",
         "has_header",
         "column_names",
+        "quoting",
     ]
     raw = _check_keys(raw, allowed, where)
     source = DataSource(
@@ -184,7 +193,12 @@ def _parse_data(raw: Any, base: Path, where: str) -> DataSource:
         delimiter=raw.get("delimiter"),
         has_header=raw.get("has_header", True),
         column_names=raw.get("column_names"),
+        quoting=raw.get("quoting"),
     )
+    for flag in ("has_header", "quoting"):
+        value = getattr(source, flag)
+        if value is not None and not isinstance(value, bool):
+            raise ExperimentError(f"{where}.{flag} must be true or false, got {value!r}.")
     if source.format is not None and source.format not in FILE_FORMATS:
         raise ExperimentError(
             f"{where}.format '{source.format}' is unknown.{_nearest(source.format, FILE_FORMATS)} "
@@ -213,11 +227,57 @@ def _parse_data(raw: Any, base: Path, where: str) -> DataSource:
     return source
 
 
+# TaskSpec keys whose value is one plain scalar: a wrong type fails here, not deep inside reading or training.
+_SCALAR_TYPES = {
+    "text_column": str,
+    "text_pair_column": str,
+    "label_column": str,
+    "unseen_labels": str,
+    "label_separator": str,
+    "decoding": str,
+    "num_labels": int,
+    "max_length": int,
+}
+
+
+def _check_scalar_types(raw: dict, where: str) -> None:
+    for key, expected in _SCALAR_TYPES.items():
+        value = raw.get(key)
+        if value is None or (isinstance(value, expected) and not isinstance(value, bool)):
+            continue
+        hint = f" (write {value} without quotes)" if isinstance(value, str) and value.strip().isdigit() else ""
+        raise ExperimentError(
+            f"{where}.{key} must be {'an integer' if expected is int else 'a string'}, got {value!r}{hint}."
+        )
+    if raw.get("num_labels") is not None and raw["num_labels"] < 1:
+        raise ExperimentError(f"{where}.num_labels must be a positive integer, got {raw['num_labels']!r}.")
+
+
+def _read_utf8(path: Path, what: str) -> str:
+    """A text file's contents as UTF-8 (never the locale's encoding: `LC_ALL=C` would fail on any non-ASCII byte),
+    without a leading byte-order mark."""
+    if path.is_dir():
+        raise ExperimentError(f"{what}: {path} is a directory, not a file.")
+    if not path.is_file():
+        raise ExperimentError(f"{what}: {path} does not exist.")
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ExperimentError(
+            f"{what}: {path} is not UTF-8 text ({error.reason} at byte {error.start}): save it as UTF-8."
+        ) from None
+
+
 def _parse_task(raw: Any, index: int, base: Path) -> TaskSpec:
     where = f"tasks[{index}]"
-    fields = [f.name for f in dataclasses.fields(TaskSpec)]
+    fields = [f.name for f in dataclasses.fields(TaskSpec) if f.init]
     raw = _check_keys(raw, fields, where, required=("name", "type", "data"))
+    try:
+        check_task_name(raw["name"], f"tasks[{index}]")
+    except ValueError as error:
+        raise ExperimentError(str(error)) from None
     where = f"tasks[{index}] ({raw['name']})"
+    _check_scalar_types(raw, where)
     if raw["type"] not in TASK_TYPES:
         raise ExperimentError(
             f"{where}.type '{raw['type']}' is unknown.{_nearest(str(raw['type']), TASK_TYPES)} "
@@ -225,6 +285,7 @@ def _parse_task(raw: Any, index: int, base: Path) -> TaskSpec:
         )
     values = {key: value for key, value in raw.items() if key != "data"}
     task = TaskSpec(data=_parse_data(raw["data"], base, f"{where}.data"), **values)
+    task.max_length_is_default = "max_length" not in raw
     if task.is_token_level and "text_column" not in raw:
         task.text_column = "tokens"
     if task.is_token_level and "label_column" not in raw:
@@ -235,7 +296,7 @@ def _parse_task(raw: Any, index: int, base: Path) -> TaskSpec:
         label_file = _resolve(task.labels, base, f"{where}.labels")
         if not label_file.is_file():
             raise ExperimentError(f"{where}.labels: label file {label_file} does not exist.")
-        task.labels = [line.strip() for line in label_file.read_text().splitlines() if line.strip()]
+        task.labels = [line.strip() for line in _read_utf8(label_file, f"{where}.labels").splitlines() if line.strip()]
     if task.labels is not None:
         if not isinstance(task.labels, list) or not all(isinstance(x, (str, int)) for x in task.labels):
             raise ExperimentError(f"{where}.labels must be a list of label names or a label file path.")
@@ -271,6 +332,8 @@ def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = N
         raw["model"], [f.name for f in dataclasses.fields(ModelSpec)], "model", required=("base_model",)
     )
     model = ModelSpec(**model_raw)
+    if not isinstance(model.base_model, str):
+        raise ExperimentError(f"model.base_model must be a folder path or a Hub id, got {model.base_model!r}.")
     base_model = Path(model.base_model).expanduser()
     if not base_model.is_absolute() and (base / base_model).is_dir():
         model.base_model = str(base / base_model)
@@ -281,6 +344,7 @@ def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = N
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ExperimentError(f"Task names must be unique; {duplicates} appear more than once.")
+    _check_metric_keys_unambiguous(tasks)
 
     sampling = SamplingSpec(
         **_check_keys(raw.get("sampling") or {}, [f.name for f in dataclasses.fields(SamplingSpec)], "sampling")
@@ -293,6 +357,13 @@ def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = N
         )
     if not _is_number(sampling.temperature) or not sampling.temperature > 0:
         raise ExperimentError(f"sampling.temperature must be a number > 0, got {sampling.temperature!r}.")
+    if sampling.temperature < MIN_TEMPERATURE:
+        # The weights are n^(1/T): with T = 0.01 a task of 1,000 examples weighs 10^300, and float overflows.
+        raise ExperimentError(
+            f"sampling.temperature {sampling.temperature!r} is too small: the sampling weights n^(1/T) overflow. "
+            f"Use a temperature >= {MIN_TEMPERATURE} (1 is proportional; to train mostly the largest task, "
+            "use strategy: proportional)."
+        )
     cap = sampling.max_examples_per_task
     if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
         raise ExperimentError(f"sampling.max_examples_per_task must be a positive integer or null, got {cap!r}.")
@@ -314,9 +385,55 @@ def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = N
     argument_names = [f.name for f in dataclasses.fields(TrainingArguments) if f.init]
     _check_keys(training, argument_names, "training")
     training = _read_training_numbers(training)
+    _check_training_numbers(training)
     return Experiment(
         model=model, tasks=tasks, sampling=sampling, training=training, path=path, seed=raw.get("seed", 42)
     )
+
+
+def _check_metric_keys_unambiguous(tasks: list[TaskSpec]) -> None:
+    """Metric keys are `eval_<task>_<metric>`, read back by the longest task name they start with. Two tasks such as
+    `ner` and `ner_micro` would make `eval_ner_micro_f1` both ner's `micro_f1` and ner_micro's `f1`: refuse that."""
+    for task in tasks:
+        own_keys = [f"{task.name}_{metric}" for metric in [*(task.metrics or DEFAULT_METRICS[task.type]), "loss"]]
+        for other in tasks:
+            if other is task or not other.name.startswith(f"{task.name}_"):
+                continue
+            clash = next((key for key in own_keys if key.startswith(f"{other.name}_")), None)
+            if clash is not None:
+                raise ExperimentError(
+                    f"Task names '{task.name}' and '{other.name}' clash: the metric key 'eval_{clash}' of "
+                    f"'{task.name}' reads as a metric of '{other.name}'. Rename one of them (e.g. "
+                    f"'{other.name.replace('_', '-')}')."
+                )
+
+
+# TrainingArguments numbers that must be positive, or training fails late (0) or silently trains anyway (-1 epochs).
+_POSITIVE_TRAINING_NUMBERS = (
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "gradient_accumulation_steps",
+    "num_train_epochs",
+)
+
+
+def _check_training_numbers(training: dict) -> None:
+    for key in _POSITIVE_TRAINING_NUMBERS:
+        value = training.get(key)
+        if value is None:
+            continue
+        if not _is_number(value) or not value > 0:
+            raise ExperimentError(f"training.{key} must be a number > 0, got {value!r}.")
+    max_steps = training.get("max_steps")
+    if max_steps is not None and (
+        not isinstance(max_steps, int) or isinstance(max_steps, bool) or (max_steps == 0 or max_steps < -1)
+    ):
+        raise ExperimentError(
+            f"training.max_steps must be a positive integer (or -1 to train for num_train_epochs), got {max_steps!r}."
+        )
+    learning_rate = training.get("learning_rate")
+    if learning_rate is not None and (not _is_number(learning_rate) or learning_rate < 0):
+        raise ExperimentError(f"training.learning_rate must be a number >= 0, got {learning_rate!r}.")
 
 
 def _numeric_type(hint) -> type | None:
@@ -353,20 +470,35 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), yaml.safe_load(value)
 
 
+def _override_index(node: list, key: str, override: str, path: list[str]) -> int:
+    if not key.isdigit() or int(key) >= len(node):
+        raise ExperimentError(
+            f"--set {override}: '{'.'.join(path)}' is not an index of the list, which has {len(node)} entries "
+            f"(0 to {len(node) - 1}). Add the entry in the experiment file."
+        )
+    return int(key)
+
+
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Apply `--set a.b=value` overrides (values parsed as YAML; `tasks.0.max_length=64` indexes the task list)."""
     for override in overrides:
         keys, value = _parse_override(override)
         node = raw
         for i, key in enumerate(keys[:-1]):
+            path = keys[: i + 1]
             if isinstance(node, list):
-                if not key.isdigit() or int(key) >= len(node):
-                    raise ExperimentError(f"--set {override}: '{'.'.join(keys[: i + 1])}' is not a valid list index.")
-                node = node[int(key)]
+                node = node[_override_index(node, key, override, path)]
             else:
                 node = node.setdefault(key, {})
+            if not isinstance(node, (dict, list)):
+                # e.g. `model.fusion.hidden_size=32` while `fusion: null`: there is no mapping to set a key in.
+                example = f"--set '{'.'.join(path)}={{{keys[i + 1]}: ...}}'"
+                raise ExperimentError(
+                    f"--set {override}: '{'.'.join(path)}' is {yaml.safe_dump(node).splitlines()[0]}, not a section "
+                    f"with keys. Set the whole section instead, e.g. {example}."
+                )
         if isinstance(node, list):
-            node[int(keys[-1])] = value
+            node[_override_index(node, keys[-1], override, keys)] = value
         else:
             node[keys[-1]] = value
     return raw
@@ -375,11 +507,16 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
     """Read, override and validate an experiment file."""
     path = Path(path)
+    if path.is_dir():
+        raise ExperimentError(f"Experiment path {path} is a directory: give the experiment .yaml file inside it.")
     if not path.is_file():
         raise ExperimentError(f"Experiment file {path} does not exist.")
+    text = _read_utf8(path, "experiment file")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ExperimentError(f"{path} is not valid YAML: {error}") from error
+    if raw is not None and not isinstance(raw, dict):
+        raise ExperimentError(f"{path} must hold a mapping with 'model' and 'tasks', got {type(raw).__name__}.")
     raw = apply_overrides(raw or {}, overrides or [])
     return parse_experiment(raw, base_dir=path.resolve().parent, path=path)
