@@ -265,6 +265,8 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
     )
     if overwrite:
         clear_checkpoints(output_dir)
+    if last_checkpoint is not None:
+        logger.info("Resuming from %s: its weights, optimizer, scheduler, RNG and data order.", last_checkpoint)
     train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
 
     results = {
