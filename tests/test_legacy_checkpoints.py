@@ -1,10 +1,13 @@
 """Checkpoints saved by earlier versions keep loading and computing the same outputs.
 
 `tests/fixtures/legacy_checkpoints/` holds tiny checkpoints written by `make_checkpoints.py` on an earlier commit
-(named in each folder's `made_with.txt`) with the logits they gave then. They load three ways: through this version
-of the library, through their own shipped remote code, and, re-saved by this version, through its remote code.
+(named in each folder's `made_with.txt`) with the logits they gave then. The remote code they shipped is kept once,
+in `vendor/<commit>/`, frozen as that commit wrote it. They load three ways: through this version of the library,
+through their own remote code (the folder as it was saved: weights plus that code), and, re-saved by this version,
+through this version's remote code.
 """
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,6 +30,16 @@ def expected_of(folder: Path) -> tuple[dict, dict]:
     return inputs, logits
 
 
+def as_saved(variant: str, tmp_path: Path) -> Path:
+    """The checkpoint folder as `save_pretrained` wrote it: its files plus the remote code of its commit."""
+    folder = tmp_path / variant
+    shutil.copytree(LEGACY / variant, folder)
+    commit = (folder / "made_with.txt").read_text().strip()
+    for code in (LEGACY / "vendor" / commit).glob("*.py"):
+        shutil.copy(code, folder / code.name)
+    return folder
+
+
 def test_fixtures_are_present():
     assert VARIANTS == ["fusion_private", "plain_mean"]
 
@@ -47,7 +60,7 @@ def test_this_version_computes_what_the_legacy_checkpoint_did(variant):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_legacy_checkpoint_loads_with_its_own_remote_code(variant, tmp_path):
     inputs, expected = expected_of(LEGACY / variant)
-    _, outputs = run_fresh(LEGACY / variant, inputs, tmp_path)
+    _, outputs = run_fresh(as_saved(variant, tmp_path), inputs, tmp_path)
     for task, logits in expected.items():
         torch.testing.assert_close(outputs[task], logits, rtol=0, atol=1e-6)
 
