@@ -53,7 +53,14 @@ def test_perf_smoke_preset_measures_everything(tmp_path, keep_torch_threads, cap
     # The printed table is the one written to the JSON, with one row per measurement.
     table = results["table"]
     assert table in capsys.readouterr().out
-    for row in ("| (a) train", "| (b) fusion extra", "| (b) fusion path", "| (c) inference", "| (d) data", "| (e) peak"):
+    for row in (
+        "| (a) train",
+        "| (b) fusion extra",
+        "| (b) fusion path",
+        "| (c) inference",
+        "| (d) data",
+        "| (e) peak",
+    ):
         assert row in table, row
 
 
