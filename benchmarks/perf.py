@@ -457,8 +457,12 @@ def measure_fusion_component(preset: Preset) -> dict:
         optimizer.zero_grad(set_to_none=True)
 
     def fusion_path():
+        # What the model computes for a sequence head under fusion, through public API: the task's token weights
+        # from `AttentionFusion.attention_weights`, then the attention pooling `fused.sum(dim=1)` of its docstring,
+        # summed as the model does, without building the (batch, seq, hidden) product.
         with autocast:
-            pooled, _ = with_fusion._task_representation(hidden, attention_mask, 0, is_token_level=False)
+            weights = with_fusion.fusion.attention_weights(hidden, 0, attention_mask)  # (batch, seq)
+            pooled = torch.einsum("bs,bsh->bh", weights, hidden)  # (batch, hidden)
         pooled.float().sum().backward()
 
     def cls_path():

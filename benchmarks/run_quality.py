@@ -3,7 +3,9 @@
     python benchmarks/run_quality.py atis [--seeds 1 2 3] [--variants fusion,no_fusion,single_task] [--epochs 3]
                                          [--set training.learning_rate=1e-4 ...] [--threads 1 | --jobs 2]
 
-BENCHMARK is `atis`, `snips`, `glue` (the experiment files next to this script) or the path of any experiment file.
+BENCHMARK is `atis`, `snips`, `glue` (the experiment files next to this script), the path of any experiment file,
+or `smoke`: a tiny random encoder and generated data (`smoke_data.py`), a few seconds per seed, which checks that the
+harness runs (its numbers mean nothing; its results go under `--runs-dir`, not to benchmarks/results).
 For every seed it trains
   fusion       the multi-task model of the experiment file (AttentionFusion), through `multitask-train`;
   no_fusion    the same with `--set model.fusion=null` (heads read the mean-pooled / token encoder output);
@@ -40,8 +42,9 @@ import numpy as np
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a script from a clone: import the library from this checkout
-    sys.path.insert(0, str(REPO_ROOT))
+for folder in (REPO_ROOT, REPO_ROOT / "benchmarks"):  # the library from this checkout, and smoke_data beside us
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 from modeling_multitask.training.experiment import Experiment, TaskSpec, load_experiment  # noqa: E402
 
@@ -499,7 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="an experiment override for every variant (repeatable), as in multitask-train",
     )
-    parser.add_argument("--results-dir", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument(
+        "--results-dir",
+        default=None,
+        help="where <name>.json and <name>.md go (default: benchmarks/results; for smoke: RUNS_DIR/smoke/results)",
+    )
     parser.add_argument(
         "--runs-dir", default=str(REPO_ROOT / "runs" / "benchmarks"), help="where checkpoints and logs go"
     )
@@ -598,6 +605,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds is None and not args.rescore:
         args.seeds = DEFAULT_SEEDS
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    if args.benchmark == "smoke":
+        from smoke_data import write_smoke_experiment
+
+        smoke_dir = Path(args.runs_dir) / "smoke"
+        if args.results_dir is None:
+            args.results_dir = str(smoke_dir / "results")
+        # Parallel calls (--jobs) get the written file, so that they do not all write it again at once.
+        args.benchmark = str(write_smoke_experiment(smoke_dir / "experiment"))
+    if args.results_dir is None:
+        args.results_dir = str(Path(__file__).resolve().parent / "results")
     experiment_path = BENCHMARKS.get(args.benchmark, Path(args.benchmark)).resolve()
     name = args.benchmark if args.benchmark in BENCHMARKS else experiment_path.stem
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]

@@ -1,0 +1,80 @@
+"""The benchmark commands of the README on their smoke presets (tiny random encoders, generated data, seconds each),
+so that a change to the library that breaks a benchmark fails the default test run instead of the next benchmark run.
+
+Their numbers mean nothing at this size: the tests check that every measurement is there and well-formed.
+"""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def keep_torch_threads():
+    """perf.py pins torch to the preset's thread count; give the rest of the test session its threads back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_perf_smoke_preset_measures_everything(tmp_path, keep_torch_threads, capsys):
+    perf = load_script("perf")
+    out = tmp_path / "perf_smoke.json"
+    assert perf.main(["--preset", "smoke", "--out", str(out), "--workdir", str(tmp_path / "work")]) == 0
+
+    results = json.loads(out.read_text())
+    assert results["preset"]["name"] == "smoke"
+    training = results["training"]
+    assert training["measured_steps"] == perf.PRESETS["smoke"].measured_steps
+    ratios = [
+        training["ratios"]["multitask_vs_baseline"]["median"],
+        results["inference"]["ratios"]["k_tasks_one_pass_over_one_task"],
+        results["inference"]["ratios"]["k_tasks_one_pass_fusion_over_one_task"],
+        results["data_pipeline"]["headroom"],
+        *results["memory"]["ratios"].values(),
+    ]
+    assert all(math.isfinite(ratio) and ratio > 0 for ratio in ratios), ratios
+    assert math.isfinite(training["fusion_component"]["overhead"])
+    assert sorted(results["memory"]["ratios"]) == ["multitask", "multitask_fusion"]
+    # The printed table is the one written to the JSON, with one row per measurement.
+    table = results["table"]
+    assert table in capsys.readouterr().out
+    for row in (
+        "| (a) train",
+        "| (b) fusion extra",
+        "| (b) fusion path",
+        "| (c) inference",
+        "| (d) data",
+        "| (e) peak",
+    ):
+        assert row in table, row
+
+
+def test_run_quality_smoke_benchmark_trains_every_variant(tmp_path):
+    run_quality = load_script("run_quality")
+    assert run_quality.main(["smoke", "--seeds", "1", "--runs-dir", str(tmp_path)]) == 0
+
+    # Its results stay with the runs: benchmarks/results holds only real benchmarks.
+    assert not (BENCHMARKS / "results" / "smoke.json").exists()
+    record = json.loads((tmp_path / "smoke" / "results" / "smoke.json").read_text())
+    assert record["protocol"]["split"] == "test"
+    assert sorted(record["summary"]) == ["fusion", "no_fusion", "single_task"]
+    for variant, table in record["summary"].items():
+        for key in ("test/intent/accuracy", "test/slots/f1", "test/intent+slots/sentence_accuracy"):
+            assert 0 <= table["metrics"][key]["mean"] <= 100, (variant, key)
+        assert table["metrics"]["test/similarity/pearson"]["n"] == 1, variant  # NaN allowed: may predict a constant
+    assert "| intent+slots | sentence_accuracy |" in (tmp_path / "smoke" / "results" / "smoke.md").read_text()

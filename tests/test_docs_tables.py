@@ -1,0 +1,46 @@
+"""The docs' tables are renderings of the committed results files (`benchmarks/tables.py`): a doc that quotes a
+number the results do not hold, or results added without updating the docs, fails here."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "tables.py"
+
+
+@pytest.fixture(scope="module")
+def tables():
+    spec = importlib.util.spec_from_file_location("tables", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_docs_equal_the_tables_rendered_from_the_results(tables):
+    expected = tables.expected_files()
+    marked = {path.name for path in tables.DOCS if "<!-- table:" in path.read_text()}
+    assert marked == {"README.md", "RESULTS.md", "PERFORMANCE.md"}
+    stale = [str(path) for path, content in expected.items() if path.read_text() != content]
+    assert not stale, f"run `python benchmarks/tables.py --write` and commit: {stale}"
+
+
+def test_a_stale_table_is_found_and_rewritten(tables, tmp_path, monkeypatch, capsys):
+    doc = tmp_path / "doc.md"
+    # The GLUE single-task SST-2 mean as an earlier revision quoted it; the results file says 87.58.
+    doc.write_text("Intro.\n\n<!-- table:glue -->\n| sst2 | 87.46 |\n<!-- /table -->\n\nAfter.\n")
+    monkeypatch.setattr(tables, "DOCS", [doc])
+
+    assert tables.main([]) == 1
+    assert "87.46" in capsys.readouterr().out
+    assert tables.main(["--write"]) == 0
+    text = doc.read_text()
+    assert "87.46" not in text and "**87.58** ± 0.33" in text
+    assert text.startswith("Intro.\n\n<!-- table:glue -->\n| split |") and text.endswith("<!-- /table -->\n\nAfter.\n")
+    assert tables.main([]) == 0
+
+
+def test_unknown_table_name_is_refused(tables, tmp_path):
+    with pytest.raises(ValueError, match="unknown table 'atsi'.*atis"):
+        tables.render_doc("<!-- table:atsi -->\n<!-- /table -->\n", tmp_path / "doc.md")
