@@ -457,12 +457,10 @@ def measure_fusion_component(preset: Preset) -> dict:
         optimizer.zero_grad(set_to_none=True)
 
     def fusion_path():
-        # What the model computes for a sequence head under fusion, through public API: the task's token weights
-        # from `AttentionFusion.attention_weights`, then the attention pooling `fused.sum(dim=1)` of its docstring,
-        # summed as the model does, without building the (batch, seq, hidden) product.
+        # What the model runs for a sequence head under fusion, through public API: `AttentionFusion.forward` with
+        # `head_input="sequence"`, the task's token weights and the attention-pooled vector.
         with autocast:
-            weights = with_fusion.fusion.attention_weights(hidden, 0, attention_mask)  # (batch, seq)
-            pooled = torch.einsum("bs,bsh->bh", weights, hidden)  # (batch, hidden)
+            pooled = with_fusion.fusion(hidden, 0, attention_mask, head_input="sequence").pooled_representation
         pooled.float().sum().backward()
 
     def cls_path():
