@@ -217,9 +217,9 @@ ENCODERS = {
 }
 
 
-def _train_memorised(family: str, tmp_path, slots_max_length: int = 128) -> dict:
+def _train_memorised(family: str, tmp_path, slots_max_length: int | None = None) -> dict:
     """Train a tiny encoder of `family` through the CLI on MEMORISED (train = validation); its metrics.json. With the
-    default max_length (128) the two tasks train jointly, one encoder pass per sentence."""
+    default max_length (the encoder's limit) the two tasks train jointly, one encoder pass per sentence."""
     tokenizer = FAMILIES[family]()
     model_type, extra = ENCODERS[family]
     encoder = AutoConfig.for_model(
@@ -248,7 +248,8 @@ def _train_memorised(family: str, tmp_path, slots_max_length: int = 128) -> dict
                 "text_column": "tokens",
                 "label_column": "intent",
             },
-            {"name": "slots", "type": "token_classification", "data": data, "max_length": slots_max_length},
+            {"name": "slots", "type": "token_classification", "data": data}
+            | ({} if slots_max_length is None else {"max_length": slots_max_length}),
         ],
         "training": {
             "output_dir": str(tmp_path / "out"),
