@@ -4,14 +4,13 @@
 
 Uniform weights (1 / length on every real token) turn AttentionFusion into mean pooling for sequence heads and into
 the identity for token heads, so the difference between the two columns is what the learned weights add at inference
-time. The data and metrics are the experiment file's own (`prepare_data`, `compute_task_metrics`).
+time. The data, metrics and scoring are the experiment file's own, through the library's `evaluate_model`.
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 
@@ -22,10 +21,10 @@ for folder in (REPO_ROOT, REPO_ROOT / "benchmarks"):  # the library from this ch
 
 from fusion_weights import load_fusion_model  # noqa: E402
 
-from modeling_multitask.training.collator import MultiTaskDataCollator  # noqa: E402
 from modeling_multitask.training.data import prepare_data  # noqa: E402
+from modeling_multitask.training.evaluation import evaluate_model  # noqa: E402
 from modeling_multitask.training.experiment import load_experiment  # noqa: E402
-from modeling_multitask.training.metrics import compute_task_metrics, reduce_logits  # noqa: E402
+from modeling_multitask.training.metrics import primary_metric  # noqa: E402
 
 
 def uniform_weights(hidden, task_id, attention_mask=None, projected_tokens=None):
@@ -33,42 +32,6 @@ def uniform_weights(hidden, task_id, attention_mask=None, projected_tokens=None)
         torch.ones(hidden.shape[:2], dtype=hidden.dtype) if attention_mask is None else attention_mask.to(hidden.dtype)
     )
     return mask / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
-
-
-def pad(arrays: list[np.ndarray]) -> np.ndarray:
-    """Concatenate per-batch (batch, seq) arrays of different seq lengths, padding with -100."""
-    width = max(a.shape[1] for a in arrays)
-    return np.concatenate([np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=-100) for a in arrays])
-
-
-def predict(model, features: list[dict], task, collator, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """The model's reduced predictions (ids, probabilities or values) for one task's features, and the gold labels;
-    token-level arrays are padded with -100 to the longest example."""
-    index = model.config.task_names.index(task.name)
-    label_names = model.config.tasks[index]["labels"]
-    predictions, gold = [], []
-    for start in range(0, len(features), batch_size):
-        batch = collator(features[start : start + batch_size])
-        labels = batch.pop("labels")
-        labels = labels[task.name] if isinstance(labels, dict) else labels
-        batch["task_ids"] = index
-        with torch.no_grad():
-            logits = model(**batch).task_logits[task.name]
-        # Tags are decoded as the experiment file says (a checkpoint can be rescored with another decoding).
-        predictions.append(reduce_logits(task.type, logits, labels != -100, label_names, task.decoding).numpy())
-        gold.append(labels.numpy())
-    if task.is_token_level:
-        return pad(predictions), pad(gold)
-    return np.concatenate(predictions), np.concatenate(gold)
-
-
-def score(model, features: list[dict], task, labels_names, collator) -> dict[str, float]:
-    return compute_task_metrics(task.type, *predict(model, features, task, collator), labels_names)
-
-
-def headline_metric(task, metrics: dict[str, float]) -> str:
-    """The metric a task is judged by: the first one its experiment entry lists, else the first one computed."""
-    return task.metrics[0] if task.metrics else next(iter(metrics))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,25 +44,23 @@ def main(argv: list[str] | None = None) -> int:
     model, tokenizer = load_fusion_model(args.checkpoint)
     experiment = load_experiment(Path(args.experiment))
     prepared = prepare_data(experiment, tokenizer)
-    collator = MultiTaskDataCollator(tokenizer)
+    # The library's evaluation (metrics, decoding, truncation rule) with the learned weights, then with uniform ones.
+    learned, _ = evaluate_model(model, tokenizer, experiment, prepared, splits=(args.split,))
+    model.fusion.attention_weights = uniform_weights
+    uniform, _ = evaluate_model(model, tokenizer, experiment, prepared, splits=(args.split,))
 
     print(f"{args.checkpoint}, {args.split} split of {args.experiment}")
     print("| task | metric | learned weights | uniform weights | learned − uniform |")
     print("|---|---|---|---|---|")
-    learned_weights = model.fusion.attention_weights
     for task in experiment.tasks:
-        features = getattr(prepared, args.split).get(task.name)
-        if not features:
+        if task.name not in learned.get(args.split, {}):
             continue
-        model.fusion.attention_weights = learned_weights
-        learned = score(model, features, task, prepared.labels[task.name], collator)
-        model.fusion.attention_weights = uniform_weights
-        uniform = score(model, features, task, prepared.labels[task.name], collator)
-        metric = headline_metric(task, learned)
+        metric = primary_metric(task.type, task.metrics)
+        with_learned, with_uniform = learned[args.split][task.name][metric], uniform[args.split][task.name][metric]
         scale = 1 if metric == "mse" else 100
         print(
-            f"| {task.name} | {metric} | {learned[metric] * scale:.2f} | {uniform[metric] * scale:.2f} | "
-            f"{(learned[metric] - uniform[metric]) * scale:+.2f} |"
+            f"| {task.name} | {metric} | {with_learned * scale:.2f} | {with_uniform * scale:.2f} | "
+            f"{(with_learned - with_uniform) * scale:+.2f} |"
         )
     return 0
 

@@ -3,8 +3,8 @@
     python benchmarks/paired_bootstrap.py runs/benchmarks/glue/fusion_s1 runs/benchmarks/glue/no_fusion_s1 \\
         benchmarks/glue.yaml [--split validation] [--resamples 1000]
 
-Both checkpoints predict the same split of the experiment, with its own data and metrics (`prepare_data`,
-`compute_task_metrics`). The examples are then drawn with replacement, the same rows for both models, and each draw's
+Both checkpoints predict the same split of the experiment, with its own data, metrics and decoding (the
+library's `evaluate_model`). The examples are then drawn with replacement, the same rows for both models, and each draw's
 metric difference (A − B) is kept: its 95% percentile interval shows how far the gap between two fixed models moves
 with the choice of evaluation examples alone. A gap whose interval straddles zero is not evidence that either model
 is better. The last column is the share of examples on which the two models' predictions differ (for classification
@@ -24,13 +24,12 @@ for folder in (REPO_ROOT, REPO_ROOT / "benchmarks"):  # the library from this ch
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-from fusion_ablation import headline_metric, predict  # noqa: E402
 from fusion_weights import load_checkpoint  # noqa: E402
 
-from modeling_multitask.training.collator import MultiTaskDataCollator  # noqa: E402
 from modeling_multitask.training.data import prepare_data  # noqa: E402
+from modeling_multitask.training.evaluation import evaluate_model  # noqa: E402
 from modeling_multitask.training.experiment import load_experiment  # noqa: E402
-from modeling_multitask.training.metrics import compute_task_metrics  # noqa: E402
+from modeling_multitask.training.metrics import compute_task_metrics, primary_metric  # noqa: E402
 
 
 def disagreement(task_type: str, a: np.ndarray, b: np.ndarray, gold: np.ndarray) -> float | None:
@@ -45,7 +44,7 @@ def disagreement(task_type: str, a: np.ndarray, b: np.ndarray, gold: np.ndarray)
 
 def compare(task, labels_names, a, b, gold, resamples: int, seed: int) -> dict:
     scores_a = compute_task_metrics(task.type, a, gold, labels_names)
-    name = headline_metric(task, scores_a)
+    name = primary_metric(task.type, task.metrics)
 
     def metric(predictions, rows):
         return compute_task_metrics(task.type, predictions[rows], gold[rows], labels_names)[name]
@@ -90,18 +89,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     experiment = load_experiment(Path(args.experiment))
     prepared = prepare_data(experiment, tokenizer)  # both models share the encoder's tokenizer (checked above)
-    collator = MultiTaskDataCollator(tokenizer)
+    # Each model's predictions on the split, from the library's evaluation (its metrics and tag decoding).
+    _, evaluated_a = evaluate_model(model_a, tokenizer, experiment, prepared, splits=(args.split,))
+    _, evaluated_b = evaluate_model(model_b, tokenizer, experiment, prepared, splits=(args.split,))
 
     print(f"A = {args.checkpoint_a}, B = {args.checkpoint_b}: {args.split} split of {args.experiment}")
     print(f"{args.resamples} paired bootstrap resamples of the examples; 95% percentile interval of A − B")
     print("| task | metric | A | B | A − B | 95% interval | predictions differ |")
     print("|---|---|---|---|---|---|---|")
     for task in experiment.tasks:
-        features = getattr(prepared, args.split).get(task.name)
-        if not features:
+        if task.name not in evaluated_a.last_eval_predictions:
             continue
-        a, gold = predict(model_a, features, task, collator)
-        b, _ = predict(model_b, features, task, collator)
+        a, gold = evaluated_a.last_eval_predictions[task.name]
+        b, _ = evaluated_b.last_eval_predictions[task.name]
         row = compare(task, prepared.labels[task.name], a, b, gold, args.resamples, args.seed)
         scale = 1 if row["metric"] == "mse" else 100
         differ = "–" if row["disagreement"] is None else f"{row['disagreement'] * 100:.1f}%"

@@ -38,8 +38,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 for folder in (REPO_ROOT, REPO_ROOT / "benchmarks"):  # the library from this checkout, and smoke_data beside us
@@ -216,7 +214,6 @@ def single_task_run(
     `sampling.max_examples_per_task` caps an epoch of the multi-task run, the baseline's epoch is capped the same way
     (as many steps, drawn from the whole train set). Returns (record, predictions per split for sentence accuracy).
     """
-    import torch
     from transformers import (
         AutoTokenizer,
         DataCollatorForTokenClassification,
@@ -225,9 +222,10 @@ def single_task_run(
         TrainingArguments,
     )
 
-    from modeling_multitask.training.cli import TRAINING_DEFAULTS, check_base_model
+    from modeling_multitask.training.cli import check_base_model
     from modeling_multitask.training.data import prepare_data
-    from modeling_multitask.training.metrics import compute_task_metrics, reduce_logits
+    from modeling_multitask.training.evaluation import SPLITS, evaluate_model
+    from modeling_multitask.training.experiment import TRAINING_DEFAULTS
     from modeling_multitask.training.trainer import FeatureDataset
 
     start = time.time()
@@ -274,18 +272,14 @@ def single_task_run(
         trainer.train()
         trainer.save_model()  # to output_dir, so that a later change of scoring can re-score it (--rescore)
 
+    # Scored by the library's own evaluation, as the multi-task runs are (the task's metrics, tag decoding and
+    # truncation rule apply to the baseline too), so the comparison isolates sharing the encoder.
     metrics, predictions = {}, {}
-    for split in ("validation", "test"):
-        rows = getattr(prepared, split).get(task.name)
-        if not rows:
-            continue
-        output = trainer.predict(features(rows))
-        gold = np.asarray(output.label_ids)
-        # The task's decoding applies to the baseline too, so the comparison isolates sharing the encoder.
-        logits = torch.from_numpy(np.asarray(output.predictions))
-        reduced = reduce_logits(task.type, logits, torch.from_numpy(gold != -100), labels, task.decoding).numpy()
-        metrics[split] = {task.name: compute_task_metrics(task.type, reduced, gold, labels)}
-        predictions[split] = (reduced, gold, labels)
+    for split in SPLITS:
+        results, evaluator = evaluate_model(trainer.model.eval(), tokenizer, alone, prepared, splits=(split,))
+        if split in results:
+            metrics[split] = results[split]
+            predictions[split] = (*evaluator.last_eval_predictions[task.name], labels)
     record = {
         "variant": "single_task",
         "task": task.name,
@@ -312,7 +306,7 @@ def joint_groups(experiment: Experiment) -> list[tuple[str, str]]:
 def single_task_seed(experiment: Experiment, seed: int, run_dir: Path, rescore: bool = False) -> dict:
     """Every task alone for one seed, merged into one record; sentence accuracy pairs the two separate models.
     With `rescore`, the saved models of an earlier call are scored again instead of trained."""
-    from modeling_multitask.training.metrics import tag_sequences
+    from modeling_multitask.training.metrics import sentence_accuracy
 
     merged = {"variant": "single_task", "seed": seed, "wall_s": 0.0, "metrics": {}, "per_task_wall_s": {}}
     predictions = {}
@@ -328,9 +322,8 @@ def single_task_seed(experiment: Experiment, seed: int, run_dir: Path, rescore: 
         for split in predictions[sentence]:
             intent_pred, intent_gold, _ = predictions[sentence][split]
             tag_pred, tag_gold, tag_names = predictions[token][split]
-            gold, predicted = tag_sequences(tag_pred, tag_gold, dict(enumerate(tag_names)))
-            correct = [(a == b) and (g == p) for a, b, g, p in zip(intent_pred, intent_gold, gold, predicted)]
-            merged["metrics"][split][f"{sentence}+{token}"] = {"sentence_accuracy": float(np.mean(correct))}
+            accuracy = sentence_accuracy(intent_pred, intent_gold, tag_pred, tag_gold, dict(enumerate(tag_names)))
+            merged["metrics"][split][f"{sentence}+{token}"] = {"sentence_accuracy": accuracy}
     merged["wall_s"] = round(merged["wall_s"], 1)
     return merged
 
@@ -341,7 +334,7 @@ def single_task_seed(experiment: Experiment, seed: int, run_dir: Path, rescore: 
 def protocol(name: str, experiment: Experiment) -> dict:
     if name in PROTOCOLS:
         return PROTOCOLS[name]
-    from modeling_multitask.training.experiment import DEFAULT_METRICS
+    from modeling_multitask.training.metrics import primary_metric
 
     split = (
         "test"
@@ -353,7 +346,7 @@ def protocol(name: str, experiment: Experiment) -> dict:
         if task.type == "regression":
             metrics += [(task.name, "pearson"), (task.name, "spearman")]
         else:
-            metrics.append((task.name, (task.metrics or DEFAULT_METRICS[task.type])[0]))
+            metrics.append((task.name, primary_metric(task.type, task.metrics)))
     metrics += [(f"{s}+{t}", "sentence_accuracy") for s, t in joint_groups(experiment)]
     return {"split": split, "metrics": metrics}
 
@@ -570,7 +563,7 @@ def run_in_parallel(args, variants: list[str], results_dir: Path, run_dir: Path)
 def rescore(args, variants, experiment, settings, invocation, json_path, run_dir, record_run) -> int:
     """Re-score the recorded runs' saved models under the current scoring settings; each keeps its training record
     (command, wall time, code) and gains `scored` (the scoring, code and command of this call)."""
-    from modeling_multitask.training.cli import evaluate_checkpoint
+    from modeling_multitask.training.evaluation import evaluate_checkpoint
 
     previous = json.loads(json_path.read_text()) if json_path.is_file() else {}
     if not same_settings(previous.get("settings"), settings, training_only=True):

@@ -19,7 +19,8 @@ from transformers import AutoModel, BertTokenizer
 
 import modeling_multitask.training.data as data_module
 from configuration_multitask import MultiTaskConfig
-from modeling_multitask.training.cli import _per_task, main
+from modeling_multitask.training.cli import main
+from modeling_multitask.training.evaluation import per_task
 
 
 DELETE = object()
@@ -443,7 +444,7 @@ def test_config_rejects_task_names_that_clash_with_module_dict_attributes(name):
 
 def test_metric_keys_are_read_by_the_longest_task_name():
     metrics = {"eval_ner_f1": 0.5, "eval_ner_fine_f1": 0.9, "eval_ner_fine_loss": 0.1, "eval_combined_score": 0.7}
-    assert _per_task(metrics, "eval", ["ner", "ner_fine"]) == {
+    assert per_task(metrics, "eval", ["ner", "ner_fine"]) == {
         "ner": {"f1": 0.5},
         "ner_fine": {"f1": 0.9, "loss": 0.1},
     }

@@ -286,3 +286,30 @@ def test_train_samples_per_second_counts_the_examples_drawn_under_a_cap(tmp_path
     metrics = trainer.train().metrics
     assert sum(drawn) == 24
     assert metrics["train_samples_per_second"] * metrics["train_runtime"] == pytest.approx(24, rel=0.02)
+
+
+def test_sentence_accuracy_needs_the_label_and_every_tag_right():
+    from modeling_multitask.training.metrics import sentence_accuracy
+
+    id2tag = {0: "O", 1: "B-city", 2: "I-city"}
+    gold_tags = np.array([[-100, 0, 1, 2, -100], [-100, 1, -100, 0, -100], [-100, 0, 0, -100, -100]])
+    predicted_tags = np.array([[0, 0, 1, 2, 0], [2, 1, 2, 0, 1], [0, 0, 1, 0, 0]])  # -100 positions never count
+    labels, gold_labels = np.array([1, 0, 1]), np.array([1, 0, 0])
+    # Example 1: all right; 2: all right at word starts; 3: wrong label and wrong tag.
+    assert sentence_accuracy(labels, gold_labels, predicted_tags, gold_tags, id2tag) == pytest.approx(2 / 3)
+    assert sentence_accuracy(np.array([0, 1, 1]), gold_labels, gold_tags, gold_tags, id2tag) == 0.0
+
+
+@pytest.mark.parametrize(
+    "task_type, listed, expected",
+    [
+        ("regression", None, "pearson_spearman"),
+        ("regression", ["mse", "pearson"], "mse"),
+        ("token_classification", ["evaluate:seqeval", "precision"], "precision"),
+        ("sequence_classification", ["evaluate:accuracy"], "accuracy"),
+    ],
+)
+def test_primary_metric_is_the_first_built_in_listed_else_the_types_first(task_type, listed, expected):
+    from modeling_multitask.training.metrics import primary_metric
+
+    assert primary_metric(task_type, listed) == expected

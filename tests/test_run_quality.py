@@ -14,7 +14,13 @@ from test_train_cli import DATA, tiny_encoder, write_data  # noqa: F401  (tiny_e
 
 
 RUNNER = Path(__file__).resolve().parents[1] / "benchmarks" / "run_quality.py"
-TIMINGS = ("runtime", "samples_per_second", "steps_per_second", "epoch")  # what the Trainer adds to eval metrics
+TIMINGS = (
+    "runtime",
+    "samples_per_second",
+    "steps_per_second",
+    "epoch",
+    "model_preparation_time",
+)  # what the Trainer adds to eval metrics
 TOPICS = ["travel|food", "weather", "travel", "weather|food", "", "travel"]
 
 

@@ -25,26 +25,14 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGH
 
 from .collator import MultiTaskDataCollator
 from .data import PreparedData, prepare_data
-from .experiment import Experiment, ExperimentError, load_experiment
-from .metrics import load_evaluate_metric, tag_sequences
+from .evaluation import evaluate_checkpoint, evaluate_splits, evaluation_settings  # noqa: F401  (public here too)
+from .experiment import TRAINING_DEFAULTS, Experiment, ExperimentError, load_experiment
 from .pretrained import published_encoder_name, resolve_encoder
 from .publishing import PublishSettings, publishable_experiment, split_publish_settings, training_data
-from .trainer import FeatureDataset, MultiTaskTrainer, TaskInfo
+from .trainer import FeatureDataset, MultiTaskTrainer
 
 
 logger = logging.getLogger("multitask")
-
-# Defaults where the experiment says nothing: what a multi-task run needs from the Trainer.
-TRAINING_DEFAULTS = {
-    "per_device_train_batch_size": 32,
-    "per_device_eval_batch_size": 64,
-    "learning_rate": 5e-5,
-    "num_train_epochs": 3,
-    "warmup_steps": 0.1,  # a float below 1 is a fraction of the total steps
-    "logging_steps": 10,
-    "save_total_limit": 2,
-    "report_to": "none",
-}
 
 
 def check_base_model(experiment: Experiment) -> tuple[str, AutoConfig]:
@@ -156,37 +144,6 @@ def build_model(experiment: Experiment, encoder_path: str, prepared: PreparedDat
         )
     except (ValueError, TypeError) as error:
         raise ExperimentError(f"model: {error}") from error
-
-
-def _per_task(metrics: dict[str, float], prefix: str, task_names: list[str]) -> dict[str, dict[str, float]]:
-    table = {}
-    # By the longest task name a key starts with: `eval_ner_fine_f1` is ner_fine's f1, not ner's "fine_f1".
-    by_length = sorted(task_names, key=len, reverse=True)
-    for key, value in metrics.items():
-        name = next((name for name in by_length if key.startswith(f"{prefix}_{name}_")), None)
-        if name is not None:
-            table.setdefault(name, {})[key[len(f"{prefix}_{name}_") :]] = value
-    return {name: table[name] for name in task_names if table.get(name)}
-
-
-def joint_sentence_accuracy(trainer: MultiTaskTrainer, prepared: PreparedData) -> dict[str, float]:
-    """For groups with one sentence task and one token task on the same examples: the share of examples whose
-    label and every tag are right (JointBERT's "sentence accuracy"), from the predictions of the last evaluation."""
-    results = {}
-    scored = trainer.last_eval_predictions
-    for group in prepared.groups:
-        sentence = [t for t in group.tasks if t.type == "sequence_classification"]
-        tokens = [t for t in group.tasks if t.type == "token_classification"]
-        if len(sentence) != 1 or len(tokens) != 1 or not {sentence[0].name, tokens[0].name} <= set(scored):
-            continue
-        intent_pred, intent_gold = scored[sentence[0].name]
-        tag_pred, tag_gold = scored[tokens[0].name]
-        id2tag = dict(enumerate(prepared.labels[tokens[0].name]))
-        gold, predicted = tag_sequences(tag_pred, tag_gold, id2tag)
-        correct = [(a == b) and (g == p) for a, b, g, p in zip(intent_pred, intent_gold, gold, predicted)]
-        # Named by the pair it scores (a group may hold further tasks, e.g. a multi-label one).
-        results[f"{sentence[0].name}+{tokens[0].name}"] = float(sum(correct) / len(correct))
-    return results
 
 
 def format_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
@@ -312,74 +269,6 @@ def clear_checkpoints(output_dir: Path) -> None:
     for folder in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
         if folder.is_dir() and folder.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-").isdigit():
             shutil.rmtree(folder)
-
-
-def evaluation_settings(experiment: Experiment) -> list[TaskInfo]:
-    """What evaluating each task needs (labels are filled in once the data is read); `evaluate:` metrics load here,
-    so an unreachable one fails before training."""
-    task_infos = [
-        TaskInfo(task.name, task.type, None, list(task.metrics or []), decoding=task.decoding)
-        for task in experiment.tasks
-    ]
-    for info in task_infos:
-        info.extra_metrics = {m: load_evaluate_metric(m) for m in info.metrics if m.startswith("evaluate:")}
-        info.metrics = [m for m in info.metrics if not m.startswith("evaluate:")]
-    return task_infos
-
-
-def evaluate_splits(trainer: MultiTaskTrainer, prepared: PreparedData, names: list[str]) -> dict:
-    """Every task's metrics on validation and test (where given), their combined score and sentence accuracy."""
-    results = {}
-    for split in ("validation", "test"):
-        data = getattr(prepared, split)
-        if not data:
-            continue
-        trainer.last_eval_predictions.clear()  # this split's predictions only
-        split_metrics = trainer.evaluate(
-            {name: FeatureDataset(f) for name, f in data.items()}, metric_key_prefix=split
-        )
-        results[split] = _per_task(split_metrics, split, names)
-        if f"{split}_combined_score" in split_metrics:
-            results[f"{split}_combined_score"] = split_metrics[f"{split}_combined_score"]
-        sentence_accuracy = joint_sentence_accuracy(trainer, prepared)
-        if sentence_accuracy:
-            results[f"{split}_sentence_accuracy"] = sentence_accuracy
-    return results
-
-
-def evaluate_checkpoint(experiment: Experiment, checkpoint: Path | str) -> dict:
-    """Score a trained checkpoint as `run` does after training, under the experiment's current evaluation settings
-    (data splits, metrics, tag decoding): how a finished run is re-scored when only its scoring changes."""
-    import tempfile
-
-    from modeling_multitask import MultiTaskModel
-
-    checkpoint = Path(checkpoint)
-    model = MultiTaskModel.from_pretrained(checkpoint).eval()
-    names = [task.name for task in experiment.tasks]
-    if model.config.task_names != names:
-        raise ExperimentError(
-            f"{checkpoint} has tasks {model.config.task_names}, but the experiment lists {names}: score a checkpoint "
-            "with the experiment file it was trained from."
-        )
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    prepared = prepare_data(experiment, tokenizer)
-    task_infos = evaluation_settings(experiment)
-    for info in task_infos:
-        info.labels = prepared.labels[info.name]
-        if info.labels != model.config.tasks[model.config.task_index(info.name)]["labels"]:
-            raise ExperimentError(f"{checkpoint}: task {info.name!r} was trained with other labels than the data's.")
-    with tempfile.TemporaryDirectory() as scratch:
-        settings = {**TRAINING_DEFAULTS, **experiment.training, "output_dir": scratch, "report_to": "none"}
-        trainer = MultiTaskTrainer(
-            model=model,
-            args=experiment.training_arguments(**settings),
-            data_collator=MultiTaskDataCollator(tokenizer),
-            processing_class=tokenizer,
-            group_sizes=[],
-            tasks=task_infos,
-        )
-        return {**evaluate_splits(trainer, prepared, names), "truncated_examples": prepared.truncated}
 
 
 def save_final_checkpoint(

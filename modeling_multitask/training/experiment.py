@@ -55,6 +55,19 @@ DEFAULT_METRICS = {
 }
 
 
+# Defaults where the experiment says nothing: what a multi-task run needs from the Trainer.
+TRAINING_DEFAULTS = {
+    "per_device_train_batch_size": 32,
+    "per_device_eval_batch_size": 64,
+    "learning_rate": 5e-5,
+    "num_train_epochs": 3,
+    "warmup_steps": 0.1,  # a float below 1 is a fraction of the total steps
+    "logging_steps": 10,
+    "save_total_limit": 2,
+    "report_to": "none",
+}
+
+
 @dataclasses.dataclass
 class DataSource:
     """Where a task's examples come from: local files per split, or a Hub dataset.

@@ -28,6 +28,13 @@ def greater_is_better(metric: str) -> bool:
     return not (metric in LOWER_IS_BETTER or metric.endswith("loss"))
 
 
+def primary_metric(task_type: str, listed: list[str] | None = None) -> str:
+    """The metric a task is judged by (best model, early stopping, benchmark tables): the first built-in metric its
+    experiment entry lists, else its type's first default."""
+    built_in = [metric for metric in listed or [] if not metric.startswith("evaluate:")]
+    return (built_in or DEFAULT_METRICS[task_type])[0]
+
+
 def combined_score(primary_metrics: list[tuple[str, float]]) -> float:
     """One greater-is-better number over tasks: the mean of each task's primary metric `(name, value)`, negated
     where lower is better (a task scored by mse adds -mse), so `metric_for_best_model="combined_score"` with
@@ -104,6 +111,23 @@ def tag_sequences(predictions: np.ndarray, labels: np.ndarray, id2label: dict[in
         gold.append([id2label[int(i)] for i in label_row[keep]] + unseen)
         predicted.append([id2label[int(i)] for i in prediction_row[keep]] + ["O"] * len(unseen))
     return gold, predicted
+
+
+def sentence_accuracy(
+    sentence_predictions: np.ndarray,
+    sentence_gold: np.ndarray,
+    tag_predictions: np.ndarray,
+    tag_gold: np.ndarray,
+    id2tag: dict[int, str],
+) -> float:
+    """JointBERT's sentence accuracy: the share of examples whose sentence label and every tag are right. The tag
+    arrays are `(examples, seq)` with -100 where no word starts; the examples are in the same order for both tasks."""
+    gold, predicted = tag_sequences(tag_predictions, tag_gold, id2tag)
+    correct = [
+        label == gold_label and tags == gold_tags
+        for label, gold_label, tags, gold_tags in zip(sentence_predictions, sentence_gold, predicted, gold)
+    ]
+    return float(np.mean(correct))
 
 
 def token_metrics(

@@ -17,8 +17,7 @@ from transformers import EvalPrediction, Trainer
 from transformers.trainer_utils import speed_metrics
 
 from .data import UNSCORED_TAGS
-from .experiment import DEFAULT_METRICS
-from .metrics import combined_score, compute_task_metrics, reduce_logits
+from .metrics import combined_score, compute_task_metrics, primary_metric, reduce_logits
 from .sampling import TaskBlockSampler
 
 
@@ -48,7 +47,7 @@ class TaskInfo:
 
     @property
     def primary_metric(self) -> str:
-        return (self.metrics or DEFAULT_METRICS[self.type])[0]
+        return primary_metric(self.type, self.metrics)
 
 
 class MultiTaskTrainer(Trainer):

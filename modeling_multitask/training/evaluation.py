@@ -1,0 +1,131 @@
+"""Scoring a model on an experiment's evaluation splits: the one evaluation the training CLI, re-scoring and the
+benchmarks share.
+
+`evaluate_model` runs [`MultiTaskTrainer.evaluate`] on every task's validation and test data (where given), with the
+experiment's metrics and tag decoding, and returns per-task metrics, the combined score and JointBERT's sentence
+accuracy. It takes any model that `MultiTaskTrainer` can evaluate: a `MultiTaskModel`, or a transformers single-task
+model (`AutoModelFor...`) for one task, which is how the benchmarks score their single-task baselines.
+"""
+
+import tempfile
+from pathlib import Path
+
+from transformers import AutoTokenizer
+
+from .collator import MultiTaskDataCollator
+from .data import PreparedData, prepare_data
+from .experiment import TRAINING_DEFAULTS, Experiment, ExperimentError
+from .metrics import load_evaluate_metric, sentence_accuracy
+from .trainer import FeatureDataset, MultiTaskTrainer, TaskInfo
+
+
+SPLITS = ("validation", "test")
+
+
+def evaluation_settings(experiment: Experiment, labels: dict | None = None) -> list[TaskInfo]:
+    """What evaluating each task needs; `labels` (task -> label names, known once the data is read) fills them in.
+    `evaluate:` metrics load here, so an unreachable one fails before training."""
+    task_infos = [
+        TaskInfo(task.name, task.type, None, list(task.metrics or []), decoding=task.decoding)
+        for task in experiment.tasks
+    ]
+    for info in task_infos:
+        info.extra_metrics = {m: load_evaluate_metric(m) for m in info.metrics if m.startswith("evaluate:")}
+        info.metrics = [m for m in info.metrics if not m.startswith("evaluate:")]
+        if labels is not None:
+            info.labels = labels[info.name]
+    return task_infos
+
+
+def per_task(metrics: dict[str, float], prefix: str, task_names: list[str]) -> dict[str, dict[str, float]]:
+    """`{task: {metric: value}}` from the Trainer's flat `<prefix>_<task>_<metric>` keys."""
+    table = {}
+    # By the longest task name a key starts with: `eval_ner_fine_f1` is ner_fine's f1, not ner's "fine_f1".
+    by_length = sorted(task_names, key=len, reverse=True)
+    for key, value in metrics.items():
+        name = next((name for name in by_length if key.startswith(f"{prefix}_{name}_")), None)
+        if name is not None:
+            table.setdefault(name, {})[key[len(f"{prefix}_{name}_") :]] = value
+    return {name: table[name] for name in task_names if table.get(name)}
+
+
+def joint_sentence_accuracy(trainer: MultiTaskTrainer, prepared: PreparedData) -> dict[str, float]:
+    """For groups with one sentence task and one token task on the same examples: JointBERT's sentence accuracy
+    (see `metrics.sentence_accuracy`), from the predictions of the last evaluation, named `<sentence>+<token>`."""
+    results = {}
+    scored = trainer.last_eval_predictions
+    for group in prepared.groups:
+        sentence = [t for t in group.tasks if t.type == "sequence_classification"]
+        tokens = [t for t in group.tasks if t.type == "token_classification"]
+        if len(sentence) != 1 or len(tokens) != 1 or not {sentence[0].name, tokens[0].name} <= set(scored):
+            continue
+        # Named by the pair it scores (a group may hold further tasks, e.g. a multi-label one).
+        results[f"{sentence[0].name}+{tokens[0].name}"] = sentence_accuracy(
+            *scored[sentence[0].name], *scored[tokens[0].name], dict(enumerate(prepared.labels[tokens[0].name]))
+        )
+    return results
+
+
+def evaluate_splits(trainer: MultiTaskTrainer, prepared: PreparedData, names: list[str], splits=SPLITS) -> dict:
+    """Every task's metrics on each of `splits` the data has, their combined score and sentence accuracy."""
+    results = {}
+    for split in splits:
+        data = {name: features for name, features in getattr(prepared, split).items() if name in names}
+        if not data:
+            continue
+        trainer.last_eval_predictions.clear()  # this split's predictions only
+        split_metrics = trainer.evaluate(
+            {name: FeatureDataset(f) for name, f in data.items()}, metric_key_prefix=split
+        )
+        results[split] = per_task(split_metrics, split, names)
+        if f"{split}_combined_score" in split_metrics:
+            results[f"{split}_combined_score"] = split_metrics[f"{split}_combined_score"]
+        accuracy = joint_sentence_accuracy(trainer, prepared)
+        if accuracy:
+            results[f"{split}_sentence_accuracy"] = accuracy
+    return results
+
+
+def evaluate_model(
+    model, tokenizer, experiment: Experiment, prepared: PreparedData, splits=SPLITS
+) -> tuple[dict, MultiTaskTrainer]:
+    """Score `model` on the experiment's `splits` under its evaluation settings (metrics, tag decoding, batch size).
+
+    `model` predicts every task of `experiment` (a `MultiTaskModel`), or its one task (a single-task transformers
+    model, with `experiment` cut to that task). Returns the results, as `metrics.json` holds them, and the trainer,
+    whose `last_eval_predictions` holds the last split's predictions and gold labels per task.
+    """
+    names = [task.name for task in experiment.tasks]
+    with tempfile.TemporaryDirectory() as scratch:
+        settings = {**TRAINING_DEFAULTS, **experiment.training, "output_dir": scratch, "report_to": "none"}
+        trainer = MultiTaskTrainer(
+            model=model,
+            args=experiment.training_arguments(**settings),
+            data_collator=MultiTaskDataCollator(tokenizer),
+            processing_class=tokenizer,
+            group_sizes=[],
+            tasks=evaluation_settings(experiment, prepared.labels),
+        )
+        return evaluate_splits(trainer, prepared, names, splits), trainer
+
+
+def evaluate_checkpoint(experiment: Experiment, checkpoint: Path | str) -> dict:
+    """Score a trained checkpoint as the training CLI does after training, under the experiment's current evaluation
+    settings (data splits, metrics, tag decoding): how a finished run is re-scored when only its scoring changes."""
+    from modeling_multitask import MultiTaskModel
+
+    checkpoint = Path(checkpoint)
+    model = MultiTaskModel.from_pretrained(checkpoint).eval()
+    names = [task.name for task in experiment.tasks]
+    if model.config.task_names != names:
+        raise ExperimentError(
+            f"{checkpoint} has tasks {model.config.task_names}, but the experiment lists {names}: score a checkpoint "
+            "with the experiment file it was trained from."
+        )
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    prepared = prepare_data(experiment, tokenizer)
+    for name in names:
+        if prepared.labels[name] != model.config.tasks[model.config.task_index(name)]["labels"]:
+            raise ExperimentError(f"{checkpoint}: task {name!r} was trained with other labels than the data's.")
+    results, _ = evaluate_model(model, tokenizer, experiment, prepared)
+    return {**results, "truncated_examples": prepared.truncated}
