@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import BertConfig, BertTokenizer, DistilBertConfig
+from transformers import AutoModel, BertConfig, BertTokenizer, DistilBertConfig
 
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -55,10 +55,33 @@ def encoder_config(request):
     return ENCODER_CONFIGS[request.param]()
 
 
-@pytest.fixture
-def tiny_tokenizer():
+def fixture_tokenizer() -> BertTokenizer:
+    """A WordPiece tokenizer over the tiny vocabulary in `tests/fixtures/vocab.txt`."""
     vocab = {token: i for i, token in enumerate((FIXTURES / "vocab.txt").read_text().split())}
     return BertTokenizer(vocab=vocab, do_lower_case=True)
+
+
+@pytest.fixture
+def tiny_tokenizer():
+    return fixture_tokenizer()
+
+
+def save_tiny_encoder(folder: Path, weights: bool = True, tokenizer: bool = True) -> Path:
+    """A `base_model` folder: a tiny random BERT (64 positions) and the fixture tokenizer; leave either out to make
+    a broken one."""
+    if weights:
+        AutoModel.from_config(tiny_bert_config()).save_pretrained(folder)
+    else:
+        tiny_bert_config().save_pretrained(folder)
+    if tokenizer:
+        fixture_tokenizer().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """A tiny random BERT encoder folder with its tokenizer, for training through the CLI."""
+    return save_tiny_encoder(tmp_path_factory.mktemp("tiny-bert"))
 
 
 def random_batch(batch_size=6, seq_len=9, vocab_size=99, seed=0):

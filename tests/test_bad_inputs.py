@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FIXTURES, tiny_bert_config
-from transformers import AutoModel, BertTokenizer
+from conftest import save_tiny_encoder, tiny_bert_config
 
 import modeling_multitask.training.data as data_module
 from configuration_multitask import MultiTaskConfig
@@ -34,22 +33,15 @@ PAIRS_HEADER = "sentence1\tsentence2\tscore\n"
 PAIRS = PAIRS_HEADER + "book a flight\tbook flights\t4.5\nhello\train today\t0.5\nshow me boston\tshow me denver\t3\n"
 
 
-def _tokenizer() -> BertTokenizer:
-    vocab = {token: i for i, token in enumerate((FIXTURES / "vocab.txt").read_text().split())}
-    return BertTokenizer(vocab=vocab, do_lower_case=True)
-
-
 @pytest.fixture(scope="module")
 def encoders(tmp_path_factory) -> dict[str, Path]:
     """A tiny BERT with tokenizer (64 positions), one without weights, and one without tokenizer files."""
     root = tmp_path_factory.mktemp("encoders")
-    model = AutoModel.from_config(tiny_bert_config())
-    model.save_pretrained(root / "tiny")
-    _tokenizer().save_pretrained(root / "tiny")
-    tiny_bert_config().save_pretrained(root / "no-weights")
-    _tokenizer().save_pretrained(root / "no-weights")
-    model.save_pretrained(root / "no-tokenizer")
-    return {name: root / name for name in ("tiny", "no-weights", "no-tokenizer")}
+    return {
+        "tiny": save_tiny_encoder(root / "tiny"),
+        "no-weights": save_tiny_encoder(root / "no-weights", weights=False),
+        "no-tokenizer": save_tiny_encoder(root / "no-tokenizer", tokenizer=False),
+    }
 
 
 def write_data(folder: Path) -> None:

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TASKS, tiny_bert_config
+from conftest import TASKS, save_tiny_encoder
 from hub_server import HubServer
 from huggingface_hub import ModelCard
 from test_hub import REPO_ROOT, hub_env, make_checkpoint, run
 from test_train_cli import experiment, write_data
-from transformers import AutoModel, BertTokenizer
 
 from modeling_multitask.hub import render_model_card
 from modeling_multitask.predict_cli import main as predict_main
@@ -37,10 +36,7 @@ def pushed_run(hub, tmp_path_factory):
     """A tiny run trained by the CLI with `hub_token` and `push_to_hub: true` in its experiment, pushed to the local
     Hub server; returns the folder the run lives in (the tmp path that must not be published)."""
     folder = tmp_path_factory.mktemp("run")
-    encoder = folder / "tiny-encoder"
-    AutoModel.from_config(tiny_bert_config()).save_pretrained(encoder)
-    vocab = {t: i for i, t in enumerate((Path(__file__).parent / "fixtures" / "vocab.txt").read_text().split())}
-    BertTokenizer(vocab=vocab, do_lower_case=True).save_pretrained(encoder)
+    encoder = save_tiny_encoder(folder / "tiny-encoder")
     write_data(folder)
     changes = {
         "training.num_train_epochs": 2,

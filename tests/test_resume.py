@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from test_train_cli import experiment, tiny_encoder, write_data  # noqa: F401  (tiny_encoder is a fixture)
+from test_train_cli import experiment, write_data
 
 
 KILL_AT_STEP = 10
@@ -51,7 +51,7 @@ def train(folder: Path, *arguments: str, script: list[str] | None = None) -> sub
     )
 
 
-def test_resume_after_kill_9_reproduces_the_uninterrupted_run(tmp_path, tiny_encoder):  # noqa: F811
+def test_resume_after_kill_9_reproduces_the_uninterrupted_run(tmp_path, tiny_encoder):
     runs = {}
     for name in ("uninterrupted", "killed"):
         folder = tmp_path / name

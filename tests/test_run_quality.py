@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_train_cli import DATA, tiny_encoder, write_data  # noqa: F401  (tiny_encoder is a fixture)
+from test_train_cli import DATA, write_data
 
 
 RUNNER = Path(__file__).resolve().parents[1] / "benchmarks" / "run_quality.py"
@@ -89,7 +89,7 @@ def held_back_experiment(folder: Path, encoder: Path) -> Path:
     return path
 
 
-def test_every_variant_on_a_held_back_task_mix(tmp_path, tiny_encoder, run_quality):  # noqa: F811
+def test_every_variant_on_a_held_back_task_mix(tmp_path, tiny_encoder, run_quality):
     experiment = held_back_experiment(tmp_path, tiny_encoder)
     results = tmp_path / "results"
     argv = [str(experiment), "--seeds", "1", "2", "--results-dir", str(results), "--runs-dir", str(tmp_path / "runs")]
@@ -182,7 +182,7 @@ def test_every_variant_on_a_held_back_task_mix(tmp_path, tiny_encoder, run_quali
     assert json.loads((runs / "fusion_s5" / "config.json").read_text())["task_private_layers"] == 1
 
 
-def test_single_task_head_starts_from_the_seed(tmp_path, tiny_encoder, run_quality):  # noqa: F811
+def test_single_task_head_starts_from_the_seed(tmp_path, tiny_encoder, run_quality):
     import torch
 
     from modeling_multitask.training.experiment import load_experiment
@@ -196,7 +196,7 @@ def test_single_task_head_starts_from_the_seed(tmp_path, tiny_encoder, run_quali
     assert torch.equal(head(1), head(1)) and not torch.equal(head(1), head(2))
 
 
-def test_absent_data_skips_with_the_reason(tmp_path, tiny_encoder, run_quality, capsys):  # noqa: F811
+def test_absent_data_skips_with_the_reason(tmp_path, tiny_encoder, run_quality, capsys):
     experiment = held_back_experiment(tmp_path, tiny_encoder)
     (tmp_path / "pairs.tsv").unlink()
     assert run_quality.main([str(experiment), "--results-dir", str(tmp_path / "results")]) == 0
@@ -245,7 +245,7 @@ def test_fusion_weight_statistics(tmp_path, tiny_tokenizer, capsys):
     assert float(gates.split(" / ")[0]) < 0.5 < 1.5 < float(gates.split(" / ")[2])
 
 
-def test_fusion_ablation_matches_the_training_evaluation(tmp_path, tiny_encoder, capsys):  # noqa: F811
+def test_fusion_ablation_matches_the_training_evaluation(tmp_path, tiny_encoder, capsys):
     """The ablation's "learned weights" column must reproduce the scores the training CLI wrote for the same model."""
     import torch
 
@@ -273,7 +273,7 @@ def test_fusion_ablation_matches_the_training_evaluation(tmp_path, tiny_encoder,
     torch.testing.assert_close(weights, torch.tensor([[1 / 3, 1 / 3, 1 / 3, 0.0], [0.25, 0.25, 0.25, 0.25]]))
 
 
-def test_paired_bootstrap_compares_two_trained_models(tmp_path, tiny_encoder, capsys):  # noqa: F811
+def test_paired_bootstrap_compares_two_trained_models(tmp_path, tiny_encoder, capsys):
     """The A and B columns are each model's own training-CLI scores; a model against itself differs by exactly 0."""
     from modeling_multitask.training.cli import main as train
 

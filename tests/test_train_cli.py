@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_bert_config
-from transformers import AutoModel
 
 from modeling_multitask.training.cli import main
 from modeling_multitask.training.experiment import load_experiment
@@ -21,17 +19,6 @@ DATA = [
     ("hello", "greet", "O"),
     ("hi please book a flight", "book", "O O O O O"),
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory, request):
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    AutoModel.from_config(tiny_bert_config()).save_pretrained(folder)
-    from transformers import BertTokenizer
-
-    vocab = {t: i for i, t in enumerate((Path(__file__).parent / "fixtures" / "vocab.txt").read_text().split())}
-    BertTokenizer(vocab=vocab, do_lower_case=True).save_pretrained(folder)
-    return folder
 
 
 def write_data(folder: Path) -> None:
