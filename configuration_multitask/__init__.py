@@ -6,12 +6,19 @@ from .configuration_multitask import (
     TOKEN_LEVEL_TASK_TYPES,
     WORD_SPLITTINGS,
     MultiTaskConfig,
+    TaskView,
     check_task_name,
+    check_task_spec,
 )
+from .task_type import Metric, TaskType
+from .task_types import task_type
 
 
 __all__ = [
     "MultiTaskConfig",
+    "Metric",
+    "TaskType",
+    "TaskView",
     "TASK_TYPES",
     "FUSION_TYPES",
     "TOKEN_LEVEL_TASK_TYPES",
@@ -19,4 +26,6 @@ __all__ = [
     "WORD_SPLITTINGS",
     "RESERVED_TASK_NAMES",
     "check_task_name",
+    "check_task_spec",
+    "task_type",
 ]

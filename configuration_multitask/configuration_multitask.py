@@ -10,22 +10,19 @@ from torch import nn
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .task_token_classification import TAG_DECODINGS
+from .task_types import TASK_TYPES, TaskView
 
-# Task type -> the problem it solves. The head registry in `modeling_multitask/heads.py` has one entry per key.
-TASK_TYPES = {
-    "sequence_classification": "single_label_classification",
-    "multi_label_classification": "multi_label_classification",
-    "regression": "regression",
-    "token_classification": "token_classification",
-}
-TOKEN_LEVEL_TASK_TYPES = {"token_classification"}
+
+# Every task type, and everything it means, is defined in one place: its `task_<type>.py` file, registered in
+# `task_types.py` (shipped beside this file as remote code). The config validates each task through its definition.
+TOKEN_LEVEL_TASK_TYPES = frozenset(name for name, definition in TASK_TYPES.items() if definition.head_input == "token")
 FUSION_TYPES = ("attention",)
 POOLING_TYPES = ("cls", "mean")
-TAG_DECODINGS = ("argmax", "bio")  # how token-level tasks turn logits into tags (see `heads.decode_tags`)
 # What a word is, for training and the pipeline alike (see `featurization.WORD_SPLITTERS`, which implements them).
 WORD_SPLITTINGS = ("whitespace", "punctuation")
 
-_TASK_KEYS = ("name", "type", "labels", "num_labels", "loss_weight", "decoding")
+_COMMON_TASK_KEYS = ("name", "type", "labels", "num_labels", "loss_weight")
 _FUSION_KEYS = ("type", "hidden_size", "token_context")
 _TASK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 # Task names key `nn.ModuleDict`s (heads, private layers), which refuse a key that is one of their attributes
@@ -53,93 +50,45 @@ def check_task_name(name, where: str) -> None:
         )
 
 
-def _normalize_task(spec, index: int) -> dict:
-    """Validate one task spec and return it in canonical form: name, type, labels, num_labels, loss_weight, and
-    for token-level tasks their tag decoding."""
+def check_task_spec(spec, index: int, labels_known: bool = True) -> dict:
+    """Validate one task spec (a `MultiTaskConfig.tasks` entry) and return it in canonical form: name, type,
+    labels, num_labels, loss_weight, and the keys its type adds (see `task_types`). The experiment reader calls it
+    too, with `labels_known=False` before the data has given the label names: every rule lives here."""
     if not isinstance(spec, dict):
         raise TypeError(f"tasks[{index}] must be a dict with 'name' and 'type', got {type(spec).__name__}.")
-    unknown = [key for key in spec if key not in _TASK_KEYS]
-    if unknown:
-        raise ValueError(
-            f"tasks[{index}] has unknown key {unknown[0]!r}.{_nearest(unknown[0], _TASK_KEYS)} "
-            f"Allowed keys: {', '.join(_TASK_KEYS)}."
-        )
     name = spec.get("name")
     check_task_name(name, f"tasks[{index}]")
-    task_type = spec.get("type")
-    if task_type not in TASK_TYPES:
+    if spec.get("type") not in TASK_TYPES:
+        kind = spec.get("type")
         raise ValueError(
-            f"Task {name!r} has unknown type {task_type!r}.{_nearest(str(task_type), TASK_TYPES)} "
+            f"Task {name!r} has unknown type {kind!r}.{_nearest(str(kind), TASK_TYPES)} "
             f"Allowed types: {', '.join(TASK_TYPES)}."
         )
-
+    definition = TASK_TYPES[spec["type"]]
+    allowed = (*_COMMON_TASK_KEYS, *definition.settings)
+    for key in spec:
+        if key in allowed:
+            continue
+        owners = [other for other, kind in TASK_TYPES.items() if key in kind.settings]
+        if owners:
+            raise ValueError(f"Task {name!r} ({definition.name}): '{key}' is for {' and '.join(owners)} tasks only.")
+        raise ValueError(
+            f"tasks[{index}] has unknown key {key!r}.{_nearest(key, allowed)} Allowed keys: {', '.join(allowed)}."
+        )
     labels, num_labels = spec.get("labels"), spec.get("num_labels")
-    if task_type == "regression":
-        if labels is not None or num_labels not in (None, 1):
-            raise ValueError(
-                f"Task {name!r} is a regression task: it has one output, so give neither 'labels' "
-                f"nor a 'num_labels' other than 1 (got labels={labels!r}, num_labels={num_labels!r})."
-            )
-        labels, num_labels = None, 1
-    else:
-        minimum = 1 if task_type == "multi_label_classification" else 2
-        if labels is None:
-            if not isinstance(num_labels, int) or isinstance(num_labels, bool) or num_labels < minimum:
-                raise ValueError(
-                    f"Task {name!r} ({task_type}) needs 'labels' (a list of label names) or an integer "
-                    f"'num_labels' >= {minimum}; got num_labels={num_labels!r}."
-                )
-            labels = [f"LABEL_{i}" for i in range(num_labels)]
-        else:
-            if not isinstance(labels, (list, tuple)) or not all(isinstance(label, str) for label in labels):
-                raise ValueError(f"Task {name!r}: 'labels' must be a list of label names (strings), got {labels!r}.")
-            labels = list(labels)
-            duplicates = sorted({label for label in labels if labels.count(label) > 1})
-            if duplicates:
-                raise ValueError(
-                    f"Task {name!r} lists labels more than once: {duplicates}. Label names must be unique."
-                )
-            if len(labels) < minimum:
-                raise ValueError(f"Task {name!r} ({task_type}) needs at least {minimum} labels, got {labels}.")
-            if num_labels is not None and num_labels != len(labels):
-                raise ValueError(
-                    f"Task {name!r}: num_labels={num_labels} disagrees with the {len(labels)} names in 'labels'. "
-                    "Drop 'num_labels' or make them match."
-                )
-        num_labels = len(labels)
-
+    if labels_known or labels is not None or num_labels is not None:
+        labels = definition.check_labels(name, labels, num_labels)
     loss_weight = spec.get("loss_weight", 1.0)
     if isinstance(loss_weight, bool) or not isinstance(loss_weight, (int, float)) or not loss_weight > 0:
         raise ValueError(f"Task {name!r}: loss_weight must be a positive number, got {loss_weight!r}.")
-    canonical = {
+    return {
         "name": name,
-        "type": task_type,
+        "type": definition.name,
         "labels": labels,
-        "num_labels": num_labels,
+        "num_labels": definition.num_outputs(labels) if labels_known or labels is not None else None,
         "loss_weight": float(loss_weight),
+        **definition.check_settings(name, spec, labels),
     }
-    if task_type in TOKEN_LEVEL_TASK_TYPES:
-        canonical["decoding"] = _check_decoding(name, spec.get("decoding", "argmax"), labels)
-    elif "decoding" in spec:
-        raise ValueError(f"Task {name!r} ({task_type}): 'decoding' is for token_classification tasks only.")
-    return canonical
-
-
-def _check_decoding(name: str, decoding, labels: list[str]) -> str:
-    if decoding not in TAG_DECODINGS:
-        raise ValueError(
-            f"Task {name!r}: unknown decoding {decoding!r}.{_nearest(str(decoding), TAG_DECODINGS)} "
-            f"Allowed: {', '.join(TAG_DECODINGS)}."
-        )
-    if decoding == "bio":
-        inside = [label for label in labels if label.startswith("I-")]
-        if not inside or len(inside) == len(labels):
-            raise ValueError(
-                f"Task {name!r}: decoding 'bio' constrains IOB2 tags (I-X only after B-X or I-X), so it needs "
-                f"labels that start with 'I-' and others that do not; got {labels[:6]}"
-                f"{' ...' if len(labels) > 6 else ''}. Use decoding 'argmax' for other tag sets."
-            )
-    return decoding
 
 
 class MultiTaskConfig(PreTrainedConfig):
@@ -225,7 +174,7 @@ class MultiTaskConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        self.tasks = [_normalize_task(spec, i) for i, spec in enumerate(self.tasks or [])]
+        self.tasks = [check_task_spec(spec, i) for i, spec in enumerate(self.tasks or [])]
         self._validate_task_names()
         if self.num_tasks is not None and self.num_tasks != len(self.tasks):
             raise ValueError(
@@ -245,12 +194,11 @@ class MultiTaskConfig(PreTrainedConfig):
                 f"Allowed: {', '.join(WORD_SPLITTINGS)}."
             )
         self.text_pair_tasks = list(self.text_pair_tasks or [])
-        token_level = {task["name"] for task in self.tasks if task["type"] in TOKEN_LEVEL_TASK_TYPES}
         for name in self.text_pair_tasks:
-            if name not in self.task_names or name in token_level:
+            if name not in self.task_names or not self.task(name).definition.text_pair:
                 raise ValueError(
-                    f"text_pair_tasks names {name!r}, which is not a sequence-level task of this "
-                    f"config ({', '.join(self.task_names)})."
+                    f"text_pair_tasks names {name!r}, which is not a task of this config that reads a text pair "
+                    f"({', '.join(self.task_names)})."
                 )
 
     def _validate_task_names(self):
@@ -310,18 +258,33 @@ class MultiTaskConfig(PreTrainedConfig):
             raise KeyError(f"Unknown task {name!r}. Known tasks: {', '.join(names)}.")
         return names.index(name)
 
+    def task(self, name_or_index: str | int) -> TaskView:
+        """A read-only, typed view of one task, by name or id: `config.task("slots").labels`, `.definition` (what its
+        type means), `.settings` (its type's own keys, such as `decoding`)."""
+        index = name_or_index if isinstance(name_or_index, int) else self.task_index(name_or_index)
+        spec = self.tasks[index]
+        settings = {key: spec[key] for key in TASK_TYPES[spec["type"]].settings}
+        labels = None if spec["labels"] is None else tuple(spec["labels"])
+        return TaskView(spec["name"], spec["type"], index, labels, spec["num_labels"], spec["loss_weight"], settings)
+
+    @property
+    def task_views(self) -> list[TaskView]:
+        """Every task as a [`TaskView`], in id order."""
+        return [self.task(index) for index in range(len(self.tasks))]
+
     def task_id2label(self, name: str) -> dict[int, str]:
         """`{label id: label name}` of one task (empty for regression)."""
-        labels = self.tasks[self.task_index(name)]["labels"] or []
-        return dict(enumerate(labels))
+        return self.task(name).id2label
 
     def task_label2id(self, name: str) -> dict[str, int]:
-        return {label: i for i, label in self.task_id2label(name).items()}
+        return self.task(name).label2id
 
 
 __all__ = [
     "MultiTaskConfig",
+    "TaskView",
     "check_task_name",
+    "check_task_spec",
     "RESERVED_TASK_NAMES",
     "TASK_TYPES",
     "TOKEN_LEVEL_TASK_TYPES",

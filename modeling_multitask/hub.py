@@ -15,6 +15,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
+from .configuration_multitask import TASK_TYPES
 from .featurization import featurize
 from .pipeline_multitask import PIPELINE_TASK, MultiTaskPipeline
 
@@ -37,13 +38,8 @@ IGNORE_PATTERNS = [
     "**/__pycache__/**",
     "*.pyc",
 ]
-# Hub task ids (`model-index` results) for our task types.
-HUB_TASK_TYPES = {
-    "sequence_classification": "text-classification",
-    "multi_label_classification": "text-classification",
-    "regression": "text-classification",
-    "token_classification": "token-classification",
-}
+# Hub task ids (`model-index` results, tags) per task type, as each type's definition names it.
+HUB_TASK_TYPES = {name: definition.hub_task for name, definition in TASK_TYPES.items()}
 # Local encoders whose Hub id is known (the pretrained MiniLM comes from a PyPI package as a plain folder).
 KNOWN_BASE_MODELS = {
     "all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2",

@@ -15,7 +15,6 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_multitask import MultiTaskConfig
 from .fusion import AttentionFusion, check_task_ids
-from .heads import build_head, decode_tags
 
 
 logger = logging.get_logger(__name__)
@@ -123,10 +122,11 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         self.encoder = AutoModel.from_config(config.encoder_config)
         _remove_pooler(self.encoder)
         token_context = config.fusion is not None and config.fusion["token_context"]
+        # Each task's type builds its head (see `task_type.TaskType`); the model only routes to them.
         self.heads = nn.ModuleDict(
             {
-                task["name"]: build_head(task, config.hidden_size, config.dropout, token_context)
-                for task in config.tasks
+                task.name: task.definition.build_head(task, config.hidden_size, config.dropout, token_context)
+                for task in config.task_views
             }
         )
         self.task_layers = None
@@ -284,23 +284,23 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         task_logits, task_losses, fusion_weights = {}, {}, {}
         loss = None
         for route in routes:
-            task = self.config.tasks[route.task_index]
-            head = self.heads[task["name"]]
+            task = self.config.task(route.task_index)
+            head = self.heads[task.name]
             hidden = sequence_output if route.rows is None else sequence_output[route.rows]
             if self.task_layers is not None:
-                hidden = self._private_layers_forward(task["name"], hidden, layer_call, route.rows)
+                hidden = self._private_layers_forward(task.name, hidden, layer_call, route.rows)
             mask = attention_mask if route.rows is None else attention_mask[route.rows]
             representation, context, weights = self._task_representation(
-                hidden, mask, route.task_index, head.is_token_level, projected if route.rows is None else None
+                hidden, mask, route.task_index, task.definition.head_input, projected if route.rows is None else None
             )
             logits = head(representation) if context is None else head(representation, context)
-            task_logits[task["name"]] = logits
+            task_logits[task.name] = logits
             if weights is not None and output_fusion_weights:
-                fusion_weights[task["name"]] = weights
+                fusion_weights[task.name] = weights
             if route.labels is not None:
                 task_loss = head.loss(logits, head.read_labels(route.labels, logits.shape[0], seq_len))
-                task_losses[task["name"]] = task_loss
-                weighted = task["loss_weight"] * route.loss_scale * task_loss
+                task_losses[task.name] = task_loss
+                weighted = task.loss_weight * route.loss_scale * task_loss
                 loss = weighted if loss is None else loss + weighted
 
         output = MultiTaskModelOutput(
@@ -335,20 +335,30 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         """Label ids `(batch, seq)` from a token-level task's logits `(batch, seq, num_labels)`, following the task's
         `decoding`: each token's argmax, or for `"bio"` the most likely IOB2-valid tag sequence over the `word_mask`
         positions (the first sub-token of each word: what gets a label), where `I-X` follows only `B-X` or `I-X`."""
-        spec = self.config.tasks[self.config.task_index(task)]
-        if "decoding" not in spec:
-            raise ValueError(f"Task {task!r} is {spec['type']}, not token-level: its logits are not tags.")
-        return decode_tags(logits, word_mask, spec["labels"], spec["decoding"])
+        view = self.config.task(task)
+        if not hasattr(view.definition, "decode"):
+            raise ValueError(f"Task {task!r} is {view.type}, not token-level: its logits are not tags.")
+        return view.definition.decode(view, logits, word_mask)
 
     def _routes(self, task_ids, labels, batch_size: int, device) -> tuple[list[_Route], torch.Tensor | None]:
         """Which tasks to run on which rows, with their labels; also the `(batch,)` task ids to report."""
         num_tasks = self.config.num_tasks
+        if labels is not None and not isinstance(labels, dict):
+            _check_label_tensor(labels, "labels")
         if isinstance(labels, dict):
             if task_ids is not None:
                 raise ValueError(
                     "Pass labels as a dict of task name -> labels only without task_ids "
                     "(joint training runs every named task on every example)."
                 )
+            unknown = [name for name in labels if name not in self.config.task_names]
+            if unknown:
+                raise ValueError(
+                    f"Unknown task {unknown[0]!r} in labels: the keys of a labels dict are task names "
+                    f"({', '.join(self.config.task_names)})."
+                )
+            for name, value in labels.items():
+                _check_label_tensor(value, f"labels[{name!r}]")
             indices = [self.config.task_index(name) for name in labels]
             return [_Route(i, None, labels[self.config.task_names[i]], 1.0) for i in indices], None
 
@@ -376,8 +386,10 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             routes.append(_Route(index, rows, None if labels is None else labels[rows], len(rows) / batch_size))
         return routes, task_ids
 
-    def _task_representation(self, hidden, mask, task_index: int, is_token_level: bool, projected=None):
-        """What a task's head reads: `(representation, sentence context or None, fusion weights or None)`."""
+    def _task_representation(self, hidden, mask, task_index: int, head_input: str, projected=None):
+        """What a task's head reads, as its type's `head_input` says (`"sequence"`: one pooled vector per example,
+        `"token"`: one per token): `(representation, sentence context or None, fusion weights or None)`."""
+        is_token_level = head_input == "token"
         if self.fusion is None:
             if is_token_level:
                 return hidden, None, None
@@ -389,7 +401,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             hidden,
             task_index,
             mask,
-            head_input="token" if is_token_level else "sequence",
+            head_input=head_input,
             token_context=self.config.fusion["token_context"],
             projected_tokens=projected,
         )
@@ -432,6 +444,15 @@ def _select_rows(value, rows: torch.Tensor, batch_size: int):
     if isinstance(value, dict):
         return {key: _select_rows(item, rows, batch_size) for key, item in value.items()}
     return value
+
+
+def _check_label_tensor(value, what: str) -> None:
+    """Labels reach the heads as tensors: anything else (a Python list, say) is refused with the fix."""
+    if not torch.is_tensor(value):
+        raise ValueError(
+            f"{what} must be a torch.Tensor, got {type(value).__name__}: wrap it with torch.tensor(...) (the "
+            "task-aware data collator builds them)."
+        )
 
 
 def _remove_pooler(encoder: nn.Module) -> None:

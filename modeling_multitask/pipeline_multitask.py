@@ -51,7 +51,7 @@ class MultiTaskPipeline(Pipeline):
         max_length (`int`, *optional*):
             Truncate inputs to this many tokens (defaults to the encoder's limit).
 
-    Predictions per task type:
+    Predictions, as each task's type makes them (`TaskType.predict`, in `configuration_multitask/task_<type>.py`):
         - sequence classification: `{"label", "score"}` (+ `"top_k"`: a list of `{"label", "score"}`);
         - multi-label classification: `{"labels": [...], "scores": {label: score}}`;
         - regression: `{"value": float}`;
@@ -223,25 +223,17 @@ class MultiTaskPipeline(Pipeline):
         return result
 
     # ----------------------------------------------------------------------------------------------- postprocess
-    def postprocess(self, model_outputs, task=None, top_k=1, threshold=0.5, return_fusion_weights=False):
+    def postprocess(self, model_outputs, task=None, top_k=1, threshold=None, return_fusion_weights=False):
         config = self.model.config
-        tasks = model_outputs["tasks"]
         length = int(model_outputs["attention_mask"][0].sum())  # real tokens (padding sits after them)
+        # What each task's type needs to turn its logits into a prediction (`TaskType.predict`).
+        example = {key: model_outputs[key] for key in ("text", "text_pair", "words", "word_ids")}
+        example["length"] = length
+        options = {"top_k": top_k, "threshold": threshold}
         results = {}
-        for name in tasks:
-            spec = config.tasks[config.task_index(name)]
-            logits = model_outputs[f"logits/{name}"][0].float()
-            labels = spec["labels"] or []
-            if spec["type"] == "sequence_classification":
-                result = _single_label(logits, labels, top_k)
-            elif spec["type"] == "multi_label_classification":
-                result = _multi_label(logits, labels, threshold)
-            elif spec["type"] == "regression":
-                result = {"value": logits.reshape(-1)[0].item()}
-            elif spec["type"] == "token_classification":
-                result = {"entities": self._entities(name, logits[:length], labels, model_outputs)}
-            else:
-                raise ValueError(f"Task {name!r} has type {spec['type']!r}, which this pipeline cannot decode.")
+        for name in model_outputs["tasks"]:
+            view = config.task(name)
+            result = view.definition.predict(view, model_outputs[f"logits/{name}"][0], example, options)
             if return_fusion_weights:
                 weights = model_outputs[f"fusion/{name}"][0, :length].float().tolist()
                 result["fusion_weights"] = [
@@ -254,70 +246,5 @@ class MultiTaskPipeline(Pipeline):
                 result["truncated"] = True
         return results if task is None else results[task]
 
-    def _entities(self, task, logits, labels, model_outputs) -> list[dict]:
-        """Entity spans from the BIO tags of the first token of each word of the first text (words as in training:
-        see `featurization`), decoded as the task's `decoding` says; each word's score is its tag's probability and
-        its span is the whole word in the input text."""
-        probabilities = logits.softmax(-1)  # (seq, num_labels)
-        first_token = {}  # word index -> its first token
-        for index, word in enumerate(model_outputs["word_ids"][: len(probabilities)]):
-            if word is not None and word not in first_token:
-                first_token[word] = index
-        word_mask = torch.zeros(len(probabilities), dtype=torch.bool)
-        word_mask[list(first_token.values())] = True
-        tag_ids = self.model.decode_token_labels(task, logits[None], word_mask[None])[0]
-        tagged = []
-        for word, first in sorted(first_token.items()):
-            label_id = int(tag_ids[first])
-            start, end = model_outputs["words"][word]
-            tagged.append((labels[label_id], probabilities[first, label_id].item(), start, end))
-        return group_bio(tagged, model_outputs["text"])
 
-
-def _single_label(logits, labels, top_k) -> dict:
-    probabilities = logits.softmax(-1)
-    order = probabilities.argsort(descending=True).tolist()
-    result = {"label": labels[order[0]], "score": probabilities[order[0]].item()}
-    if top_k > 1:
-        result["top_k"] = [{"label": labels[i], "score": probabilities[i].item()} for i in order[:top_k]]
-    return result
-
-
-def _multi_label(logits, labels, threshold) -> dict:
-    scores = torch.sigmoid(logits).tolist()
-    return {
-        "labels": [label for label, score in zip(labels, scores, strict=True) if score >= threshold],
-        "scores": dict(zip(labels, scores, strict=True)),
-    }
-
-
-def group_bio(tagged_words, text: str) -> list[dict]:
-    """Merge `(tag, score, start, end)` words into entity spans.
-
-    `B-X` opens an entity of type X; `I-X` continues an open X entity (or opens one, as seqeval does for a stray
-    `I-`); `O` closes it. Tags without a B-/I- prefix are their own type and merge while they repeat.
-    """
-    entities, current, scores = [], None, []
-
-    def close():
-        if current is not None:
-            current["score"] = sum(scores) / len(scores)
-            current["word"] = text[current["start"] : current["end"]]
-            entities.append(current)
-
-    for tag, score, start, end in tagged_words:
-        prefix, _, kind = tag.partition("-") if tag[:2] in ("B-", "I-") else ("I", "", tag)
-        if tag == "O":
-            close()
-            current, scores = None, []
-            continue
-        if prefix == "B" or current is None or current["entity"] != kind:
-            close()
-            current, scores = {"entity": kind, "start": start, "end": end}, []
-        current["end"] = end
-        scores.append(score)
-    close()
-    return entities
-
-
-__all__ = ["MultiTaskPipeline", "PIPELINE_TASK", "group_bio"]
+__all__ = ["MultiTaskPipeline", "PIPELINE_TASK"]

@@ -122,7 +122,7 @@ def test_config_decoding_defaults_validates_and_round_trips(tmp_path):
 @pytest.mark.parametrize(
     ("tasks", "match"),
     [
-        (_tasks("viterbi"), "unknown decoding 'viterbi'"),
+        (_tasks("viterbi"), "decoding 'viterbi' is unknown"),
         (_tasks("bio", labels=("O", "PER", "LOC")), "needs labels that start with 'I-'"),
         ([{**TASKS[0], "decoding": "bio"}], "for token_classification tasks only"),
     ],

@@ -300,11 +300,11 @@ def test_truncated_token_examples_keep_their_lost_gold_tags():
     rows = Rows([{"tokens": words} for words in sentences], [1, 2], "memory")
     tags = [[10 + word for word in range(len(words))] for words in sentences]  # tag id = 10 + word index
     short, long = tokenize(TaskGroup([task], source), rows, tokenizer, {"slots": tags}, {"slots": 0}, joint=False)
-    assert "truncated" not in short and "unscored_tags" not in short
+    assert "truncated" not in short and "scoring" not in short
     assert long["truncated"] is True and len(long["input_ids"]) == 10
     kept = [tag for tag in long["labels"] if tag != -100]
-    assert kept + long["unscored_tags"] == tags[1]  # every gold tag is either scored or kept aside, in order
-    assert long["unscored_tags"]
+    assert kept + long["scoring"] == tags[1]  # every gold tag is either scored or kept aside, in order
+    assert long["scoring"]
 
 
 def test_token_metrics_count_entities_past_the_cut_as_misses():

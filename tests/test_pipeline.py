@@ -8,9 +8,9 @@ import torch
 from conftest import TASKS, tiny_bert_config
 from transformers import BertConfig, BertModel, pipeline
 
+from configuration_multitask.task_token_classification import group_bio
 from modeling_multitask import MultiTaskConfig, MultiTaskModel
 from modeling_multitask.hub import CUSTOM_PIPELINE, read_checkpoint_config, save_pipeline_files
-from modeling_multitask.pipeline_multitask import group_bio
 from modeling_multitask.predict_cli import main as predict_main
 
 

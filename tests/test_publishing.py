@@ -195,7 +195,7 @@ def test_predict_from_a_local_folder_runs_none_of_its_code(tmp_path, tiny_tokeni
 
     save_pipeline_files(checkpoint)
     marker = tmp_path / "executed"
-    for name in ("modeling_multitask.py", "configuration_multitask.py", "pipeline_multitask.py", "heads.py"):
+    for name in ("modeling_multitask.py", "configuration_multitask.py", "pipeline_multitask.py", "task_types.py"):
         with (checkpoint / name).open("a") as file:
             file.write(f"\nopen({str(marker / name)!r}, 'w')\n")
     marker.mkdir()

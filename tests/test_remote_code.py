@@ -84,12 +84,16 @@ def test_fresh_process_loads_checkpoint_through_remote_code(tmp_path, tiny_token
     for shipped in (
         "modeling_multitask.py",
         "fusion.py",
-        "heads.py",
         "hub.py",
         "pipeline_multitask.py",
         "featurization.py",
     ):
         assert (checkpoint / shipped).read_text() == (REPO_ROOT / "modeling_multitask" / shipped).read_text()
+    # The task-type definitions ship with the config, which validates tasks through them.
+    definitions = sorted(path.name for path in (REPO_ROOT / "configuration_multitask").glob("task_*.py"))
+    assert "task_types.py" in definitions and "task_token_classification.py" in definitions
+    for shipped in definitions:
+        assert (checkpoint / shipped).read_text() == (REPO_ROOT / "configuration_multitask" / shipped).read_text()
     assert (checkpoint / "model.safetensors").exists()
 
     input_ids, mask = random_batch()

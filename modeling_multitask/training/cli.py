@@ -126,11 +126,7 @@ def _all_unknown(tokenizer, text: str) -> bool:
 def build_model(experiment: Experiment, encoder_path: str, prepared: PreparedData):
     from modeling_multitask import MultiTaskModel
 
-    tasks = [
-        {"name": task.name, "type": task.type, "labels": prepared.labels[task.name], "loss_weight": task.loss_weight}
-        | ({"decoding": task.decoding} if task.is_token_level else {})
-        for task in experiment.tasks
-    ]
+    tasks = [task.model_spec(prepared.labels[task.name]) for task in experiment.tasks]
     try:
         return MultiTaskModel.from_encoder_pretrained(
             encoder_path,
@@ -202,7 +198,11 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
         args=args,
         train_dataset=train_dataset,
         eval_dataset={name: FeatureDataset(f) for name, f in prepared.validation.items()} or None,
-        data_collator=MultiTaskDataCollator(tokenizer),
+        data_collator=MultiTaskDataCollator(
+            tokenizer,
+            task_types=[task.type for task in experiment.tasks],
+            task_names=[task.name for task in experiment.tasks],
+        ),
         processing_class=tokenizer,
         group_sizes=[len(prepared.train[group.name]) for group in prepared.groups],
         tasks=task_infos,

@@ -1,38 +1,13 @@
-"""The task-aware data collator: dynamic padding per batch, labels shaped for each task type, and `task_ids`."""
+"""The task-aware data collator: dynamic padding per batch, labels shaped by each task's type, and `task_ids`."""
 
 from dataclasses import dataclass
 
 import torch
 
+from configuration_multitask import TASK_TYPES, TaskType
+
 
 INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def _is_token_tags(value) -> bool:
-    """Token tags are a list of int (multi-label vectors are lists of float); see `data.encode_labels`."""
-    return isinstance(value, list) and (not value or isinstance(value[0], int))
-
-
-def _token_columns(length: int, seq_len: int, padding_side: str) -> slice:
-    """Where a row of `length` tags goes among `seq_len` columns: beside its tokens, so on the side the tokenizer
-    leaves its padding free (a left-padding tokenizer puts the tokens, and so the tags, at the end)."""
-    return slice(seq_len - length, seq_len) if padding_side == "left" else slice(0, length)
-
-
-def _label_tensor(values: list, seq_len: int, padding_side: str = "right") -> torch.Tensor:
-    """Stack one task's labels. Their Python type says their kind (set in `data.encode_labels`):
-    int -> class id, float -> regression target, list of int -> token tags (padded with -100 to `seq_len` on
-    `padding_side`, as the tokenizer padded the tokens), list of float -> multi-label 0/1 vector."""
-    first = values[0]
-    if _is_token_tags(first):
-        padded = torch.full((len(values), seq_len), -100, dtype=torch.long)
-        for row, tags in enumerate(values):
-            tags = tags[:seq_len]
-            padded[row, _token_columns(len(tags), seq_len, padding_side)] = torch.tensor(tags, dtype=torch.long)
-        return padded
-    if isinstance(first, list):
-        return torch.tensor(values, dtype=torch.float)
-    return torch.tensor(values, dtype=torch.float if isinstance(first, float) else torch.long)
 
 
 @dataclass
@@ -43,13 +18,27 @@ class MultiTaskDataCollator:
     - several tasks mixed in the batch: a `(batch, L)` float tensor, each row its own labels, padded with -100;
     - joint examples (labels given as a dict per task): a dict of per-task label tensors.
 
+    Each task's type shapes its labels (`TaskType.collate_labels`, `TaskType.label_columns`).
+
     Args:
         tokenizer: pads the model inputs (its padding side and pad token are used).
         pad_to_multiple_of (`int`, *optional*): round the padded length up (tensor-core friendly on GPUs).
+        task_types (`list[str]`, *optional*): the type of each task id (`MultiTaskConfig.tasks` order), and
+        task_names (`list[str]`, *optional*): their names (for joint labels, given by name). Left out, a label's
+            type is told from its Python value, for the four original types only (kept for code that builds the
+            collator with a tokenizer alone).
     """
 
     tokenizer: object
     pad_to_multiple_of: int | None = None
+    task_types: list[str] | None = None
+    task_names: list[str] | None = None
+
+    def _definition(self, task_id: int | None = None, name: str | None = None, value=None) -> TaskType:
+        if self.task_types is not None:
+            index = task_id if name is None else self.task_names.index(name)
+            return TASK_TYPES[self.task_types[index]]
+        return _guess_type(value)
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         inputs = [{key: feature[key] for key in INPUT_KEYS if key in feature} for feature in features]
@@ -70,24 +59,36 @@ class MultiTaskDataCollator:
         side = self.tokenizer.padding_side
         if isinstance(labels[0], dict):
             batch["labels"] = {
-                name: _label_tensor([label[name] for label in labels], seq_len, side) for name in labels[0]
+                name: self._definition(name=name, value=labels[0][name]).collate_labels(
+                    [label[name] for label in labels], seq_len, side
+                )
+                for name in labels[0]
             }
         elif one_task:
-            batch["labels"] = _label_tensor(labels, seq_len, side)
+            definition = self._definition(task_ids[0] if task_ids else 0, value=labels[0])
+            batch["labels"] = definition.collate_labels(labels, seq_len, side)
         else:
-            batch["labels"] = self._mixed_labels(labels, seq_len, side)
+            definitions = [self._definition(task_id, value=label) for task_id, label in zip(task_ids, labels)]
+            batch["labels"] = _mixed_labels(labels, definitions, seq_len, side)
         return batch
 
-    @staticmethod
-    def _mixed_labels(labels: list, seq_len: int, padding_side: str = "right") -> torch.Tensor:
-        """`(batch, L)` floats padded with -100: class ids, targets and multi-label vectors from column 0 (where the
-        heads read them), token tags beside their tokens (see `_token_columns`)."""
-        rows = [torch.as_tensor(label, dtype=torch.float).reshape(-1) for label in labels]
-        width = max(seq_len, max(row.numel() for row in rows))
-        padded = torch.full((len(rows), width), -100.0)
-        for i, (label, row) in enumerate(zip(labels, rows)):
-            if _is_token_tags(label) and row.numel() <= seq_len:
-                padded[i, _token_columns(row.numel(), seq_len, padding_side)] = row
-            else:
-                padded[i, : row.numel()] = row
-        return padded
+
+def _mixed_labels(labels: list, definitions: list[TaskType], seq_len: int, padding_side: str) -> torch.Tensor:
+    """`(batch, L)` floats padded with -100, each row holding its example's labels where its type puts them
+    (`TaskType.label_columns`: from column 0, where the sequence heads read them; token tags beside their tokens)."""
+    rows = [torch.as_tensor(label, dtype=torch.float).reshape(-1) for label in labels]
+    width = max(seq_len, max(row.numel() for row in rows))
+    padded = torch.full((len(rows), width), -100.0)
+    for i, (definition, row) in enumerate(zip(definitions, rows)):
+        padded[i, definition.label_columns(row.numel(), seq_len, padding_side)] = row
+    return padded
+
+
+def _guess_type(value) -> TaskType:
+    """The type of a label told from its Python value, as `data.encode_labels` stores the four original types: int
+    -> class id, float -> regression target, list of int -> token tags, list of float -> multi-label 0/1 vector.
+    Only for a collator built without `task_types`."""
+    if isinstance(value, list):
+        tags = not value or isinstance(value[0], int)
+        return TASK_TYPES["token_classification" if tags else "multi_label_classification"]
+    return TASK_TYPES["regression" if isinstance(value, float) else "sequence_classification"]

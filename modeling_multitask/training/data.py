@@ -7,7 +7,6 @@ import bisect
 import csv
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,59 +237,42 @@ def _check_columns(task: TaskSpec, rows: Rows) -> None:
 
 
 def _raw_labels(task: TaskSpec, rows: Rows, index: int) -> Any:
-    """The label(s) of one record as names (or a float for regression)."""
+    """The label of one record as its type reads it: name(s), or a value."""
     value = rows.records[index][task.label_column]
-    if task.type == "regression":
-        try:
-            target = float(value)
-        except (TypeError, ValueError) as error:
-            raise ExperimentError(f"{rows.where(index)}: regression label {value!r} is not a number.") from error
-        if not math.isfinite(target):
-            # One NaN target makes the loss NaN and, through it, every weight.
-            raise ExperimentError(
-                f"{rows.where(index)}: regression label {value!r} is not a finite number: fix or drop the example."
-            )
-        return target
-    if task.type == "token_classification":
-        return _words(value, rows, index, task.label_column)
-    if task.type == "multi_label_classification":
-        if isinstance(value, str):
-            return [part for part in value.split(task.label_separator or "|") if part]
-        if isinstance(value, list):
-            return [str(item) for item in value]
+    try:
+        return task.definition.read_label(value, task.data_settings)
+    except ValueError as error:
         raise ExperimentError(
-            f"{rows.where(index)}: multi-label value {value!r} must be a list of label names or "
-            "a string joined by label_separator (default '|')."
-        )
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise ExperimentError(f"{rows.where(index)}: empty label in column '{task.label_column}'.")
-    return str(value).strip() if isinstance(value, str) else str(value)
+            f"{rows.where(index)}: {error} (column '{task.label_column}' of task '{task.name}')."
+        ) from None
 
 
 def infer_labels(task: TaskSpec, train: Rows) -> list[str] | None:
-    """The label names: the experiment's list, or every label seen in train (sorted; 'O' first for tags)."""
-    if task.type == "regression":
+    """The label names: the experiment's list, `0 ... num_labels - 1` for a bare count, or every label seen in train
+    (in the order the task's type sorts them)."""
+    definition = task.definition
+    if definition.min_labels is None:
         return None
     if task.labels is not None:
         labels = list(task.labels)
-    elif task.num_labels is not None and task.type != "token_classification":
+    elif task.num_labels is not None:
         labels = [str(i) for i in range(task.num_labels)]
     else:
         seen = set()
         for index in range(len(train.records)):
-            raw = _raw_labels(task, train, index)
-            seen.update(raw if isinstance(raw, list) else [raw])
-        labels = sorted(seen, key=lambda label: (label != "O", label))
+            seen.update(definition.label_names(_raw_labels(task, train, index)))
+        labels = definition.sort_labels(seen)
     if task.unseen_labels == "unk" and UNK_LABEL not in labels:
         labels.append(UNK_LABEL)
     return labels
 
 
 def encode_labels(task: TaskSpec, rows: Rows, labels: list[str] | None, split: str) -> list[Any]:
-    """Label ids per record: an int, a float (regression), 0/1 floats (multi-label) or a list of tag ids."""
+    """What each record's feature stores for its label, as the task's type encodes it (class id, value, 0/1 vector,
+    tag ids...)."""
     label2id = {label: i for i, label in enumerate(labels or [])}
 
-    def to_id(name: str, index: int) -> int:
+    def to_id(name: str) -> int:
         if name in label2id:
             return label2id[name]
         if split != "train" and task.unseen_labels == "unk":
@@ -305,26 +287,19 @@ def encode_labels(task: TaskSpec, rows: Rows, labels: list[str] | None, split: s
             f"list ({len(label2id)} labels): {hint}."
         )
 
+    definition = task.definition
     encoded = []
     for index in range(len(rows.records)):
         raw = _raw_labels(task, rows, index)
-        if task.type == "regression":
-            encoded.append(raw)
-        elif task.type == "multi_label_classification":
-            hot = [0.0] * len(label2id)
-            for name in raw:
-                hot[to_id(name, index)] = 1.0
-            encoded.append(hot)
-        elif task.type == "token_classification":
+        words = None
+        if definition.word_level:
             words = _words(rows.records[index][task.text_column], rows, index, task.text_column)
-            if len(words) != len(raw):
-                raise ExperimentError(
-                    f"{rows.where(index)}: {len(words)} tokens but {len(raw)} tags in task "
-                    f"'{task.name}'; each token needs exactly one tag."
-                )
-            encoded.append([to_id(name, index) for name in raw])
-        else:
-            encoded.append(to_id(raw, index))
+        try:
+            encoded.append(definition.encode_label(raw, to_id, len(label2id), words))
+        except ValueError as error:
+            if isinstance(error, ExperimentError):
+                raise
+            raise ExperimentError(f"{rows.where(index)}: {error} (task '{task.name}').") from None
     return encoded
 
 
@@ -332,7 +307,8 @@ def encode_labels(task: TaskSpec, rows: Rows, labels: list[str] | None, split: s
 
 
 # Keys of a feature that the collator leaves out (it passes on only model inputs, labels and task ids).
-UNSCORED_TAGS = "unscored_tags"  # token tasks: gold tag ids of words past the truncation, in order
+SCORING = "scoring"  # what a task's metrics need beyond the label (a token task's gold tags past the truncation)
+UNSCORED_TAGS = SCORING  # its former name
 TRUNCATED = "truncated"  # present (True) on examples longer than max_length
 
 
@@ -356,7 +332,7 @@ class TaskGroup:
     def word_level(self) -> bool:
         if self.split_words is not None:
             return self.split_words
-        return any(task.is_token_level for task in self.tasks)
+        return any(task.definition.word_level for task in self.tasks)
 
 
 def group_tasks(experiment: Experiment) -> list[TaskGroup]:
@@ -380,15 +356,18 @@ def tokenize(
 ) -> list[dict]:
     """Model features for the records of one group's split, through `featurize_batch`, the pipeline's function.
 
-    Word-level groups (any token task) read each record's words joined by single spaces: the text the pipeline will
-    see for that sentence. Each word's tag goes to the first token of the word, the other tokens and the special
-    tokens getting -100 (the JointBERT / transformers convention).
+    Word-level groups (any task whose type is word-level) read each record's words joined by single spaces: the text
+    the pipeline will see for that sentence. Each task's type turns its stored label into the feature's label, aligned
+    to the tokens (`TaskType.feature_label`).
     """
     task = group.first
     pairs = None
     if group.word_level:
         if task.text_pair_column:
-            raise ExperimentError(f"Task '{task.name}': token classification takes one text; drop text_pair_column.")
+            raise ExperimentError(
+                f"Task '{task.name}': its examples are words with per-word labels, read from one text; drop "
+                "text_pair_column (or train the pair task on its own data)."
+            )
         words = [_words(record[task.text_column], rows, i, task.text_column) for i, record in enumerate(rows.records)]
         texts = [" ".join(record_words) for record_words in words]
     else:
@@ -417,24 +396,20 @@ def tokenize(
             owners = _word_owners(words[index], example.words)
             cut_words += len(owners) - len(set(owners))
             record_word_ids = [None if word is None else owners[word] for word in example.word_ids]
-        labels = {}
+        labels, scoring = {}, {}
         for member in group.tasks:
-            value = label_ids[member.name][index]
-            if member.is_token_level:
-                value = _align_tags(value, record_word_ids)
-            labels[member.name] = value
+            labels[member.name], scoring[member.name] = member.definition.feature_label(
+                label_ids[member.name][index], record_word_ids
+            )
         if joint:
             feature["labels"] = labels
         else:
             feature["labels"] = labels[task.name]
             feature["task_ids"] = task_indices[task.name]
-            if task.is_token_level:
-                # Gold tags of the words that got no token (cut by max_length): scoring counts them as predicted "O",
-                # so entities past the cut are misses instead of vanishing from the score.
-                seen = set(record_word_ids) - {None}
-                unscored = [tag for word, tag in enumerate(label_ids[task.name][index]) if word not in seen]
-                if unscored:
-                    feature[UNSCORED_TAGS] = unscored
+            if scoring[task.name] is not None:
+                # E.g. the gold tags of words cut off by max_length, which scoring counts as predicted "O", so
+                # entities past the cut are misses instead of vanishing from the score.
+                feature[SCORING] = scoring[task.name]
         if example.truncated:
             feature[TRUNCATED] = True
         features.append(feature)
@@ -467,16 +442,6 @@ def _text(value: Any, rows: Rows, index: int, column: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ExperimentError(f"{rows.where(index)}: column '{column}' is empty or not text ({value!r}).")
     return value
-
-
-def _align_tags(tag_ids: list[int], word_ids: list[int | None]) -> list[int]:
-    """Per token: the tag of its word on the word's first token, -100 elsewhere (later pieces, special tokens)."""
-    aligned, seen = [], set()
-    for word in word_ids:
-        aligned.append(-100 if word is None or word in seen else tag_ids[word])
-        if word is not None:
-            seen.add(word)
-    return aligned
 
 
 @dataclass

@@ -15,7 +15,7 @@ from transformers import AutoTokenizer
 from .collator import MultiTaskDataCollator
 from .data import PreparedData, prepare_data
 from .experiment import TRAINING_DEFAULTS, Experiment, ExperimentError
-from .metrics import load_evaluate_metric, sentence_accuracy
+from .metrics import examples_correct, load_evaluate_metric
 from .trainer import FeatureDataset, MultiTaskTrainer, TaskInfo
 
 
@@ -26,7 +26,7 @@ def evaluation_settings(experiment: Experiment, labels: dict | None = None) -> l
     """What evaluating each task needs; `labels` (task -> label names, known once the data is read) fills them in.
     `evaluate:` metrics load here, so an unreachable one fails before training."""
     task_infos = [
-        TaskInfo(task.name, task.type, None, list(task.metrics or []), decoding=task.decoding)
+        TaskInfo(task.name, task.type, None, list(task.metrics or []), settings=dict(task.settings))
         for task in experiment.tasks
     ]
     for info in task_infos:
@@ -50,19 +50,21 @@ def per_task(metrics: dict[str, float], prefix: str, task_names: list[str]) -> d
 
 
 def joint_sentence_accuracy(trainer: MultiTaskTrainer, prepared: PreparedData) -> dict[str, float]:
-    """For groups with one sentence task and one token task on the same examples: JointBERT's sentence accuracy
-    (see `metrics.sentence_accuracy`), from the predictions of the last evaluation, named `<sentence>+<token>`."""
+    """For tasks trained jointly on the same examples (ATIS's intent and slots): JointBERT's sentence accuracy, the
+    share of examples that all of them get exactly right, as each type judges it (`TaskType.example_correct`; types
+    without it, such as regression, are left out). From the last evaluation's predictions, named `<task>+<task>`."""
     results = {}
     scored = trainer.last_eval_predictions
+    infos = {task.name: task for task in trainer.tasks}
     for group in prepared.groups:
-        sentence = [t for t in group.tasks if t.type == "sequence_classification"]
-        tokens = [t for t in group.tasks if t.type == "token_classification"]
-        if len(sentence) != 1 or len(tokens) != 1 or not {sentence[0].name, tokens[0].name} <= set(scored):
+        judged = [
+            task.name
+            for task in group.tasks
+            if task.definition.example_correct is not None and task.name in scored and task.name in infos
+        ]
+        if len(judged) < 2:
             continue
-        # Named by the pair it scores (a group may hold further tasks, e.g. a multi-label one).
-        results[f"{sentence[0].name}+{tokens[0].name}"] = sentence_accuracy(
-            *scored[sentence[0].name], *scored[tokens[0].name], dict(enumerate(prepared.labels[tokens[0].name]))
-        )
+        results["+".join(judged)] = examples_correct([(infos[name].view, *scored[name]) for name in judged])
     return results
 
 
@@ -101,7 +103,9 @@ def evaluate_model(
         trainer = MultiTaskTrainer(
             model=model,
             args=experiment.training_arguments(**settings),
-            data_collator=MultiTaskDataCollator(tokenizer),
+            data_collator=MultiTaskDataCollator(
+                tokenizer, task_types=[t.type for t in experiment.tasks], task_names=names
+            ),
             processing_class=tokenizer,
             group_sizes=[],
             tasks=evaluation_settings(experiment, prepared.labels),
@@ -125,7 +129,8 @@ def evaluate_checkpoint(experiment: Experiment, checkpoint: Path | str) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     prepared = prepare_data(experiment, tokenizer)
     for name in names:
-        if prepared.labels[name] != model.config.tasks[model.config.task_index(name)]["labels"]:
+        trained = model.config.task(name).labels
+        if prepared.labels[name] != (None if trained is None else list(trained)):
             raise ExperimentError(f"{checkpoint}: task {name!r} was trained with other labels than the data's.")
     results, _ = evaluate_model(model, tokenizer, experiment, prepared)
     return {**results, "truncated_examples": prepared.truncated}

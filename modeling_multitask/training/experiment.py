@@ -27,6 +27,7 @@ the working directory.
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -35,7 +36,7 @@ from typing import Any
 import yaml
 from transformers import TrainingArguments
 
-from configuration_multitask import TAG_DECODINGS, TASK_TYPES, WORD_SPLITTINGS, check_task_name
+from configuration_multitask import TASK_TYPES, WORD_SPLITTINGS, TaskType, check_task_name, check_task_spec
 
 
 class ExperimentError(ValueError):
@@ -47,12 +48,8 @@ FILE_FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "conll", "lines")
 SAMPLING_STRATEGIES = ("proportional", "temperature", "uniform", "round_robin")
 MIN_TEMPERATURE = 0.05  # n^(1/0.05) = n^20 stays a finite float up to n = 10^15 examples
 UNSEEN_LABEL_RULES = ("error", "unk")
-DEFAULT_METRICS = {
-    "sequence_classification": ["accuracy", "f1", "mcc"],
-    "multi_label_classification": ["micro_f1", "macro_f1", "subset_accuracy"],
-    "regression": ["pearson_spearman", "pearson", "spearman", "mse"],
-    "token_classification": ["f1", "precision", "recall", "accuracy"],
-}
+# Each type's built-in metrics, the first its primary one (defined by the type: see `task_type.TaskType.metrics`).
+DEFAULT_METRICS = {name: [metric.name for metric in kind.metrics] for name, kind in TASK_TYPES.items()}
 
 
 # Defaults where the experiment says nothing: what a multi-task run needs from the Trainer.
@@ -93,6 +90,10 @@ class DataSource:
 
 @dataclasses.dataclass
 class TaskSpec:
+    """One task of the experiment file. The keys every type has are fields; the keys a type adds (its definition's
+    `settings`, which go into the model config, and `data_settings`, which only the data reader uses) are in
+    `settings` and `data_settings`, and read like fields too (`task.decoding`, `task.label_separator`)."""
+
     name: str
     type: str
     data: DataSource
@@ -105,14 +106,39 @@ class TaskSpec:
     max_length: int = 128
     loss_weight: float = 1.0
     metrics: list[str] | None = None
-    label_separator: str | None = None  # multi-label: labels given as one string, e.g. "a|b"
-    decoding: str = "argmax"  # token tasks: "argmax", or "bio" for the best IOB2-valid tag sequence
+    settings: dict = dataclasses.field(default_factory=dict)  # model-side keys of the task's type
+    data_settings: dict = dataclasses.field(default_factory=dict)  # data-side keys of the task's type
     # Not an experiment key: whether max_length is the default, which an encoder with fewer positions may lower.
     max_length_is_default: bool = dataclasses.field(default=False, init=False, repr=False)
 
     @property
+    def definition(self) -> TaskType:
+        return TASK_TYPES[self.type]
+
+    @property
     def is_token_level(self) -> bool:
-        return self.type == "token_classification"
+        return self.definition.head_input == "token"
+
+    def __getattr__(self, key: str):
+        # A type's own keys read like fields (`task.decoding`); a key another type owns reads as its default.
+        for section in ("settings", "data_settings"):
+            values = self.__dict__.get(section) or {}
+            if key in values:
+                return values[key]
+        for kind in TASK_TYPES.values():
+            if key in kind.settings or key in kind.data_settings:
+                return {**kind.settings, **kind.data_settings}[key]
+        raise AttributeError(f"TaskSpec has no attribute {key!r}.")
+
+    def model_spec(self, labels: list[str] | None) -> dict:
+        """This task's entry of `MultiTaskConfig.tasks`: its model-side keys, with the label names of the data."""
+        return {
+            "name": self.name,
+            "type": self.type,
+            "labels": labels,
+            "loss_weight": self.loss_weight,
+            **self.settings,
+        }
 
     @property
     def has_validation(self) -> bool:
@@ -246,8 +272,6 @@ _SCALAR_TYPES = {
     "text_pair_column": str,
     "label_column": str,
     "unseen_labels": str,
-    "label_separator": str,
-    "decoding": str,
     "num_labels": int,
     "max_length": int,
 }
@@ -283,26 +307,29 @@ def _read_utf8(path: Path, what: str) -> str:
 
 def _parse_task(raw: Any, index: int, base: Path) -> TaskSpec:
     where = f"tasks[{index}]"
-    fields = [f.name for f in dataclasses.fields(TaskSpec) if f.init]
-    raw = _check_keys(raw, fields, where, required=("name", "type", "data"))
+    common = [f.name for f in dataclasses.fields(TaskSpec) if f.init and f.name not in ("settings", "data_settings")]
+    definition = TASK_TYPES.get(raw.get("type")) if isinstance(raw, dict) else None
+    own_keys = [*definition.settings, *definition.data_settings] if definition is not None else []
+    raw = _check_keys(
+        raw, [*common, *own_keys, *_keys_of_other_types(own_keys)], where, required=("name", "type", "data")
+    )
     try:
         check_task_name(raw["name"], f"tasks[{index}]")
     except ValueError as error:
         raise ExperimentError(str(error)) from None
     where = f"tasks[{index}] ({raw['name']})"
     _check_scalar_types(raw, where)
-    if raw["type"] not in TASK_TYPES:
+    if definition is None:
         raise ExperimentError(
             f"{where}.type '{raw['type']}' is unknown.{_nearest(str(raw['type']), TASK_TYPES)} "
             f"Allowed types: {', '.join(TASK_TYPES)}."
         )
-    values = {key: value for key, value in raw.items() if key != "data"}
+    values = {key: value for key, value in raw.items() if key in common and key != "data"}
     task = TaskSpec(data=_parse_data(raw["data"], base, f"{where}.data"), **values)
     task.max_length_is_default = "max_length" not in raw
-    if task.is_token_level and "text_column" not in raw:
-        task.text_column = "tokens"
-    if task.is_token_level and "label_column" not in raw:
-        task.label_column = "tags"
+    for column, default in definition.default_columns.items():
+        if column not in raw:
+            setattr(task, column, default)
     if task.unseen_labels not in UNSEEN_LABEL_RULES:
         raise ExperimentError(f"{where}.unseen_labels must be one of {', '.join(UNSEEN_LABEL_RULES)}.")
     if isinstance(task.labels, str):  # a label file, one label per line
@@ -314,15 +341,26 @@ def _parse_task(raw: Any, index: int, base: Path) -> TaskSpec:
         if not isinstance(task.labels, list) or not all(isinstance(x, (str, int)) for x in task.labels):
             raise ExperimentError(f"{where}.labels must be a list of label names or a label file path.")
         task.labels = [str(label) for label in task.labels]  # labels written as 0/1 match the data's "0"/"1"
-    if not _is_number(task.loss_weight) or not task.loss_weight > 0:
-        raise ExperimentError(f"{where}.loss_weight must be a positive number, got {task.loss_weight!r}.")
-    if task.decoding not in TAG_DECODINGS:
-        raise ExperimentError(
-            f"{where}.decoding '{task.decoding}' is unknown.{_nearest(str(task.decoding), TAG_DECODINGS)} "
-            f"Allowed: {', '.join(TAG_DECODINGS)}."
-        )
-    if "decoding" in raw and not task.is_token_level:
-        raise ExperimentError(f"{where}.decoding is for token_classification tasks only.")
+    # The model-side keys are checked by the config's own validator, the one every rule of a task lives in.
+    for key in raw:
+        owners = [name for name, kind in TASK_TYPES.items() if key in kind.data_settings]
+        if owners and key not in definition.data_settings:
+            raise ExperimentError(f"{where}.{key} is for {' and '.join(owners)} tasks only.")
+    other_settings = {key for kind in TASK_TYPES.values() for key in kind.settings}
+    model_side = {key: raw[key] for key in ("name", "type", "loss_weight", *other_settings) if key in raw}
+    model_side.update(labels=task.labels, num_labels=task.num_labels)
+    try:
+        checked = check_task_spec(model_side, index, labels_known=False)
+    except ValueError as error:
+        # The config's messages start "Task 'name' (type): ", which `where` already says.
+        message = re.sub(rf"^Task {re.escape(repr(task.name))}( \([a-z_]+\))?: ", "", str(error))
+        raise ExperimentError(f"{where}: {message}") from None
+    task.settings = {key: checked[key] for key in definition.settings}
+    task.data_settings = {key: raw.get(key, default) for key, default in definition.data_settings.items()}
+    for key, value in task.data_settings.items():
+        if value is not None and not isinstance(value, type(definition.data_settings[key])):
+            expected = type(definition.data_settings[key]).__name__
+            raise ExperimentError(f"{where}.{key} must be a {expected}, got {value!r}.")
     if not isinstance(task.max_length, int) or task.max_length < 4:
         raise ExperimentError(f"{where}.max_length must be an integer >= 4, got {task.max_length!r}.")
     known_metrics = DEFAULT_METRICS[task.type]
@@ -333,6 +371,13 @@ def _parse_task(raw: Any, index: int, base: Path) -> TaskSpec:
                 f"Built-in: {', '.join(known_metrics)}; or 'evaluate:<module id>' (needs the Hub)."
             )
     return task
+
+
+def _keys_of_other_types(own_keys) -> list[str]:
+    """Keys that other task types add: allowed past the key check so that the type's validator says whose they are."""
+    return [
+        key for kind in TASK_TYPES.values() for key in (*kind.settings, *kind.data_settings) if key not in own_keys
+    ]
 
 
 def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = None) -> Experiment:

@@ -16,8 +16,11 @@ from torch.utils.data import Dataset
 from transformers import EvalPrediction, Trainer
 from transformers.trainer_utils import speed_metrics
 
-from .data import UNSCORED_TAGS
-from .metrics import combined_score, compute_task_metrics, primary_metric, reduce_logits
+from configuration_multitask import TaskView
+
+from .collator import MultiTaskDataCollator
+from .data import SCORING
+from .metrics import combined_score, primary_metric, score_task, task_view
 from .sampling import TaskBlockSampler
 
 
@@ -43,11 +46,17 @@ class TaskInfo:
     labels: list[str] | None
     metrics: list[str] = field(default_factory=list)  # the first is the primary metric
     extra_metrics: dict = field(default_factory=dict)  # evaluate modules by name
-    decoding: str = "argmax"  # token tasks: how logits become tags (see `heads.decode_tags`)
+    decoding: str = "argmax"  # token tasks: how logits become tags (see `task_token_classification.decode_tags`)
+    settings: dict = field(default_factory=dict)  # the task type's own keys (as in the model config)
 
     @property
     def primary_metric(self) -> str:
         return primary_metric(self.type, self.metrics)
+
+    @property
+    def view(self) -> TaskView:
+        """The task as its type's definition reads it."""
+        return task_view(self.type, self.labels, self.name, **{"decoding": self.decoding, **self.settings})
 
 
 class MultiTaskTrainer(Trainer):
@@ -82,10 +91,15 @@ class MultiTaskTrainer(Trainer):
         self._task_loss_counts = defaultdict(int)
         self.last_eval_predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # task -> (predictions, labels)
         self._eval_task: TaskInfo | None = None  # the task `evaluate` is scoring, for the metric hooks
-        self._unscored_tags: list[list[int]] | None = None  # its token-task gold tags past the truncation
+        self._scoring: list | None = None  # what its metrics need beyond the labels, per example (`data.SCORING`)
         kwargs.setdefault("compute_metrics", self._compute_metrics)
         kwargs.setdefault("preprocess_logits_for_metrics", self._reduce_logits)
         super().__init__(*args, **kwargs)
+        collator = self.data_collator
+        if isinstance(collator, MultiTaskDataCollator) and collator.task_types is None and tasks:
+            # Each task's labels are collated as its type says, rather than told from their Python values.
+            collator.task_types = [task.type for task in tasks]
+            collator.task_names = [task.name for task in tasks]
 
     def _get_train_sampler(self, train_dataset=None):
         return TaskBlockSampler(
@@ -155,10 +169,8 @@ class MultiTaskTrainer(Trainer):
         for name, dataset in datasets.items():
             self._eval_task = tasks[name]
             # In evaluation order (the eval sampler is sequential), for `_compute_metrics`.
-            self._unscored_tags = (
-                [feature.get(UNSCORED_TAGS, []) for feature in dataset.features]
-                if isinstance(dataset, FeatureDataset)
-                else None
+            self._scoring = (
+                [feature.get(SCORING) for feature in dataset.features] if isinstance(dataset, FeatureDataset) else None
             )
             try:
                 # By name when the dataset is the trainer's own, so persistent eval workers are reused.
@@ -166,7 +178,7 @@ class MultiTaskTrainer(Trainer):
                     self._evaluate_task(name if from_trainer else dataset, ignore_keys, f"{metric_key_prefix}_{name}")
                 )
             finally:
-                self._eval_task, self._unscored_tags = None, None
+                self._eval_task, self._scoring = None, None
         primaries = [
             (task.primary_metric, metrics[key])
             for task in self.tasks
@@ -218,20 +230,16 @@ class MultiTaskTrainer(Trainer):
         if isinstance(logits, (tuple, list)):  # extra outputs a caller did not ignore: the logits come first
             logits = logits[0]
         labels = labels[task.name] if isinstance(labels, dict) else labels
-        decoding, word_mask = task.decoding, None
-        if decoding != "argmax":
-            # A token task's labelled positions (-100 elsewhere) are the first sub-token of each word: what gets
-            # decoded. Unlabelled data has no such mask here; the pipeline decodes it word by word instead.
-            decoding, word_mask = ("argmax", None) if labels is None else (decoding, labels != -100)
-        return reduce_logits(task.type, logits, word_mask, task.labels, decoding)
+        view = task.view
+        return view.definition.reduce_logits(view, logits, labels)
 
     def _compute_metrics(self, prediction: EvalPrediction) -> dict[str, float]:
         task = self._scored_task()
         predictions, labels = np.asarray(prediction.predictions), np.asarray(prediction.label_ids)
         # Kept so that cross-task scores (JointBERT's sentence accuracy) need no second pass over the data.
         self.last_eval_predictions[task.name] = (predictions, labels)
-        unscored = self._unscored_tags if len(self._unscored_tags or []) == len(labels) else None
-        return compute_task_metrics(task.type, predictions, labels, task.labels, task.extra_metrics, unscored)
+        scoring = self._scoring if len(self._scoring or []) == len(labels) else None
+        return score_task(task.view, predictions, labels, task.extra_metrics, scoring)
 
 
 def _task_block_sampler(dataloader) -> TaskBlockSampler | None:
