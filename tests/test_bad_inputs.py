@@ -271,6 +271,11 @@ CASES = [
         args=["--set", "tasks.9.max_length=8"],
     ),
     Case("set-whole-task-past-the-end", "'tasks.4' is not an index", args=["--set", "tasks.4={name: extra}"]),
+    Case(
+        "set-value-not-yaml",
+        r"--set training.learning_rate=\[1,: the value '\[1,' is not valid YAML.*Quote it",
+        args=["--set", "training.learning_rate=[1,"],
+    ),
     Case("set-task-not-an-index", "'tasks.first' is not an index", args=["--set", "tasks.first.max_length=8"]),
     # ----------------------------------------------------------------------------------- base model and output
     Case("base-model-missing", "model.base_model: cannot load", {"model.base_model": "/nonexistent/encoder"}),
@@ -278,6 +283,11 @@ CASES = [
     Case("base-model-without-tokenizer", "has no vocabulary", {"model.base_model": "@no-tokenizer"}),
     Case(
         "output-dir-is-a-file", "output_dir .*notes.txt is an existing file", {"training.output_dir": "@out/notes.txt"}
+    ),
+    Case(
+        "output-dir-under-a-file",
+        "output_dir .*notes.txt/run lies under .*notes.txt, which is a file",
+        {"training.output_dir": "@out/notes.txt/run"},
     ),
     Case("resume-and-overwrite", "--resume continues .* --overwrite starts again", args=["--resume", "--overwrite"]),
     Case(

@@ -250,6 +250,13 @@ def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> str | N
         raise ExperimentError(
             f"training.output_dir {output_dir} is an existing file, not a folder: choose another output_dir."
         )
+    # A file on the way (`notes.txt/run`) would only fail when the first checkpoint is written.
+    blocking = next((parent for parent in output_dir.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise ExperimentError(
+            f"training.output_dir {output_dir} lies under {blocking}, which is a file, not a folder: choose "
+            "another output_dir."
+        )
     last_checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     if resume and last_checkpoint is None:
         raise ExperimentError(f"--resume: no checkpoint-* folder in {output_dir} to resume from.")

@@ -574,7 +574,14 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ExperimentError(f"--set expects key.path=value, got '{text}'.")
     key, value = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(value)
+    try:
+        return key.strip().split("."), yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ExperimentError(
+            f"--set {text}: the value {value!r} is not valid YAML ({problem}). Quote it for a string "
+            f"(--set '{key}=\"...\"'), or complete the list or mapping, e.g. [1, 2]."
+        ) from None
 
 
 def _override_index(node: list, key: str, override: str, path: list[str]) -> int:
