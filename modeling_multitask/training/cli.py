@@ -20,6 +20,7 @@ import torch
 import yaml
 from torch.utils.data import ConcatDataset
 from transformers import AutoConfig, AutoTokenizer, set_seed
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
@@ -170,11 +171,12 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
     # The token and push settings stay out of the TrainingArguments (the Trainer pickles them into every
     # checkpoint's training_args.bin): the final checkpoint is pushed once, by save_final_checkpoint.
     experiment, publish = split_publish_settings(experiment)
-    encoder_path, _ = check_base_model(experiment)
+    encoder_path, encoder_config = check_base_model(experiment)
     task_infos = evaluation_settings(experiment)
     args = training_arguments(experiment, has_validation=any(task.has_validation for task in experiment.tasks))
     output_dir = Path(args.output_dir)
     last_checkpoint = check_output_dir(output_dir, resume, overwrite)
+    resumed_config = check_resumable(last_checkpoint, experiment, encoder_config) if last_checkpoint else None
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(encoder_path)
@@ -191,6 +193,8 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
             "encoder's tokenizer files beside its weights."
         )
     prepared = prepare_data(experiment, tokenizer)
+    if resumed_config is not None:
+        check_resumed_labels(last_checkpoint, resumed_config, prepared.labels)
     for info in task_infos:
         info.labels = prepared.labels[info.name]
 
@@ -266,6 +270,73 @@ def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> str | N
             "--resume to continue it, or --overwrite to start again."
         )
     return last_checkpoint if resume else None
+
+
+START_AFRESH = "start a fresh run with --overwrite, or set a new training.output_dir"
+
+
+def check_resumable(checkpoint: str, experiment: Experiment, encoder_config):
+    """The checkpoint's config, once it is known that `--resume` can continue it: its trainer state is readable and
+    its model has the experiment's shape (tasks, labels the experiment lists, fusion, private layers, encoder).
+    Otherwise loading it would fail inside the Trainer with a JSON error or a size-mismatch traceback."""
+    from configuration_multitask import MultiTaskConfig
+
+    folder = Path(checkpoint)
+    state_file = folder / TRAINER_STATE_NAME
+    try:
+        json.loads(state_file.read_text(encoding="utf-8"))
+        config = MultiTaskConfig.from_pretrained(folder)
+    except FileNotFoundError as error:
+        raise ExperimentError(
+            f"--resume: {folder} is incomplete ({Path(error.filename or state_file).name} is missing): {START_AFRESH}."
+        ) from None
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise ExperimentError(
+            f"--resume: {folder} is damaged ({type(error).__name__}: {error}); delete that checkpoint folder to "
+            f"resume from an earlier one, or {START_AFRESH}."
+        ) from None
+    differences = []
+    checkpoint_tasks = [(task["name"], task["type"]) for task in config.tasks]
+    experiment_tasks = [(task.name, task.type) for task in experiment.tasks]
+    if checkpoint_tasks != experiment_tasks:
+        differences.append(f"tasks {_describe(checkpoint_tasks)} there, {_describe(experiment_tasks)} here")
+    else:
+        for task in experiment.tasks:
+            saved = config.tasks[config.task_index(task.name)].get("labels")
+            if task.labels is not None and saved is not None and list(task.labels) != list(saved):
+                differences.append(f"task {task.name!r} labels {saved} there, {task.labels} here")
+    if (config.fusion is None) != (experiment.model.fusion is None):
+        differences.append(f"fusion {config.fusion} there, {experiment.model.fusion} here")
+    if config.task_private_layers != experiment.model.task_private_layers:
+        differences.append(
+            f"task_private_layers {config.task_private_layers} there, {experiment.model.task_private_layers} here"
+        )
+    for key in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size"):
+        saved, current = getattr(config.encoder_config, key, None), getattr(encoder_config, key, None)
+        if saved != current:
+            differences.append(f"encoder {key} {saved} there, {current} here")
+    if differences:
+        raise ExperimentError(
+            f"--resume: {folder} was trained for another model than this experiment builds ("
+            + "; ".join(differences)
+            + f"). Resume with the experiment it was trained from, or {START_AFRESH}."
+        )
+    return config
+
+
+def check_resumed_labels(checkpoint: str, config, labels: dict[str, list[str] | None]) -> None:
+    """Labels read from the data must be the checkpoint's, in its order: a new label changes a head's size."""
+    for task in config.tasks:
+        if labels.get(task["name"]) != task.get("labels"):
+            raise ExperimentError(
+                f"--resume: {checkpoint} was trained with labels {task.get('labels')} for task {task['name']!r}, "
+                f"but the data now gives {labels.get(task['name'])}. Resume with the data it was trained on, or "
+                f"{START_AFRESH}."
+            )
+
+
+def _describe(tasks: list[tuple[str, str]]) -> str:
+    return "[" + ", ".join(f"{name} ({task_type})" for name, task_type in tasks) + "]"
 
 
 def clear_checkpoints(output_dir: Path) -> None:
