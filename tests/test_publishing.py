@@ -3,13 +3,14 @@ the card names its data; predicting from a Hub repo needs --trust-remote-code; t
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TASKS, save_tiny_encoder
+from conftest import BLOCK_PROJECT_IMPORTS, TASKS, save_tiny_encoder
 from hub_server import HubServer
 from huggingface_hub import ModelCard
 from test_hub import REPO_ROOT, hub_env, make_checkpoint, run
@@ -202,6 +203,45 @@ def test_predict_from_a_local_folder_runs_none_of_its_code(tmp_path, tiny_tokeni
     assert predict_main([str(checkpoint), "book a flight", "--task", "intent"]) == 0
     assert "label" in json.loads(capsys.readouterr().out)["predictions"]
     assert not list(marker.iterdir()), "the folder's own code ran"
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+# `python -I`, project packages blocked: only the code the checkpoint folder holds can serve it.
+SERVE_FOLDER = (
+    BLOCK_PROJECT_IMPORTS
+    + """
+import sys, json
+from transformers import pipeline
+pipe = pipeline(model=sys.argv[1], trust_remote_code=True, device="cpu")
+assert type(pipe).__module__.startswith("transformers_modules."), type(pipe).__module__
+print(json.dumps(pipe("book a flight to boston")))
+"""
+)
+
+
+def test_every_checkpoint_is_servable_like_the_final_folder(pushed_run, tmp_path):
+    output = pushed_run / "out"
+    checkpoints = sorted(output.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    assert checkpoints
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    served = {}
+    for folder in [*checkpoints, output]:
+        result = subprocess.run(
+            [sys.executable, "-I", "-c", SERVE_FOLDER, str(folder)],
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, f"{folder.name}: {result.stderr[-3000:]}"
+        served[folder.name] = json.loads(result.stdout.strip().splitlines()[-1])
+        assert "local_files_only" not in json.loads((folder / "tokenizer_config.json").read_text())
+    for predictions in served.values():
+        assert set(predictions) == {"intent", "slots", "ner"}  # similarity reads a text pair
+    # The last checkpoint holds the final weights (no best-model reload in this run).
+    assert served[checkpoints[-1].name] == served["out"]
 
 
 # ------------------------------------------------------------------------------------------------ tokenizer

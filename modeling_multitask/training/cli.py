@@ -29,7 +29,13 @@ from .data import PreparedData, prepare_data
 from .evaluation import evaluate_checkpoint, evaluate_splits, evaluation_settings  # noqa: F401  (public here too)
 from .experiment import TRAINING_DEFAULTS, Experiment, ExperimentError, load_experiment
 from .pretrained import published_encoder_name, resolve_encoder
-from .publishing import PublishSettings, publishable_experiment, split_publish_settings, training_data
+from .publishing import (
+    PublishSettings,
+    ServableCheckpoints,
+    publishable_experiment,
+    split_publish_settings,
+    training_data,
+)
 from .trainer import FeatureDataset, MultiTaskTrainer
 
 
@@ -216,6 +222,7 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
         group_lengths=[[len(f["input_ids"]) for f in prepared.train[group.name]] for group in prepared.groups]
         if experiment.sampling.group_by_length
         else None,
+        callbacks=[ServableCheckpoints()],
     )
     logger.info(
         "Training %d tasks in %d groups (%s) on %s.",
