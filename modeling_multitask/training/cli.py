@@ -24,6 +24,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
+from ..push_cli import HUB_ERRORS, describe_hub_error
 from .collator import MultiTaskDataCollator
 from .data import PreparedData, prepare_data
 from .evaluation import evaluate_checkpoint, evaluate_splits, evaluation_settings  # noqa: F401  (public here too)
@@ -389,7 +390,14 @@ def save_final_checkpoint(
     write_model_card(output_dir, base_model=published_base_model)
     if publish is not None and publish.push_to_hub:
         repo_id = trainer.args.hub_model_id or output_dir.name
-        push_checkpoint(output_dir, repo_id, token=publish.hub_token, private=bool(trainer.args.hub_private_repo))
+        try:
+            push_checkpoint(output_dir, repo_id, token=publish.hub_token, private=bool(trainer.args.hub_private_repo))
+        except HUB_ERRORS as error:
+            raise ExperimentError(
+                f"training finished and the checkpoint is saved in {output_dir}, but the push to the Hub repo "
+                f"{repo_id} failed: {describe_hub_error(error)} Push the saved folder once the Hub is reachable: "
+                f"multitask-push {output_dir} {repo_id}"
+            ) from None
         print(f"Pushed the checkpoint to the Hub repo {repo_id}")
 
 
