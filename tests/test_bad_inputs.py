@@ -516,6 +516,19 @@ def test_best_model_direction_follows_the_metric(metric, greater, tmp_path, enco
     assert training_arguments(experiment, has_validation=True).greater_is_better is greater
 
 
+@pytest.mark.parametrize(
+    ("metric", "greater"), [("similarity_mse_mse", False), ("similarity_pearsonr_pearsonr", True)]
+)
+def test_best_model_direction_of_an_evaluate_metric_follows_its_result_key(metric, greater, tmp_path, encoders):
+    """`evaluate:<module>` results are `<task>_<module>_<key>`: the key says the direction."""
+    write_data(tmp_path)
+    raw = base_experiment(tmp_path, encoders["tiny"])
+    raw["tasks"][2]["metrics"] = ["pearson", "evaluate:mse", "evaluate:pearsonr"]
+    raw["training"]["metric_for_best_model"] = metric
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert load_experiment(tmp_path / "experiment.yaml").training["greater_is_better"] is greater
+
+
 def test_best_model_metric_reads_task_names_with_underscores(tmp_path, encoders):
     """`ner_fine_f1` is ner_fine's f1 (the longest task name), and an error metric of a task named like a metric
     still reads as lower-is-better."""
