@@ -67,6 +67,11 @@ TOKENIZER_LOADING_KEYS = (
 def read_checkpoint_config(checkpoint_dir) -> dict:
     """`config.json` of a multi-task checkpoint folder, or an error that says what the folder is instead."""
     folder = Path(checkpoint_dir)
+    if folder.is_file():
+        raise ValueError(
+            f"{str(folder)!r} is a file, not a checkpoint folder: pass the folder that holds config.json and the "
+            "weights (the training output_dir, or a folder written by model.save_pretrained)."
+        )
     if not folder.is_dir():
         raise FileNotFoundError(
             f"Checkpoint folder {str(folder)!r} does not exist: pass the training output_dir or "

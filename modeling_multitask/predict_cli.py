@@ -49,12 +49,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_device(device: str) -> None:
+    """Refuse a device this machine cannot use before the model is loaded (torch would fail with a traceback)."""
+    import torch
+
+    try:
+        parsed = torch.device(int(device) if device.isdigit() else device)  # "0" is CUDA device 0, as in pipeline()
+    except RuntimeError:
+        raise ValueError(f"--device {device!r} is not a device: use cpu, cuda, cuda:1, mps ...") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"--device {device}: this machine has no CUDA device (or torch was built without CUDA).")
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(
+                f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}."
+            )
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device}: MPS (Apple GPU) is not available on this machine.")
+
+
+def check_html_target(path: Path | None) -> None:
+    """The heatmap is written after every prediction: a bad path must fail before any of them."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ValueError(f"--html {path} is a directory: give a file name, e.g. {path / 'explain.html'}.")
+    if not path.parent.is_dir():
+        raise ValueError(f"--html {path}: the folder {path.parent} does not exist; create it first.")
+
+
 def read_inputs(args) -> list:
     inputs = [text if args.text_pair is None else {"text": text, "text_pair": args.text_pair} for text in args.texts]
     if args.file is not None:
+        if args.file.is_dir():
+            raise ValueError(f"--file {args.file} is a directory: give a JSON lines file.")
         if not args.file.is_file():
             raise FileNotFoundError(f"--file {args.file} does not exist.")
-        for number, line in enumerate(args.file.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            text = args.file.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"--file {args.file} is not UTF-8 text ({error.reason} at byte {error.start}): save it as UTF-8."
+            ) from None
+        for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -158,6 +196,8 @@ def main(argv=None) -> int:
     if args.html is not None and not args.explain:
         args.explain = True  # the heatmap needs the weights
     try:
+        check_device(args.device)
+        check_html_target(args.html)
         inputs = read_inputs(args)
         pipe = load_pipeline(args)
         call = {"batch_size": args.batch_size}
@@ -168,7 +208,7 @@ def main(argv=None) -> int:
             call["return_fusion_weights"] = True
         results = pipe(inputs, **call)
     except (FileNotFoundError, ValueError, OSError) as error:
-        print(f"multitask-predict: error: {error}", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)  # as multitask-train and multitask-push print theirs
         return 2
 
     explained = []
@@ -183,7 +223,11 @@ def main(argv=None) -> int:
             explained.append((label, tokens, weights))
             print(terminal_view(label, tokens, weights), file=sys.stderr)
     if args.html is not None:
-        args.html.write_text(html_heatmap(explained), encoding="utf-8")
+        try:
+            args.html.write_text(html_heatmap(explained), encoding="utf-8")
+        except OSError as error:
+            print(f"error: --html {args.html}: cannot write it ({error.strerror}).", file=sys.stderr)
+            return 2
         print(f"heatmap written to {args.html}", file=sys.stderr)
     return 0
 

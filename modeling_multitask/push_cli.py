@@ -3,7 +3,31 @@
 import argparse
 import sys
 
+from huggingface_hub import constants
+from huggingface_hub.errors import HfHubHTTPError
+
 from .hub import push_checkpoint
+
+
+try:  # the HTTP client huggingface_hub raises transport errors from: httpx2 from 2.0, httpx in 1.x
+    from httpx2 import HTTPError as _ClientHTTPError
+except ImportError:
+    from httpx import HTTPError as _ClientHTTPError
+
+# What a push raises when the Hub cannot be reached (connection refused, DNS, timeout) or refuses the request.
+HUB_ERRORS = (_ClientHTTPError, HfHubHTTPError, ConnectionError)
+
+
+def describe_hub_error(error: Exception) -> str:
+    """A one-line reason a push failed, naming the endpoint and what to check."""
+    if isinstance(error, HfHubHTTPError):
+        status = error.response.status_code if error.response is not None else "?"
+        hint = " Check the token (HF_TOKEN, --token or hf auth login)." if status in (401, 403) else ""
+        return f"the Hub at {constants.ENDPOINT} refused it (HTTP {status}: {str(error).splitlines()[0]}).{hint}"
+    return (
+        f"the Hub at {constants.ENDPOINT} cannot be reached ({type(error).__name__}: {error}). Check the network, "
+        "proxy and HF_ENDPOINT settings."
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +57,10 @@ def main(argv=None) -> int:
             revision=args.revision,
         )
     except (FileNotFoundError, FileExistsError, ValueError) as error:
-        print(f"multitask-push: error: {error}", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except HUB_ERRORS as error:
+        print(f"error: the push to {args.repo_id} failed: {describe_hub_error(error)}", file=sys.stderr)
         return 2
     print(f"{args.repo_id} at commit {commit.oid}: {commit.commit_url}")
     return 0

@@ -18,8 +18,9 @@ from conftest import save_tiny_encoder, tiny_bert_config
 
 import modeling_multitask.training.data as data_module
 from configuration_multitask import MultiTaskConfig
-from modeling_multitask.training.cli import main
+from modeling_multitask.training.cli import main, training_arguments
 from modeling_multitask.training.evaluation import per_task
+from modeling_multitask.training.experiment import load_experiment
 
 
 DELETE = object()
@@ -116,6 +117,12 @@ def _evaluate_offline(monkeypatch):
     monkeypatch.setattr(evaluate, "load", offline)
 
 
+def _wandb_missing(monkeypatch):
+    from transformers.integrations import integration_utils
+
+    monkeypatch.setattr(integration_utils, "is_wandb_available", lambda: False)
+
+
 HUB_DATA = {"dataset": "glue", "config": "stsb", "splits": {"train": "train"}}
 LATIN1_JSONL = '{"tokens": ["caf\xe9"], "tags": ["O"], "intent": "greet"}\n'.encode("latin-1")
 
@@ -210,6 +217,42 @@ CASES = [
         {"training.learning_rate": "fast"},
     ),
     Case("training-arguments-reject", "training: ", {"training.lr_scheduler_type": "zigzag"}),
+    Case(
+        "best-model-metric-unknown",
+        "metric_for_best_model 'intent_acuracy' is not a metric.*Did you mean 'intent_accuracy'.*combined_score",
+        {"training.metric_for_best_model": "intent_acuracy"},
+    ),
+    Case(
+        "best-model-metric-unknown-with-eval-prefix",
+        "metric_for_best_model 'eval_slots_f2' is not a metric",
+        {"training.metric_for_best_model": "eval_slots_f2"},
+    ),
+    Case(
+        "best-model-metric-of-a-task-without-validation",
+        "'ner_f1' is not a metric evaluation reports .task 'ner' has no validation data",
+        {"training.metric_for_best_model": "ner_f1"},
+    ),
+    Case(
+        "best-model-metric-overall-loss",
+        "'loss': evaluation reports a loss per task.*'combined_score'.*'intent_loss'",
+        {"training.metric_for_best_model": "eval_loss"},
+    ),
+    Case(
+        "best-model-direction-contradicts",
+        "greater_is_better is True but metric_for_best_model 'similarity_mse' is lower-is-better",
+        {"training.metric_for_best_model": "similarity_mse", "training.greater_is_better": True},
+    ),
+    Case(
+        "report-to-unknown",
+        "report_to 'wandbx' is not an integration.*Did you mean 'wandb'",
+        {"training.report_to": "wandbx"},
+    ),
+    Case(
+        "report-to-not-installed",
+        r"report_to 'wandb': its package is not installed here. Install it \(pip install wandb\)",
+        {"training.report_to": ["wandb"]},
+        patch=_wandb_missing,
+    ),
     # ------------------------------------------------------------------------------------------------- --set
     Case("set-without-equals", "--set expects key.path=value", args=["--set", "training.num_train_epochs"]),
     Case(
@@ -230,6 +273,11 @@ CASES = [
         args=["--set", "tasks.9.max_length=8"],
     ),
     Case("set-whole-task-past-the-end", "'tasks.4' is not an index", args=["--set", "tasks.4={name: extra}"]),
+    Case(
+        "set-value-not-yaml",
+        r"--set training.learning_rate=\[1,: the value '\[1,' is not valid YAML.*Quote it",
+        args=["--set", "training.learning_rate=[1,"],
+    ),
     Case("set-task-not-an-index", "'tasks.first' is not an index", args=["--set", "tasks.first.max_length=8"]),
     # ----------------------------------------------------------------------------------- base model and output
     Case("base-model-missing", "model.base_model: cannot load", {"model.base_model": "/nonexistent/encoder"}),
@@ -237,6 +285,11 @@ CASES = [
     Case("base-model-without-tokenizer", "has no vocabulary", {"model.base_model": "@no-tokenizer"}),
     Case(
         "output-dir-is-a-file", "output_dir .*notes.txt is an existing file", {"training.output_dir": "@out/notes.txt"}
+    ),
+    Case(
+        "output-dir-under-a-file",
+        "output_dir .*notes.txt/run lies under .*notes.txt, which is a file",
+        {"training.output_dir": "@out/notes.txt/run"},
     ),
     Case("resume-and-overwrite", "--resume continues .* --overwrite starts again", args=["--resume", "--overwrite"]),
     Case(
@@ -442,3 +495,53 @@ def test_metric_keys_are_read_by_the_longest_task_name():
         "ner": {"f1": 0.5},
         "ner_fine": {"f1": 0.9, "loss": 0.1},
     }
+
+
+@pytest.mark.parametrize(
+    ("metric", "greater"),
+    [
+        ("similarity_mse", False),  # lower-is-better: the Trainer alone would keep the worst checkpoint
+        ("eval_similarity_mse", False),
+        ("intent_loss", False),
+        ("intent_accuracy", True),
+        ("combined_score", True),
+        ("slots_f1", True),
+    ],
+)
+def test_best_model_direction_follows_the_metric(metric, greater, tmp_path, encoders):
+    write_data(tmp_path)
+    raw = base_experiment(tmp_path, encoders["tiny"])
+    raw["training"].update(metric_for_best_model=metric, load_best_model_at_end=True, eval_strategy="epoch")
+    raw["training"]["save_strategy"] = "epoch"
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    experiment = load_experiment(tmp_path / "experiment.yaml")
+    assert training_arguments(experiment, has_validation=True).greater_is_better is greater
+
+
+@pytest.mark.parametrize(
+    ("metric", "greater"), [("similarity_mse_mse", False), ("similarity_pearsonr_pearsonr", True)]
+)
+def test_best_model_direction_of_an_evaluate_metric_follows_its_result_key(metric, greater, tmp_path, encoders):
+    """`evaluate:<module>` results are `<task>_<module>_<key>`: the key says the direction."""
+    write_data(tmp_path)
+    raw = base_experiment(tmp_path, encoders["tiny"])
+    raw["tasks"][2]["metrics"] = ["pearson", "evaluate:mse", "evaluate:pearsonr"]
+    raw["training"]["metric_for_best_model"] = metric
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert load_experiment(tmp_path / "experiment.yaml").training["greater_is_better"] is greater
+
+
+def test_best_model_metric_reads_task_names_with_underscores(tmp_path, encoders):
+    """`ner_fine_f1` is ner_fine's f1 (the longest task name), and an error metric of a task named like a metric
+    still reads as lower-is-better."""
+    write_data(tmp_path)
+    raw = base_experiment(tmp_path, encoders["tiny"])
+    raw["tasks"][2]["name"] = "pair_score"
+    raw["tasks"][3]["data"]["validation"] = "ner.conll"
+    raw["tasks"][3]["name"] = "ner_fine"
+    raw["training"]["metric_for_best_model"] = "eval_pair_score_mse"
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert load_experiment(tmp_path / "experiment.yaml").training["greater_is_better"] is False
+    raw["training"]["metric_for_best_model"] = "ner_fine_f1"
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert load_experiment(tmp_path / "experiment.yaml").training["greater_is_better"] is True

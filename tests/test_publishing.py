@@ -3,13 +3,16 @@ the card names its data; predicting from a Hub repo needs --trust-remote-code; t
 """
 
 import json
+import os
+import socket
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TASKS, save_tiny_encoder
+from conftest import BLOCK_PROJECT_IMPORTS, TASKS, save_tiny_encoder
 from hub_server import HubServer
 from huggingface_hub import ModelCard
 from test_hub import REPO_ROOT, hub_env, make_checkpoint, run
@@ -202,6 +205,99 @@ def test_predict_from_a_local_folder_runs_none_of_its_code(tmp_path, tiny_tokeni
     assert predict_main([str(checkpoint), "book a flight", "--task", "intent"]) == 0
     assert "label" in json.loads(capsys.readouterr().out)["predictions"]
     assert not list(marker.iterdir()), "the folder's own code ran"
+
+
+# ------------------------------------------------------------------------------------------------ Hub unreachable
+def unreachable_hub_env(tmp_path: Path) -> dict:
+    """An HF_ENDPOINT on a local port nothing listens on: every connection is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = hub_env(types.SimpleNamespace(url=f"http://127.0.0.1:{port}"), tmp_path)
+    return env | {"HF_HUB_ETAG_TIMEOUT": "2", "HF_HUB_DOWNLOAD_TIMEOUT": "2"}
+
+
+def test_push_cli_with_the_hub_unreachable_says_so(tmp_path, tiny_tokenizer):
+    checkpoint = tmp_path / "checkpoint"
+    make_checkpoint(checkpoint, tiny_tokenizer, seed=0, accuracy=0.5)
+    result = subprocess.run(
+        [sys.executable, "-m", "modeling_multitask.push_cli", str(checkpoint), "tester/unreachable"],
+        cwd=REPO_ROOT,
+        env=unreachable_hub_env(tmp_path),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.startswith("error: the push to tester/unreachable failed: the Hub at http://127.0.0.1:")
+    assert "cannot be reached" in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]
+
+
+def test_training_push_with_the_hub_unreachable_keeps_the_saved_checkpoint(tmp_path):
+    encoder = save_tiny_encoder(tmp_path / "tiny-encoder")
+    write_data(tmp_path)
+    changes = {
+        "training.num_train_epochs": 1,
+        "training.load_best_model_at_end": None,
+        "training.push_to_hub": True,
+        "training.hub_model_id": "tester/unreachable-run",
+    }
+    experiment(tmp_path, encoder, **changes)
+    result = subprocess.run(
+        [sys.executable, "-m", "modeling_multitask.training.cli", str(tmp_path / "experiment.yaml")],
+        cwd=REPO_ROOT,
+        env=unreachable_hub_env(tmp_path),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: training finished and the checkpoint is saved in "), result.stderr[-3000:]
+    assert f"multitask-push {tmp_path / 'out'} tester/unreachable-run" in error
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / "metrics.json").is_file()
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+# `python -I`, project packages blocked: only the code the checkpoint folder holds can serve it.
+SERVE_FOLDER = (
+    BLOCK_PROJECT_IMPORTS
+    + """
+import sys, json
+from transformers import pipeline
+pipe = pipeline(model=sys.argv[1], trust_remote_code=True, device="cpu")
+assert type(pipe).__module__.startswith("transformers_modules."), type(pipe).__module__
+print(json.dumps(pipe("book a flight to boston")))
+"""
+)
+
+
+def test_every_checkpoint_is_servable_like_the_final_folder(pushed_run, tmp_path):
+    output = pushed_run / "out"
+    checkpoints = sorted(output.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    assert checkpoints
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    served = {}
+    for folder in [*checkpoints, output]:
+        result = subprocess.run(
+            [sys.executable, "-I", "-c", SERVE_FOLDER, str(folder)],
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, f"{folder.name}: {result.stderr[-3000:]}"
+        served[folder.name] = json.loads(result.stdout.strip().splitlines()[-1])
+        assert "local_files_only" not in json.loads((folder / "tokenizer_config.json").read_text())
+    for predictions in served.values():
+        assert set(predictions) == {"intent", "slots", "ner"}  # similarity reads a text pair
+    # The last checkpoint holds the final weights (no best-model reload in this run).
+    assert served[checkpoints[-1].name] == served["out"]
 
 
 # ------------------------------------------------------------------------------------------------ tokenizer

@@ -7,14 +7,21 @@ metrics (on CPU, where training is deterministic for a seed).
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 from test_train_cli import experiment, write_data
+
+import modeling_multitask.training.data as data_module
+from modeling_multitask.training import cli
 
 
 KILL_AT_STEP = 10
@@ -102,3 +109,85 @@ def scores_of(metrics_file: Path) -> dict:
     timing = ("runtime", "samples_per_second", "steps_per_second")
     validation = json.loads(metrics_file.read_text())["validation"]
     return {task: {k: v for k, v in values.items() if k not in timing} for task, values in validation.items()}
+
+
+# ------------------------------------------------------------------------------ a checkpoint --resume cannot continue
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_encoder) -> Path:
+    """A tiny CLI run with one checkpoint per epoch, to copy and then change."""
+    folder = tmp_path_factory.mktemp("finished")
+    write_data(folder)
+    experiment(folder, tiny_encoder, **{"training.num_train_epochs": 1, "training.load_best_model_at_end": None})
+    assert cli.main([str(folder / "experiment.yaml")]) == 0
+    return folder
+
+
+def _copy_of(run: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "run"
+    shutil.copytree(run, folder)
+    raw = yaml.safe_load((folder / "experiment.yaml").read_text())
+    raw["training"]["output_dir"] = str(folder / "out")
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(raw))
+    return folder
+
+
+def _breaks_tasks(folder: Path) -> None:
+    raw = yaml.safe_load((folder / "experiment.yaml").read_text())
+    del raw["tasks"][3]  # ner dropped: a head fewer
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(raw))
+
+
+def _breaks_listed_labels(folder: Path) -> None:
+    raw = yaml.safe_load((folder / "experiment.yaml").read_text())
+    raw["tasks"][0]["labels"] = ["book", "greet", "weather", "farewell"]
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(raw))
+
+
+def _breaks_data_labels(folder: Path) -> None:
+    row = {"tokens": ["bye"], "tags": ["O"], "intent": "farewell"}
+    with (folder / "assistant_train.jsonl").open("a") as data:
+        data.write(json.dumps(row) + "\n")
+
+
+def _breaks_trainer_state(folder: Path) -> None:
+    for checkpoint in (folder / "out").glob("checkpoint-*"):
+        (checkpoint / "trainer_state.json").write_text('{"global_step": 3,')
+
+
+def _removes_trainer_state(folder: Path) -> None:
+    for checkpoint in (folder / "out").glob("checkpoint-*"):
+        (checkpoint / "trainer_state.json").unlink()
+
+
+@pytest.mark.parametrize(
+    ("breaks", "match", "tokenises"),
+    [
+        (_breaks_tasks, r"was trained for another model .*tasks \[intent .*ner \(token_classification\)\] there", 0),
+        (_breaks_listed_labels, r"task 'intent' labels \['book', 'greet', 'weather'\] there", 0),
+        (_breaks_data_labels, r"labels \['book', 'greet', 'weather'\] for task 'intent', but the data now gives", 1),
+        (_breaks_trainer_state, r"checkpoint-\d+ is damaged \(JSONDecodeError", 0),
+        (_removes_trainer_state, r"checkpoint-\d+ is incomplete \(trainer_state.json is missing\)", 0),
+    ],
+    ids=["tasks-changed", "listed-labels-changed", "data-labels-changed", "corrupt-state", "missing-state"],
+)
+def test_resume_refuses_a_checkpoint_it_cannot_continue(
+    breaks, match, tokenises, finished_run, tmp_path, capsys, monkeypatch
+):
+    folder = _copy_of(finished_run, tmp_path)
+    breaks(folder)
+    before = {path: path.read_bytes() for path in (folder / "out").rglob("*") if path.is_file()}
+    tokenised = []
+    real_tokenize = data_module.tokenize
+    monkeypatch.setattr(data_module, "tokenize", lambda *a, **k: tokenised.append(1) or real_tokenize(*a, **k))
+    capsys.readouterr()
+
+    assert cli.main([str(folder / "experiment.yaml"), "--resume"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: --resume: ") and "Traceback" not in error, error
+    assert re.search(match, error), error
+    assert str(folder / "out" / "checkpoint-") in error and "--overwrite" in error, error
+    # Changed labels are known only once the data is read; everything else fails before any tokenising.
+    assert bool(tokenised) == bool(tokenises)
+    assert {path: path.read_bytes() for path in (folder / "out").rglob("*") if path.is_file()} == before

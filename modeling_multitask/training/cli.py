@@ -20,15 +20,23 @@ import torch
 import yaml
 from torch.utils.data import ConcatDataset
 from transformers import AutoConfig, AutoTokenizer, set_seed
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
+from ..push_cli import HUB_ERRORS, describe_hub_error
 from .collator import MultiTaskDataCollator
 from .data import PreparedData, prepare_data
 from .evaluation import evaluate_checkpoint, evaluate_splits, evaluation_settings  # noqa: F401  (public here too)
 from .experiment import TRAINING_DEFAULTS, Experiment, ExperimentError, load_experiment
 from .pretrained import published_encoder_name, resolve_encoder
-from .publishing import PublishSettings, publishable_experiment, split_publish_settings, training_data
+from .publishing import (
+    PublishSettings,
+    ServableCheckpoints,
+    publishable_experiment,
+    split_publish_settings,
+    training_data,
+)
 from .trainer import FeatureDataset, MultiTaskTrainer
 
 
@@ -166,11 +174,12 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
     # The token and push settings stay out of the TrainingArguments (the Trainer pickles them into every
     # checkpoint's training_args.bin): the final checkpoint is pushed once, by save_final_checkpoint.
     experiment, publish = split_publish_settings(experiment)
-    encoder_path, _ = check_base_model(experiment)
+    encoder_path, encoder_config = check_base_model(experiment)
     task_infos = evaluation_settings(experiment)
     args = training_arguments(experiment, has_validation=any(task.has_validation for task in experiment.tasks))
     output_dir = Path(args.output_dir)
     last_checkpoint = check_output_dir(output_dir, resume, overwrite)
+    resumed_config = check_resumable(last_checkpoint, experiment, encoder_config) if last_checkpoint else None
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(encoder_path)
@@ -187,6 +196,8 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
             "encoder's tokenizer files beside its weights."
         )
     prepared = prepare_data(experiment, tokenizer)
+    if resumed_config is not None:
+        check_resumed_labels(last_checkpoint, resumed_config, prepared.labels)
     for info in task_infos:
         info.labels = prepared.labels[info.name]
 
@@ -212,6 +223,7 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
         group_lengths=[[len(f["input_ids"]) for f in prepared.train[group.name]] for group in prepared.groups]
         if experiment.sampling.group_by_length
         else None,
+        callbacks=[ServableCheckpoints()],
     )
     logger.info(
         "Training %d tasks in %d groups (%s) on %s.",
@@ -250,6 +262,13 @@ def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> str | N
         raise ExperimentError(
             f"training.output_dir {output_dir} is an existing file, not a folder: choose another output_dir."
         )
+    # A file on the way (`notes.txt/run`) would only fail when the first checkpoint is written.
+    blocking = next((parent for parent in output_dir.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise ExperimentError(
+            f"training.output_dir {output_dir} lies under {blocking}, which is a file, not a folder: choose "
+            "another output_dir."
+        )
     last_checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     if resume and last_checkpoint is None:
         raise ExperimentError(f"--resume: no checkpoint-* folder in {output_dir} to resume from.")
@@ -259,6 +278,73 @@ def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> str | N
             "--resume to continue it, or --overwrite to start again."
         )
     return last_checkpoint if resume else None
+
+
+START_AFRESH = "start a fresh run with --overwrite, or set a new training.output_dir"
+
+
+def check_resumable(checkpoint: str, experiment: Experiment, encoder_config):
+    """The checkpoint's config, once it is known that `--resume` can continue it: its trainer state is readable and
+    its model has the experiment's shape (tasks, labels the experiment lists, fusion, private layers, encoder).
+    Otherwise loading it would fail inside the Trainer with a JSON error or a size-mismatch traceback."""
+    from configuration_multitask import MultiTaskConfig
+
+    folder = Path(checkpoint)
+    state_file = folder / TRAINER_STATE_NAME
+    try:
+        json.loads(state_file.read_text(encoding="utf-8"))
+        config = MultiTaskConfig.from_pretrained(folder)
+    except FileNotFoundError as error:
+        raise ExperimentError(
+            f"--resume: {folder} is incomplete ({Path(error.filename or state_file).name} is missing): {START_AFRESH}."
+        ) from None
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise ExperimentError(
+            f"--resume: {folder} is damaged ({type(error).__name__}: {error}); delete that checkpoint folder to "
+            f"resume from an earlier one, or {START_AFRESH}."
+        ) from None
+    differences = []
+    checkpoint_tasks = [(task["name"], task["type"]) for task in config.tasks]
+    experiment_tasks = [(task.name, task.type) for task in experiment.tasks]
+    if checkpoint_tasks != experiment_tasks:
+        differences.append(f"tasks {_describe(checkpoint_tasks)} there, {_describe(experiment_tasks)} here")
+    else:
+        for task in experiment.tasks:
+            saved = config.tasks[config.task_index(task.name)].get("labels")
+            if task.labels is not None and saved is not None and list(task.labels) != list(saved):
+                differences.append(f"task {task.name!r} labels {saved} there, {task.labels} here")
+    if (config.fusion is None) != (experiment.model.fusion is None):
+        differences.append(f"fusion {config.fusion} there, {experiment.model.fusion} here")
+    if config.task_private_layers != experiment.model.task_private_layers:
+        differences.append(
+            f"task_private_layers {config.task_private_layers} there, {experiment.model.task_private_layers} here"
+        )
+    for key in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size"):
+        saved, current = getattr(config.encoder_config, key, None), getattr(encoder_config, key, None)
+        if saved != current:
+            differences.append(f"encoder {key} {saved} there, {current} here")
+    if differences:
+        raise ExperimentError(
+            f"--resume: {folder} was trained for another model than this experiment builds ("
+            + "; ".join(differences)
+            + f"). Resume with the experiment it was trained from, or {START_AFRESH}."
+        )
+    return config
+
+
+def check_resumed_labels(checkpoint: str, config, labels: dict[str, list[str] | None]) -> None:
+    """Labels read from the data must be the checkpoint's, in its order: a new label changes a head's size."""
+    for task in config.tasks:
+        if labels.get(task["name"]) != task.get("labels"):
+            raise ExperimentError(
+                f"--resume: {checkpoint} was trained with labels {task.get('labels')} for task {task['name']!r}, "
+                f"but the data now gives {labels.get(task['name'])}. Resume with the data it was trained on, or "
+                f"{START_AFRESH}."
+            )
+
+
+def _describe(tasks: list[tuple[str, str]]) -> str:
+    return "[" + ", ".join(f"{name} ({task_type})" for name, task_type in tasks) + "]"
 
 
 def clear_checkpoints(output_dir: Path) -> None:
@@ -304,7 +390,14 @@ def save_final_checkpoint(
     write_model_card(output_dir, base_model=published_base_model)
     if publish is not None and publish.push_to_hub:
         repo_id = trainer.args.hub_model_id or output_dir.name
-        push_checkpoint(output_dir, repo_id, token=publish.hub_token, private=bool(trainer.args.hub_private_repo))
+        try:
+            push_checkpoint(output_dir, repo_id, token=publish.hub_token, private=bool(trainer.args.hub_private_repo))
+        except HUB_ERRORS as error:
+            raise ExperimentError(
+                f"training finished and the checkpoint is saved in {output_dir}, but the push to the Hub repo "
+                f"{repo_id} failed: {describe_hub_error(error)} Push the saved folder once the Hub is reachable: "
+                f"multitask-push {output_dir} {repo_id}"
+            ) from None
         print(f"Pushed the checkpoint to the Hub repo {repo_id}")
 
 

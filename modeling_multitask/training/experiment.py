@@ -444,6 +444,8 @@ def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = N
     _check_keys(training, argument_names, "training")
     training = _read_training_numbers(training)
     _check_training_numbers(training)
+    _check_report_to(training.get("report_to"))
+    _set_best_model_direction(training, tasks)
     return Experiment(
         model=model, tasks=tasks, sampling=sampling, training=training, path=path, seed=raw.get("seed", 42)
     )
@@ -494,6 +496,98 @@ def _check_training_numbers(training: dict) -> None:
         raise ExperimentError(f"training.learning_rate must be a number >= 0, got {learning_rate!r}.")
 
 
+def _best_model_metrics(tasks: list[TaskSpec]) -> tuple[list[str], list[str]]:
+    """The `metric_for_best_model` values evaluation produces (`eval_<task>_<metric>`, without `eval_`), and the
+    prefixes of `evaluate:` metrics, whose result keys are known only once they run (`<task>_<module>_<key>`)."""
+    names, prefixes = ["combined_score"], []
+    for task in tasks:
+        if not task.has_validation:  # never evaluated, so none of its keys ever exists
+            continue
+        for metric in [*(task.metrics or DEFAULT_METRICS[task.type]), "loss"]:
+            if str(metric).startswith("evaluate:"):
+                prefixes.append(f"{task.name}_{metric.split(':', 1)[1]}_")
+            else:
+                names.append(f"{task.name}_{metric}")
+    return names, prefixes
+
+
+def _set_best_model_direction(training: dict, tasks: list[TaskSpec]) -> None:
+    """Check `metric_for_best_model` against the metrics evaluation produces, and set `greater_is_better` from it.
+
+    The Trainer only knows that a name ending in `loss` is lower-is-better: with `<task>_mse` it would keep the worst
+    checkpoint and stop early the wrong way. An unknown name fails in the Trainer only after the first evaluation.
+    """
+    # Imported here: metrics and evaluation import this module.
+    from .evaluation import per_task
+    from .metrics import greater_is_better
+
+    chosen = training.get("metric_for_best_model")
+    if chosen is None:
+        return
+    names, prefixes = _best_model_metrics(tasks)
+    if not isinstance(chosen, str):
+        raise ExperimentError(f"training.metric_for_best_model must be a metric name, got {chosen!r}.")
+    key = chosen.removeprefix("eval_")
+    if key == "loss":
+        raise ExperimentError(
+            "training.metric_for_best_model 'loss': evaluation reports a loss per task, not one overall loss. Use "
+            "'combined_score' (the mean of the tasks' primary metrics) or one task's loss, e.g. "
+            f"'{next((n for n in names if n.endswith('_loss')), '<task>_loss')}'."
+        )
+    if key not in names and not any(key.startswith(prefix) for prefix in prefixes):
+        unevaluated = [task.name for task in tasks if not task.has_validation and key.startswith(f"{task.name}_")]
+        why = f" (task '{unevaluated[0]}' has no validation data, so it is never evaluated)" if unevaluated else ""
+        shown = ", ".join(names + [f"{prefix}<key>" for prefix in prefixes])
+        raise ExperimentError(
+            f"training.metric_for_best_model '{chosen}' is not a metric evaluation reports{why}."
+            f"{_nearest(key, names)} Allowed (with or without 'eval_'): {shown}."
+        )
+    if key == "combined_score":
+        metric = key  # greater-is-better by construction (see metrics.combined_score)
+    else:
+        # The metric is what follows the task name; task names may hold '_', so read it as evaluation does.
+        ((metric,),) = per_task({f"eval_{key}": 0.0}, "eval", [task.name for task in tasks]).values()
+        evaluate_prefix = next((p for p in prefixes if key.startswith(p)), None)
+        if evaluate_prefix is not None:  # `<module>_<key>`: the result key says the direction (e.g. mse_mse)
+            metric = key[len(evaluate_prefix) :]
+    direction = greater_is_better(metric)
+    explicit = training.get("greater_is_better")
+    if explicit is not None and explicit != direction:
+        raise ExperimentError(
+            f"training.greater_is_better is {explicit} but metric_for_best_model '{chosen}' is "
+            f"{'higher' if direction else 'lower'}-is-better: leave greater_is_better out (it follows the metric)."
+        )
+    training["greater_is_better"] = direction
+
+
+def _check_report_to(report_to: Any) -> None:
+    """Every `training.report_to` integration must be one transformers knows and whose package is installed: the
+    Trainer checks only when it is built, after the data is tokenised, and fails with a traceback."""
+    from transformers.integrations import integration_utils as integrations
+
+    if report_to is None or report_to in ("none", "all", ["none"], ["all"]):
+        return
+    requested = [report_to] if isinstance(report_to, str) else report_to
+    if not isinstance(requested, list) or not all(isinstance(name, str) for name in requested):
+        raise ExperimentError(f"training.report_to must be an integration name or a list of them, got {report_to!r}.")
+    known = sorted(integrations.INTEGRATION_TO_CALLBACK)
+    available = set(integrations.get_available_reporting_integrations())
+    available |= {"flyte"} if integrations.is_flytekit_available() else set()
+    available |= {"azure_ml"} if integrations.is_azureml_available() else set()
+    for name in requested:
+        if name not in known:
+            raise ExperimentError(
+                f"training.report_to '{name}' is not an integration transformers knows.{_nearest(name, known)} "
+                f"Allowed: none, all, {', '.join(known)}."
+            )
+        if name not in available:
+            package = {"comet_ml": "comet-ml", "azure_ml": "azureml-core", "flyte": "flytekit"}.get(name, name)
+            raise ExperimentError(
+                f"training.report_to '{name}': its package is not installed here. Install it (pip install "
+                f"{package}), or set report_to: none."
+            )
+
+
 def _numeric_type(hint) -> type | None:
     """`float` or `int` when a TrainingArguments field holds that number (optionally None), else None."""
     options = set(typing.get_args(hint)) - {type(None)} if isinstance(hint, types.UnionType) else {hint}
@@ -525,7 +619,14 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ExperimentError(f"--set expects key.path=value, got '{text}'.")
     key, value = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(value)
+    try:
+        return key.strip().split("."), yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ExperimentError(
+            f"--set {text}: the value {value!r} is not valid YAML ({problem}). Quote it for a string "
+            f"(--set '{key}=\"...\"'), or complete the list or mapping, e.g. [1, 2]."
+        ) from None
 
 
 def _override_index(node: list, key: str, override: str, path: list[str]) -> int:

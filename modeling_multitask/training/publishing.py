@@ -12,6 +12,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from ..hub import clean_tokenizer_config, save_pipeline_files
 from .experiment import DataSource, Experiment
 from .pretrained import published_encoder_name
 
@@ -98,3 +102,15 @@ def training_data(experiment: Experiment) -> dict[str, dict]:
     `{"files": {split: relative path}}`, for `metrics.json` and the model card."""
     base_dir = experiment.path.resolve().parent if experiment.path is not None else Path.cwd()
     return {task.name: _data_summary(task.data, base_dir) for task in experiment.tasks}
+
+
+class ServableCheckpoints(TrainerCallback):
+    """Makes every `checkpoint-<step>` folder servable as the final folder is: `pipeline(model=checkpoint,
+    trust_remote_code=True)` needs the pipeline files and their `custom_pipelines` entry in `config.json`, which the
+    Trainer's own save does not write (and a clean `tokenizer_config.json`, see `hub.clean_tokenizer_config`)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            save_pipeline_files(folder)
+            clean_tokenizer_config(folder)
