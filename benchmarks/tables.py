@@ -5,7 +5,7 @@
 
 A doc holds each generated table between `<!-- table:NAME -->` and `<!-- /table -->`; NAME is a key of `TABLES`.
 The `.md` beside each quality results file (`run_quality.py` writes both) is checked the same way. Run `--write`
-after adding runs or rerunning `perf.py`, and commit the docs with the results.
+after adding runs or rerunning `perf.py` or `scale.py`, and commit the docs with the results.
 """
 
 import argparse
@@ -361,6 +361,21 @@ def perf_table(preset: str = "cpu") -> str:
     return provenance + "\n\n" + markdown(results)
 
 
+def scale_table(preset: str = "cpu") -> str:
+    """The scale.py table of a preset's results file, as scale.py prints it, with the run's provenance."""
+    from scale import markdown
+
+    results = load(f"scale_{preset}")
+    machine = results["machine"]
+    stamp = results["timestamp"].replace("T", " ")[:16]
+    provenance = (
+        f"Command: `{results['command']}` ({results['wall_seconds']:.0f} s), {stamp} UTC; Python "
+        f"{machine['python']}, torch {machine['torch']}, transformers {machine['transformers']}. "
+        f"Results file: `benchmarks/results/scale_{preset}.json`."
+    )
+    return provenance + "\n\n" + markdown(results)
+
+
 # ------------------------------------------------------------------------------------------------ README
 
 
@@ -420,6 +435,7 @@ TABLES = {
     "tuning": tuning_table,
     "paired-per-seed": paired_table,
     "perf-cpu": perf_table,
+    "scale-cpu": scale_table,
     "readme-results": readme_results,
     "readme-cost": readme_cost,
 }
@@ -454,7 +470,7 @@ def expected_files() -> dict[Path, str]:
     for doc in DOCS:
         expected[doc] = render_doc(doc.read_text(), doc)
     for json_path in sorted(RESULTS.rglob("*.json")):
-        if not json_path.name.startswith("perf_"):
+        if not json_path.name.startswith(("perf_", "scale_")):  # benchmark results, rendered into the docs
             expected[json_path.with_suffix(".md")] = results_markdown(json_path)
     return expected
 

@@ -78,3 +78,35 @@ def test_run_quality_smoke_benchmark_trains_every_variant(tmp_path):
             assert 0 <= table["metrics"][key]["mean"] <= 100, (variant, key)
         assert table["metrics"]["test/similarity/pearson"]["n"] == 1, variant  # NaN allowed: may predict a constant
     assert "| intent+slots | sentence_accuracy |" in (tmp_path / "smoke" / "results" / "smoke.md").read_text()
+
+
+def test_scale_smoke_preset_measures_every_k(tmp_path, capsys):
+    scale = load_script("scale")
+    out = tmp_path / "scale_smoke.json"
+    threads = torch.get_num_threads()
+    assert scale.main(["--preset", "smoke", "--out", str(out), "--workdir", str(tmp_path / "work")]) == 0
+    assert torch.get_num_threads() == threads  # the preset's thread count does not leak into the session
+
+    results = json.loads(out.read_text())
+    ks = [str(k) for k in scale.PRESETS["smoke"].ks]
+    assert results["preset"]["ks"] == [1, 3, 12]
+    for section in ("training", "step_parts", "checkpoints", "evaluation"):
+        assert sorted(results[section]["by_k"], key=int) == ks, section
+    assert results["training"]["measured_steps"] == scale.PRESETS["smoke"].measured_steps
+    assert results["training"]["by_k"]["1"]["ratio_to_k1"]["median"] == 1.0
+    for k in ks:
+        assert math.isfinite(results["training"]["by_k"][k]["ratio_to_k1"]["median"]), k
+        assert set(results["step_parts"]["by_k"][k]["median_ms"]) == set(scale.PARTS), k
+        assert results["evaluation"]["by_k"][k]["examples"] == int(k) * scale.PRESETS["smoke"].eval_examples_per_task
+    checkpoints = results["checkpoints"]["by_k"]
+    # More tasks, more heads: the checkpoint grows by about the heads' float32 bytes (plus safetensors headers).
+    assert (
+        checkpoints["1"]["safetensors_bytes"]
+        < checkpoints["3"]["safetensors_bytes"]
+        < checkpoints["12"]["safetensors_bytes"]
+    )
+    assert 1.0 <= checkpoints["12"]["growth_over_head_bytes"] < 1.2
+    table = results["table"]
+    assert table in capsys.readouterr().out
+    for row in ("| (1) ratio to K = 1", "| (2) forward_backward", "| (3) checkpoint", "| (4) evaluate"):
+        assert row in table, row

@@ -224,3 +224,87 @@ def test_cli_trains_data_parallel_on_cpu_under_torchrun(tmp_path):
     # Without use_cpu, accelerate would set up no data parallelism on a machine without CUDA: each process would
     # train the whole run alone, all writing the same output_dir.
     assert world_sizes(torchrun(2), tmp_path) == [2, 2]
+
+
+# ------------------------------------------------------------------------------------------------ multi-node launch
+
+EXAMPLES = REPO / "examples" / "distributed"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def two_node_world_sizes(launchers: list[list[str]], tmp_path: Path) -> list[int]:
+    """Start one launcher per "machine" (both on this one), and the world size every process reports."""
+    processes = []
+    for node, launcher in enumerate(launchers):
+        workdir = tmp_path / f"node{node}"
+        workdir.mkdir()
+        command = [
+            *launcher,
+            str(DDP_FIXTURES / "world_size.py"),
+            str(DDP_FIXTURES / "experiment.yaml"),
+            "model.base_model=unused",
+            f"training.output_dir={workdir}",
+        ]
+        processes.append(
+            subprocess.Popen(
+                command, cwd=workdir, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
+    outputs = [finish(process, f"node {node}") for node, process in enumerate(processes)]
+    return sorted(
+        json.loads(line)["world_size"]
+        for output in outputs
+        for line in output.replace("}{", "}\n{").splitlines()
+        if line.startswith('{"rank"')
+    )
+
+
+def test_torchrun_multi_node_launch_as_documented(tmp_path):
+    # docs/PERFORMANCE.md's command, with two "nodes" on this machine: c10d rendezvous at the first node's address.
+    port = free_port()
+    launchers = [
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes=2",
+            "--nproc_per_node=1",
+            f"--node_rank={rank}",
+            "--rdzv_backend=c10d",
+            f"--rdzv_endpoint=127.0.0.1:{port}",
+            "--rdzv_id=multitask-test",
+        ]
+        for rank in (0, 1)
+    ]
+    assert two_node_world_sizes(launchers, tmp_path) == [2, 2]
+
+
+def test_accelerate_multi_node_example_config_launches(tmp_path):
+    # examples/distributed/accelerate_multinode.yaml as written, but both "machines" here, one process each.
+    port = free_port()
+    launchers = [
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(EXAMPLES / "accelerate_multinode.yaml"),
+            "--machine_rank",
+            str(rank),
+            "--main_process_ip",
+            "127.0.0.1",
+            "--main_process_port",
+            str(port),
+            "--num_processes",
+            "2",
+        ]
+        for rank in (0, 1)
+    ]
+    assert two_node_world_sizes(launchers, tmp_path) == [2, 2]

@@ -1,0 +1,581 @@
+"""Hundreds of tasks: what K sequence-level tasks (a few token tasks mixed in) cost per training step, per
+checkpoint and per evaluation, against one task, in one run.
+
+    python benchmarks/scale.py [--preset cpu|smoke] [--out benchmarks/results/scale_<preset>.json]
+
+Prints a markdown table and writes every number as JSON. Each K gets the same random BERT encoder (built from a config
+in this script), the same generated text (random words of a generated vocabulary, tokenised by a WordPiece tokenizer
+built offline) and the same total number of training examples, split evenly over its K tasks; every 10th task is a
+token-classification task. Measured at every K of the preset:
+
+(1) steady-state training samples/s through the real training path: `MultiTaskTrainer` with its `TaskBlockSampler`
+    (the default temperature sampling) and `MultiTaskDataCollator`, per-task loss logging every 10 steps, as the CLI
+    builds them; as a ratio to K = 1. The Ks' Trainers run in threads that pass a baton (perf.py's `Lockstep`), so
+    their steps alternate and step k of each K ran seconds apart; the median of the per-step ratios is reported.
+    Target (issue #18): K = 500 at least 0.95x K = 1.
+(2) the parts of one training step, timed alone and interleaved over the Ks, to say where a cost that grows with K
+    comes from: data (sampler block + collator), `model.train()`, forward + backward, the gradient-norm clip over
+    `model.parameters()`, `AdamW.step()`, `model.zero_grad()`, and the model's task routing (`_routes`) alone.
+(3) checkpoint size (safetensors bytes) and load time (`AutoModel.from_pretrained(..., trust_remote_code=True)`,
+    median of repeats) per K; the growth over K = 1 against the heads' parameter bytes ("the checkpoint grows only by
+    the heads"); model build time from the config, without and with AttentionFusion.
+(4) evaluation over K tasks with a per-task cap (`MultiTaskTrainer.evaluate` on a dict of K datasets, each cut to
+    `eval_examples_per_task`), against the forward passes alone on the same batches: the rest is per-task overhead.
+
+On CPU the torch thread count is fixed by the preset and timing uses the thread's CPU time (as perf.py), except load
+time (wall: it reads files). Benchmarks are not assertions: the script reports whether the target is met and exits 0.
+"""
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+from perf import Lockstep, StepTimer, clock, clock_name, machine, summary  # noqa: E402
+from transformers import AutoModel, BertConfig, BertTokenizer, PrinterCallback, TrainingArguments  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+from configuration_multitask import MultiTaskConfig  # noqa: E402
+from modeling_multitask import MultiTaskModel  # noqa: E402
+from modeling_multitask.training.collator import MultiTaskDataCollator  # noqa: E402
+from modeling_multitask.training.sampling import TaskBlockSampler  # noqa: E402
+from modeling_multitask.training.trainer import FeatureDataset, MultiTaskTrainer, TaskInfo  # noqa: E402
+
+
+TARGETS = {"train_ratio_at_max_k": 0.95}
+TOKEN_TASK_EVERY = 10  # task k is token classification when k % 10 == 9
+TAGS = ["O", "B-a", "I-a", "B-b", "I-b"]
+LOGGING_STEPS = 10  # the CLI's default: per-task losses are averaged and logged every 10 steps
+
+
+@dataclass
+class ScalePreset:
+    """
+    name (`str`): written into the results.
+    hidden_size, num_layers, num_heads, intermediate_size, vocab_size (`int`): the random BERT encoder.
+    ks (`tuple[int]`): the task counts compared; the first is the reference (1).
+    num_train_examples (`int`): training examples of every K, split evenly over its tasks (so an epoch is as long at
+        every K and no K crosses an epoch boundary while measured).
+    min_words, max_words (`int`): generated sentences have this many words (one token each), plus [CLS] and [SEP].
+    batch_size (`int`): per-device training batch size.
+    warmup_steps, measured_steps (`int`): Trainer steps per K dropped, then timed (interleaved over the Ks).
+    component_repeats (`int`): repeats of each part of a step in (2).
+    eval_examples_per_task, eval_batch_size (`int`): the per-task evaluation cap and batch size of (4).
+    load_repeats (`int`): checkpoint loads per K in (3) (median).
+    num_threads (`int`): torch CPU threads (1: see perf_presets.py on spin-waiting threads on a shared machine).
+    """
+
+    name: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    vocab_size: int
+    ks: tuple
+    num_train_examples: int
+    min_words: int
+    max_words: int
+    batch_size: int
+    warmup_steps: int
+    measured_steps: int
+    component_repeats: int
+    eval_examples_per_task: int
+    eval_batch_size: int
+    load_repeats: int
+    num_threads: int = 1
+
+
+PRESETS = {
+    # perf.py's CPU encoder (hidden 256, 6 layers: MiniLM width at DistilBERT depth), so a step costs what it costs
+    # there; a few minutes on 2 cores.
+    "cpu": ScalePreset(
+        name="cpu",
+        hidden_size=256,
+        num_layers=6,
+        num_heads=4,
+        intermediate_size=1024,
+        vocab_size=8192,
+        ks=(1, 10, 100, 500),
+        num_train_examples=500 * 32,
+        min_words=20,
+        max_words=60,
+        batch_size=16,
+        warmup_steps=3,
+        measured_steps=40,
+        component_repeats=15,
+        eval_examples_per_task=16,
+        eval_batch_size=16,
+        load_repeats=3,
+    ),
+    # Seconds: checks that the harness runs (its numbers mean nothing).
+    "smoke": ScalePreset(
+        name="smoke",
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        intermediate_size=37,
+        vocab_size=99,
+        ks=(1, 3, 12),
+        num_train_examples=12 * 8,
+        min_words=4,
+        max_words=12,
+        batch_size=4,
+        warmup_steps=1,
+        measured_steps=3,
+        component_repeats=2,
+        eval_examples_per_task=4,
+        eval_batch_size=4,
+        load_repeats=1,
+    ),
+}
+
+
+# ------------------------------------------------------------------------------------------------ generated data
+
+
+def tokenizer(preset: ScalePreset) -> BertTokenizer:
+    """A WordPiece tokenizer over generated words `w0 .. wN`: every generated word is one token."""
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = [f"w{i}" for i in range(preset.vocab_size - len(special))]
+    return BertTokenizer(vocab={token: i for i, token in enumerate(special + words)}, do_lower_case=True)
+
+
+def task_specs(k: int) -> list[dict]:
+    """K tasks: sequence classification with 2-6 labels, every 10th task token classification over BIO tags."""
+    tasks = []
+    for index in range(k):
+        name = f"task{index:03d}"
+        if index % TOKEN_TASK_EVERY == TOKEN_TASK_EVERY - 1:
+            tasks.append({"name": name, "type": "token_classification", "labels": list(TAGS)})
+        else:
+            tasks.append(
+                {"name": name, "type": "sequence_classification", "labels": [f"c{c}" for c in range(2 + index % 5)]}
+            )
+    return tasks
+
+
+def generate_examples(preset: ScalePreset, tasks: list[dict], per_task: int, seed: int) -> list[list[dict]]:
+    """Per task, `per_task` tokenised examples of random words with random labels (what `prepare_data` produces:
+    input ids, attention mask, token type ids, labels, task id; token tags on each word's token, -100 elsewhere)."""
+    rng = random.Random(seed)
+    tok = tokenizer(preset)
+    num_words = preset.vocab_size - 5
+    groups = []
+    for task_index, task in enumerate(tasks):
+        texts = [
+            " ".join(f"w{rng.randrange(num_words)}" for _ in range(rng.randint(preset.min_words, preset.max_words)))
+            for _ in range(per_task)
+        ]
+        encoded = tok(texts)
+        group = []
+        for row, text in enumerate(texts):
+            feature = {key: encoded[key][row] for key in ("input_ids", "attention_mask", "token_type_ids")}
+            if task["type"] == "token_classification":
+                tags = [rng.randrange(len(TAGS)) for _ in text.split()]
+                feature["labels"] = [-100, *tags, -100]
+            else:
+                feature["labels"] = rng.randrange(len(task["labels"]))
+            feature["task_ids"] = task_index
+            group.append(feature)
+        groups.append(group)
+    return groups
+
+
+def encoder_config(preset: ScalePreset) -> BertConfig:
+    return BertConfig(
+        vocab_size=preset.vocab_size,
+        hidden_size=preset.hidden_size,
+        num_hidden_layers=preset.num_layers,
+        num_attention_heads=preset.num_heads,
+        intermediate_size=preset.intermediate_size,
+        max_position_embeddings=max(128, preset.max_words + 2),
+        attn_implementation="sdpa",
+    )
+
+
+def build_model(preset: ScalePreset, k: int, fusion: bool = False) -> MultiTaskModel:
+    torch.manual_seed(0)
+    config = MultiTaskConfig(
+        encoder_config=encoder_config(preset), tasks=task_specs(k), fusion={"type": "attention"} if fusion else None
+    )
+    return MultiTaskModel(config)
+
+
+def head_parameters(model: MultiTaskModel) -> int:
+    return sum(p.numel() for p in model.heads.parameters())
+
+
+# ------------------------------------------------------------------------------------------------ (1) training
+
+
+def training_args(preset: ScalePreset, output_dir: str) -> TrainingArguments:
+    """The CLI's defaults where they matter per step (learning rate, max_grad_norm 1.0, per-task loss logging every
+    10 steps), a constant schedule, no saving or evaluation while timed."""
+    return TrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=preset.batch_size,
+        per_device_eval_batch_size=preset.eval_batch_size,
+        max_steps=preset.warmup_steps + preset.measured_steps,
+        learning_rate=5e-5,
+        lr_scheduler_type="constant",
+        logging_strategy="steps",
+        logging_steps=LOGGING_STEPS,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        label_names=["labels"],
+        seed=0,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+
+
+def build_trainer(preset: ScalePreset, k: int, output_dir: str, eval_groups: list[list[dict]] | None = None):
+    tasks = task_specs(k)
+    groups = generate_examples(preset, tasks, preset.num_train_examples // k, seed=k)
+    trainer = MultiTaskTrainer(
+        model=build_model(preset, k),
+        args=training_args(preset, output_dir),
+        train_dataset=torch.utils.data.ConcatDataset([FeatureDataset(group) for group in groups]),
+        eval_dataset={task["name"]: FeatureDataset(g) for task, g in zip(tasks, eval_groups)} if eval_groups else None,
+        data_collator=MultiTaskDataCollator(tokenizer(preset)),
+        group_sizes=[len(group) for group in groups],
+        tasks=[TaskInfo(task["name"], task["type"], task["labels"]) for task in tasks],
+    )
+    trainer.remove_callback(PrinterCallback)  # the logs (K per-task losses) are built, not printed
+    return trainer
+
+
+def measure_training(preset: ScalePreset, workdir: str) -> dict:
+    """(1): seconds per Trainer iteration at every K, the Ks' steps interleaved in lockstep."""
+    names = [f"k{k}" for k in preset.ks]
+    trainers = {name: build_trainer(preset, k, f"{workdir}/train_{name}") for name, k in zip(names, preset.ks)}
+    lockstep = Lockstep(names)
+    timers = {name: StepTimer(name, lockstep) for name in names}
+    errors = {}
+
+    def train(name):
+        trainers[name].add_callback(timers[name])
+        try:
+            trainers[name].train()
+        except BaseException as error:  # noqa: B036 - reported below, after every thread has stopped
+            errors[name] = error
+            lockstep.leave(name, failed=True)
+
+    threads = [threading.Thread(target=train, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        name, error = next(iter(errors.items()))
+        raise RuntimeError(f"training {name} failed: {error!r}") from error
+
+    seconds = {name: timers[name].seconds[preset.warmup_steps :] for name in names}
+    reference = names[0]
+    results = {}
+    for name, k in zip(names, preset.ks):
+        ratios = [r / s for r, s in zip(seconds[reference], seconds[name])]  # samples/s of K over K = 1
+        results[str(k)] = {
+            "samples_per_second": summary([preset.batch_size / t for t in seconds[name]]),
+            "step_ms": summary([1e3 * t for t in seconds[name]]),
+            "ratio_to_k1": summary(ratios),
+        }
+    return {"by_k": results, "measured_steps": len(seconds[reference]), "logging_steps": LOGGING_STEPS}
+
+
+# ------------------------------------------------------------------------------------------------ (2) step parts
+
+
+class StepParts:
+    """The parts of one training step for one K, each timed alone; `run` does one step in the Trainer's order."""
+
+    def __init__(self, preset: ScalePreset, k: int):
+        self.model = build_model(preset, k).train()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=5e-5)
+        tasks = task_specs(k)
+        groups = generate_examples(preset, tasks, max(1, preset.num_train_examples // k), seed=k)
+        self.dataset = torch.utils.data.ConcatDataset([FeatureDataset(group) for group in groups])
+        self.sampler = TaskBlockSampler([len(group) for group in groups], preset.batch_size)
+        self.indices = iter(self.sampler)
+        self.collator = MultiTaskDataCollator(tokenizer(preset))
+        self.batch_size = preset.batch_size
+        self.seconds = {part: [] for part in PARTS}
+
+    def _timed(self, part: str, function):
+        start = clock()
+        value = function()
+        self.seconds[part].append(clock() - start)
+        return value
+
+    def _next_block(self) -> list[int]:
+        try:
+            return [next(self.indices) for _ in range(self.batch_size)]
+        except StopIteration:
+            self.indices = iter(self.sampler)
+            return [next(self.indices) for _ in range(self.batch_size)]
+
+    def run(self) -> None:
+        block = self._timed("sampler_block", self._next_block)
+        batch = self._timed("collate", lambda: self.collator([self.dataset[i] for i in block]))
+        labels, task_id = batch["labels"], batch["task_ids"]
+        self._timed("routing", lambda: self.model._routes(task_id, labels, self.batch_size, torch.device("cpu")))
+        self._timed("model_train", self.model.train)
+        self._timed("forward_backward", lambda: self.model(**batch).loss.backward())
+        self._timed("clip_grad_norm", lambda: torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0))
+        self._timed("optimizer_step", self.optimizer.step)
+        self._timed("zero_grad", self.model.zero_grad)
+
+
+PARTS = (
+    "sampler_block",
+    "collate",
+    "routing",
+    "model_train",
+    "forward_backward",
+    "clip_grad_norm",
+    "optimizer_step",
+    "zero_grad",
+)
+
+
+def measure_step_parts(preset: ScalePreset) -> dict:
+    """(2): one step of each K in turn (rotating order), every part timed; medians in milliseconds."""
+    parts = {k: StepParts(preset, k) for k in preset.ks}
+    for step_parts in parts.values():  # warm-up
+        step_parts.run()
+        step_parts.seconds = {part: [] for part in PARTS}
+    order = list(preset.ks)
+    for repeat in range(preset.component_repeats):
+        shift = repeat % len(order)
+        for k in order[shift:] + order[:shift]:
+            parts[k].run()
+    by_k = {}
+    for k, step_parts in parts.items():
+        medians = {part: 1e3 * statistics.median(values) for part, values in step_parts.seconds.items()}
+        outside = sum(value for part, value in medians.items() if part not in ("forward_backward", "routing"))
+        by_k[str(k)] = {
+            "median_ms": medians,
+            "parameters": sum(p.numel() for p in step_parts.model.parameters()),
+            "parameter_tensors": sum(1 for _ in step_parts.model.parameters()),
+            "modules": sum(1 for _ in step_parts.model.modules()),
+            "outside_model_ms": outside,
+        }
+    return {"by_k": by_k, "repeats": preset.component_repeats}
+
+
+# ------------------------------------------------------------------------------------------------ (3) checkpoints
+
+
+def measure_checkpoints(preset: ScalePreset, workdir: str) -> dict:
+    """(3): safetensors size and AutoModel load time per K; build time without and with fusion."""
+    by_k = {}
+    for k in preset.ks:
+        start = clock()
+        model = build_model(preset, k)
+        build = clock() - start
+        start = clock()
+        build_model(preset, k, fusion=True)
+        build_fusion = clock() - start
+        folder = Path(workdir) / f"checkpoint_k{k}"
+        model.save_pretrained(folder)
+        weights = sorted(folder.glob("*.safetensors"))
+        loads = []
+        for _ in range(preset.load_repeats):
+            start = time.perf_counter()
+            loaded = AutoModel.from_pretrained(folder, trust_remote_code=True)
+            loads.append(time.perf_counter() - start)
+        assert sorted(loaded.config.task_names) == sorted(model.config.task_names)
+        by_k[str(k)] = {
+            "safetensors_bytes": sum(path.stat().st_size for path in weights),
+            "config_json_bytes": (folder / "config.json").stat().st_size,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "head_parameters": head_parameters(model),
+            "load_seconds": summary(loads),
+            "build_seconds": build,
+            "build_seconds_fusion": build_fusion,
+        }
+        del model, loaded
+    reference = by_k[str(preset.ks[0])]
+    for values in by_k.values():
+        growth = values["safetensors_bytes"] - reference["safetensors_bytes"]
+        head_bytes = 4 * (values["head_parameters"] - reference["head_parameters"])  # float32
+        values["growth_bytes"] = growth
+        values["head_growth_bytes"] = head_bytes
+        values["growth_over_head_bytes"] = growth / head_bytes if head_bytes else None
+    return {"by_k": by_k, "load_clock": "wall time (time.perf_counter)"}
+
+
+# ------------------------------------------------------------------------------------------------ (4) evaluation
+
+
+def measure_evaluation(preset: ScalePreset, workdir: str) -> dict:
+    """(4): `MultiTaskTrainer.evaluate` over K capped tasks, against the forward passes alone on the same batches."""
+    by_k = {}
+    for k in preset.ks:
+        tasks = task_specs(k)
+        eval_groups = generate_examples(preset, tasks, preset.eval_examples_per_task, seed=10_000 + k)
+        trainer = build_trainer(preset, k, f"{workdir}/eval_k{k}", eval_groups)
+        start = clock()
+        metrics = trainer.evaluate()
+        evaluate_seconds = clock() - start
+        model, collator = trainer.model.eval(), trainer.data_collator
+        start = clock()
+        with torch.inference_mode():
+            for group in eval_groups:
+                for i in range(0, len(group), preset.eval_batch_size):
+                    model(**collator(group[i : i + preset.eval_batch_size]))
+        forward_seconds = clock() - start
+        by_k[str(k)] = {
+            "evaluate_seconds": evaluate_seconds,
+            "forward_seconds": forward_seconds,
+            "overhead_ms_per_task": 1e3 * (evaluate_seconds - forward_seconds) / k,
+            "examples": k * preset.eval_examples_per_task,
+            "metrics_returned": len(metrics),
+        }
+    return {"by_k": by_k, "examples_per_task": preset.eval_examples_per_task, "batch_size": preset.eval_batch_size}
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def markdown(results: dict) -> str:
+    preset, ks = results["preset"], [str(k) for k in results["preset"]["ks"]]
+    training, parts = results["training"]["by_k"], results["step_parts"]["by_k"]
+    checkpoints, evaluation = results["checkpoints"]["by_k"], results["evaluation"]["by_k"]
+    top, target = ks[-1], results["targets"]["train_ratio_at_max_k"]
+
+    def cells(function) -> str:
+        return " | ".join(function(k) for k in ks)
+
+    def spread(s: dict, fmt: str) -> str:
+        return f"{s['median']:{fmt}} [{s['q1']:{fmt}}, {s['q3']:{fmt}}]"
+
+    ratio = training[top]["ratio_to_k1"]["median"]
+    lines = [
+        f"Preset `{preset['name']}`: BERT hidden {preset['hidden_size']}, {preset['num_layers']} layers, batch "
+        f"{preset['batch_size']}, {preset['min_words']}-{preset['max_words']} words an example, "
+        f"{preset['num_train_examples']} training examples at every K; every {TOKEN_TASK_EVERY}th task token-level. "
+        f"Device: {results['machine']['device']}. Timed by {results['clock']}.",
+        "",
+        "| K tasks | " + " | ".join(ks) + " |",
+        "|---|" + "---|" * len(ks),
+        "| (1) train samples/s, Trainer: median [quartiles] | "
+        + cells(lambda k: spread(training[k]["samples_per_second"], ".1f"))
+        + " |",
+        "| (1) ratio to K = 1, per step: median [quartiles] | "
+        + cells(lambda k: spread(training[k]["ratio_to_k1"], ".3f"))
+        + " |",
+    ]
+    for part in PARTS:
+        lines.append(f"| (2) {part} (ms) | " + cells(lambda k, p=part: f"{parts[k]['median_ms'][p]:.2f}") + " |")
+    lines += [
+        "| (2) step outside the model: data, train(), clip, AdamW, zero_grad (ms) | "
+        + cells(lambda k: f"{parts[k]['outside_model_ms']:.2f}")
+        + " |",
+        "| parameter tensors / modules | "
+        + cells(lambda k: f"{parts[k]['parameter_tensors']} / {parts[k]['modules']}")
+        + " |",
+        "| (3) checkpoint safetensors (MB) | "
+        + cells(lambda k: f"{checkpoints[k]['safetensors_bytes'] / 1e6:.2f}")
+        + " |",
+        "| (3) growth over K = 1 / heads' float32 bytes | "
+        + cells(
+            lambda k: (
+                "-"
+                if checkpoints[k]["growth_over_head_bytes"] is None
+                else f"{checkpoints[k]['growth_over_head_bytes']:.4f}"
+            )
+        )
+        + " |",
+        "| (3) config.json (kB) | " + cells(lambda k: f"{checkpoints[k]['config_json_bytes'] / 1e3:.1f}") + " |",
+        "| (3) AutoModel load, remote code (s, wall) | "
+        + cells(lambda k: f"{checkpoints[k]['load_seconds']['median']:.2f}")
+        + " |",
+        "| (3) build from config (s) / with fusion (s) | "
+        + cells(lambda k: f"{checkpoints[k]['build_seconds']:.2f} / {checkpoints[k]['build_seconds_fusion']:.2f}")
+        + " |",
+        f"| (4) evaluate, {results['evaluation']['examples_per_task']} examples per task (s) | "
+        + cells(lambda k: f"{evaluation[k]['evaluate_seconds']:.2f}")
+        + " |",
+        "| (4) forward passes alone (s) | " + cells(lambda k: f"{evaluation[k]['forward_seconds']:.2f}") + " |",
+        "| (4) evaluation overhead per task (ms) | "
+        + cells(lambda k: f"{evaluation[k]['overhead_ms_per_task']:.1f}")
+        + " |",
+        "",
+        f"Target: training samples/s at K = {top} at least {target}x K = 1: "
+        + ("meets" if ratio >= target else "**misses**")
+        + f" ({ratio:.3f}, median of {results['training']['measured_steps']} paired steps).",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--out", help="JSON file (default benchmarks/results/scale_<preset>.json)")
+    parser.add_argument("--workdir", default=None, help="scratch folder for checkpoints (default: a temp dir)")
+    args = parser.parse_args(argv)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # the per-checkpoint "Loading weights" bars
+    preset = PRESETS[args.preset]
+    if preset.ks[0] != 1:
+        raise ValueError(f"preset {preset.name}: the first K is the reference and must be 1, got {preset.ks[0]}.")
+    threads = torch.get_num_threads()
+    if preset.num_threads and not torch.cuda.is_available():
+        torch.set_num_threads(preset.num_threads)
+    workdir = args.workdir or tempfile.mkdtemp(prefix="scale_")
+    started = time.time()
+    try:
+        machine_info = machine()  # while the preset's thread count is set
+        print(
+            f"(1) training at K = {preset.ks}, {preset.warmup_steps}+{preset.measured_steps} steps each ...",
+            flush=True,
+        )
+        training = measure_training(preset, workdir)
+        print("(2) the parts of a step ...", flush=True)
+        step_parts = measure_step_parts(preset)
+        print("(3) checkpoints ...", flush=True)
+        checkpoints = measure_checkpoints(preset, workdir)
+        print("(4) evaluation ...", flush=True)
+        evaluation = measure_evaluation(preset, workdir)
+    finally:
+        torch.set_num_threads(threads)
+    results = {
+        "preset": {**preset.__dict__, "ks": list(preset.ks)},
+        "clock": clock_name(),
+        "machine": machine_info,
+        "training": training,
+        "step_parts": step_parts,
+        "checkpoints": checkpoints,
+        "evaluation": evaluation,
+        "targets": TARGETS,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "wall_seconds": time.time() - started,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    results["table"] = markdown(results)
+    out = Path(args.out or REPO / "benchmarks" / "results" / f"scale_{preset.name}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print()
+    print(results["table"])
+    print(f"\nWrote {out} ({results['wall_seconds']:.0f} s).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
