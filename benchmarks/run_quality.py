@@ -186,23 +186,19 @@ def record_metrics(raw: dict) -> dict:
 def single_task_model(task: TaskSpec, encoder_path: str, labels: list[str] | None, seed: int):
     """The baseline's transformers model, its new head drawn from `seed` (as the multi-task runs' heads are); given a
     saved baseline's folder as `encoder_path`, that trained model."""
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, set_seed
+    import transformers
 
+    set_seed = transformers.set_seed
     set_seed(seed)  # the Trainer seeds only once the model exists: without this every seed starts the same head
 
-    if task.type == "regression":
-        return AutoModelForSequenceClassification.from_pretrained(
-            encoder_path, num_labels=1, problem_type="regression"
-        )
-    kwargs = dict(
-        num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)}
-    )
-    if task.type == "token_classification":
-        return AutoModelForTokenClassification.from_pretrained(encoder_path, **kwargs)
-    problem = (
-        "multi_label_classification" if task.type == "multi_label_classification" else "single_label_classification"
-    )
-    return AutoModelForSequenceClassification.from_pretrained(encoder_path, problem_type=problem, **kwargs)
+    # The task's type names the standard transformers model for it (`TaskType.transformers_model`).
+    model_class, problem_type = task.definition.transformers_model
+    kwargs = {"num_labels": task.definition.num_outputs(labels)}
+    if problem_type is not None:
+        kwargs["problem_type"] = problem_type
+    if labels is not None:
+        kwargs.update(id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})
+    return getattr(transformers, model_class).from_pretrained(encoder_path, **kwargs)
 
 
 def single_task_run(
@@ -261,8 +257,11 @@ def single_task_run(
         else:
             settings["group_by_length"] = True
     args = experiment.training_arguments(**settings)
+    # transformers' collators: token labels are padded with -100 beside the tokens, the others stacked.
     collator = (
-        DataCollatorForTokenClassification(tokenizer) if task.is_token_level else DataCollatorWithPadding(tokenizer)
+        DataCollatorForTokenClassification(tokenizer)
+        if task.definition.head_input == "token"
+        else DataCollatorWithPadding(tokenizer)
     )
     labels = prepared.labels[task.name]
     # Re-scoring a saved baseline (`checkpoint`): the same model class and evaluation, no training.
@@ -290,23 +289,18 @@ def single_task_run(
     return record, predictions
 
 
-def joint_groups(experiment: Experiment) -> list[tuple[str, str]]:
-    """(sentence task, token task) pairs trained jointly: the ones JointBERT's sentence accuracy is defined for."""
+def joint_groups(experiment: Experiment) -> list[list[str]]:
+    """The tasks JointBERT's sentence accuracy combines, per group trained jointly (see `evaluation.jointly_judged`)."""
     from modeling_multitask.training.data import group_tasks
+    from modeling_multitask.training.evaluation import jointly_judged
 
-    pairs = []
-    for group in group_tasks(experiment):
-        sentence = [t.name for t in group.tasks if t.type == "sequence_classification"]
-        tokens = [t.name for t in group.tasks if t.type == "token_classification"]
-        if len(sentence) == 1 and len(tokens) == 1:
-            pairs.append((sentence[0], tokens[0]))
-    return pairs
+    return [judged for group in group_tasks(experiment) if (judged := jointly_judged(group))]
 
 
 def single_task_seed(experiment: Experiment, seed: int, run_dir: Path, rescore: bool = False) -> dict:
     """Every task alone for one seed, merged into one record; sentence accuracy pairs the two separate models.
     With `rescore`, the saved models of an earlier call are scored again instead of trained."""
-    from modeling_multitask.training.metrics import sentence_accuracy
+    from modeling_multitask.training.metrics import examples_correct, task_view
 
     merged = {"variant": "single_task", "seed": seed, "wall_s": 0.0, "metrics": {}, "per_task_wall_s": {}}
     predictions = {}
@@ -318,12 +312,16 @@ def single_task_seed(experiment: Experiment, seed: int, run_dir: Path, rescore: 
         for split, values in record["metrics"].items():
             merged["metrics"].setdefault(split, {}).update(values)
         logger.info("single_task %s seed %d: %s", task.name, seed, json.dumps(record["metrics"]))
-    for sentence, token in joint_groups(experiment):
-        for split in predictions[sentence]:
-            intent_pred, intent_gold, _ = predictions[sentence][split]
-            tag_pred, tag_gold, tag_names = predictions[token][split]
-            accuracy = sentence_accuracy(intent_pred, intent_gold, tag_pred, tag_gold, dict(enumerate(tag_names)))
-            merged["metrics"][split][f"{sentence}+{token}"] = {"sentence_accuracy": accuracy}
+    tasks = {task.name: task for task in experiment.tasks}
+    for judged in joint_groups(experiment):
+        for split in predictions[judged[0]]:
+            scored = []
+            for name in judged:
+                predicted, gold, label_names = predictions[name][split]
+                scored.append(
+                    (task_view(tasks[name].type, label_names, name, **tasks[name].settings), predicted, gold)
+                )
+            merged["metrics"][split]["+".join(judged)] = {"sentence_accuracy": examples_correct(scored)}
     merged["wall_s"] = round(merged["wall_s"], 1)
     return merged
 
@@ -347,7 +345,7 @@ def protocol(name: str, experiment: Experiment) -> dict:
             metrics += [(task.name, "pearson"), (task.name, "spearman")]
         else:
             metrics.append((task.name, primary_metric(task.type, task.metrics)))
-    metrics += [(f"{s}+{t}", "sentence_accuracy") for s, t in joint_groups(experiment)]
+    metrics += [("+".join(judged), "sentence_accuracy") for judged in joint_groups(experiment)]
     return {"split": split, "metrics": metrics}
 
 

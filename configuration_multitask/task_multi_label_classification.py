@@ -55,6 +55,7 @@ def multi_label_metrics(probabilities: np.ndarray, labels: np.ndarray, threshold
 class MultiLabelClassification(TaskType):
     name = "multi_label_classification"
     problem_type = "multi_label_classification"
+    transformers_model = ("AutoModelForSequenceClassification", "multi_label_classification")
     min_labels = 1
     data_settings = {"label_separator": "|"}
     metrics = (Metric("micro_f1"), Metric("macro_f1"), Metric("subset_accuracy"))

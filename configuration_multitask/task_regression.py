@@ -50,6 +50,7 @@ def regression_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str,
 class Regression(TaskType):
     name = "regression"
     problem_type = "regression"
+    transformers_model = ("AutoModelForSequenceClassification", "regression")
     min_labels = None
     metrics = (Metric("pearson_spearman"), Metric("pearson"), Metric("spearman"), Metric("mse", False))
 

@@ -40,6 +40,7 @@ def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labe
 class SequenceClassification(TaskType):
     name = "sequence_classification"
     problem_type = "single_label_classification"
+    transformers_model = ("AutoModelForSequenceClassification", "single_label_classification")
     metrics = (Metric("accuracy"), Metric("f1"), Metric("mcc"))
 
     def build_head(self, task, hidden_size, dropout, token_context=False):

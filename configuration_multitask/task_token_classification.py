@@ -221,6 +221,7 @@ class TokenClassification(TaskType):
     name = "token_classification"
     problem_type = "token_classification"
     hub_task = "token-classification"
+    transformers_model = ("AutoModelForTokenClassification", None)
     head_input = "token"
     word_level = True
     text_pair = False

@@ -114,6 +114,8 @@ class TaskType:
     data_settings: dict[str, Any] = {}  # data-side keys of this type -> default
     default_columns: dict[str, str] = {"text_column": "text", "label_column": "label"}
     metrics: tuple[Metric, ...] = ()
+    # The standard single-task transformers model for this type and its `problem_type` (the benchmarks' baseline).
+    transformers_model: tuple[str, str | None] = ("AutoModelForSequenceClassification", None)
 
     def __repr__(self) -> str:
         return f"<task type {self.name}>"

@@ -49,22 +49,24 @@ def per_task(metrics: dict[str, float], prefix: str, task_names: list[str]) -> d
     return {name: table[name] for name in task_names if table.get(name)}
 
 
+def jointly_judged(group) -> list[str]:
+    """The tasks of a group trained jointly on the same examples (ATIS's intent and slots) whose type judges an example
+    right or wrong as a whole (`TaskType.example_correct`): what JointBERT's sentence accuracy combines, when two or
+    more. Regression and multi-label tasks are left out."""
+    judged = [task.name for task in group.tasks if task.definition.example_correct is not None]
+    return judged if len(judged) >= 2 else []
+
+
 def joint_sentence_accuracy(trainer: MultiTaskTrainer, prepared: PreparedData) -> dict[str, float]:
-    """For tasks trained jointly on the same examples (ATIS's intent and slots): JointBERT's sentence accuracy, the
-    share of examples that all of them get exactly right, as each type judges it (`TaskType.example_correct`; types
-    without it, such as regression, are left out). From the last evaluation's predictions, named `<task>+<task>`."""
+    """For each group's jointly judged tasks (see [`jointly_judged`]): JointBERT's sentence accuracy, the share of
+    examples that all of them get exactly right, from the last evaluation's predictions, named `<task>+<task>`."""
     results = {}
     scored = trainer.last_eval_predictions
     infos = {task.name: task for task in trainer.tasks}
     for group in prepared.groups:
-        judged = [
-            task.name
-            for task in group.tasks
-            if task.definition.example_correct is not None and task.name in scored and task.name in infos
-        ]
-        if len(judged) < 2:
-            continue
-        results["+".join(judged)] = examples_correct([(infos[name].view, *scored[name]) for name in judged])
+        judged = jointly_judged(group)
+        if judged and all(name in scored and name in infos for name in judged):
+            results["+".join(judged)] = examples_correct([(infos[name].view, *scored[name]) for name in judged])
     return results
 
 
