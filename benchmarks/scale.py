@@ -14,8 +14,10 @@ token-classification task. Measured at every K of the preset:
     their steps alternate and step k of each K ran seconds apart; the median of the per-step ratios is reported.
     Target (issue #18): K = 500 at least 0.95x K = 1.
 (2) the parts of one training step, timed alone and interleaved over the Ks, to say where a cost that grows with K
-    comes from: data (sampler block + collator), `model.train()`, forward + backward, the gradient-norm clip over
-    `model.parameters()`, `AdamW.step()`, `model.zero_grad()`, and the model's task routing (`_routes`) alone.
+    comes from: data (sampler block + collator), `model.train()`, forward + backward, the FLOP count the Trainer
+    takes every step (`Trainer.floating_point_ops`: `model.num_parameters(exclude_embeddings=True)`), the
+    gradient-norm clip over `model.parameters()`, `AdamW.step()`, `model.zero_grad()`, and the model's task routing
+    (`_routes`) alone.
 (3) checkpoint size (safetensors bytes) and load time (`AutoModel.from_pretrained(..., trust_remote_code=True)`,
     median of repeats) per K; the growth over K = 1 against the heads' parameter bytes ("the checkpoint grows only by
     the heads"); model build time from the config, without and with AttentionFusion.
@@ -245,7 +247,7 @@ def training_args(preset: ScalePreset, output_dir: str) -> TrainingArguments:
 
 def build_trainer(preset: ScalePreset, k: int, output_dir: str, eval_groups: list[list[dict]] | None = None):
     tasks = task_specs(k)
-    groups = generate_examples(preset, tasks, preset.num_train_examples // k, seed=k)
+    groups = generate_examples(preset, tasks, max(1, preset.num_train_examples // k), seed=k)
     trainer = MultiTaskTrainer(
         model=build_model(preset, k),
         args=training_args(preset, output_dir),
@@ -335,6 +337,8 @@ class StepParts:
         self._timed("routing", lambda: self.model._routes(task_id, labels, self.batch_size, torch.device("cpu")))
         self._timed("model_train", self.model.train)
         self._timed("forward_backward", lambda: self.model(**batch).loss.backward())
+        # The Trainer adds every step's FLOPs to its total (`Trainer.floating_point_ops`, as it computes them).
+        self._timed("floating_point_ops", lambda: 6 * batch["input_ids"].numel() * self.model.num_parameters(True))
         self._timed("clip_grad_norm", lambda: torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0))
         self._timed("optimizer_step", self.optimizer.step)
         self._timed("zero_grad", self.model.zero_grad)
@@ -346,6 +350,7 @@ PARTS = (
     "routing",
     "model_train",
     "forward_backward",
+    "floating_point_ops",
     "clip_grad_norm",
     "optimizer_step",
     "zero_grad",
@@ -483,7 +488,7 @@ def markdown(results: dict) -> str:
     for part in PARTS:
         lines.append(f"| (2) {part} (ms) | " + cells(lambda k, p=part: f"{parts[k]['median_ms'][p]:.2f}") + " |")
     lines += [
-        "| (2) step outside the model: data, train(), clip, AdamW, zero_grad (ms) | "
+        "| (2) step outside the model: data, train(), FLOP count, clip, AdamW, zero_grad (ms) | "
         + cells(lambda k: f"{parts[k]['outside_model_ms']:.2f}")
         + " |",
         "| parameter tensors / modules | "
