@@ -7,8 +7,10 @@ from .configuration_multitask import (
     WORD_SPLITTINGS,
     MultiTaskConfig,
     TaskView,
+    check_model_settings,
     check_task_name,
     check_task_spec,
+    check_unique_task_names,
 )
 from .task_type import Metric, TaskType
 from .task_types import task_type
@@ -25,7 +27,9 @@ __all__ = [
     "TAG_DECODINGS",
     "WORD_SPLITTINGS",
     "RESERVED_TASK_NAMES",
+    "check_model_settings",
     "check_task_name",
     "check_task_spec",
+    "check_unique_task_names",
     "task_type",
 ]

@@ -50,6 +50,13 @@ def check_task_name(name, where: str) -> None:
         )
 
 
+def check_unique_task_names(names: list[str]) -> None:
+    """Task names key the heads and the metrics: each may appear once."""
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"Task names must be unique; {duplicates} appear more than once.")
+
+
 def check_task_spec(spec, index: int, labels_known: bool = True) -> dict:
     """Validate one task spec (a `MultiTaskConfig.tasks` entry) and return it in canonical form: name, type,
     labels, num_labels, loss_weight, and the keys its type adds (see `task_types`). The experiment reader calls it
@@ -91,6 +98,78 @@ def check_task_spec(spec, index: int, labels_known: bool = True) -> dict:
     }
 
 
+def check_model_settings(
+    encoder_config=None,
+    *,
+    dropout=0.1,
+    pooling="cls",
+    fusion=None,
+    task_private_layers=0,
+    word_splitting="whitespace",
+) -> dict:
+    """Validate the model-wide settings (an experiment file's `model:` section) and return them in canonical form; the
+    fusion gets its `hidden_size` from the encoder when left out. Every message starts with the key it is about.
+
+    The config checks them with its encoder; the experiment reader calls this before any encoder is loaded
+    (`encoder_config=None`: the fusion size and the private-layer depth wait), the training CLI once it has read the
+    encoder's config: one rule, one place."""
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}.")
+    if pooling not in POOLING_TYPES:
+        raise ValueError(f"pooling {pooling!r} is unknown. Allowed: {', '.join(POOLING_TYPES)}.")
+    if word_splitting not in WORD_SPLITTINGS:
+        raise ValueError(
+            f"word_splitting {word_splitting!r} is unknown.{_nearest(str(word_splitting), WORD_SPLITTINGS)} Allowed: "
+            f"{', '.join(WORD_SPLITTINGS)} (whitespace: a word is what spaces separate, as in the data formats; "
+            "punctuation: punctuation is split off words too, for data tokenised that way, e.g. CoNLL)."
+        )
+    private = task_private_layers
+    if isinstance(private, bool) or not isinstance(private, int) or private < 0:
+        raise ValueError(
+            f"task_private_layers must be a whole number >= 0 (0 shares the whole encoder), got {private!r}."
+        )
+    depth = getattr(encoder_config, "num_hidden_layers", None)
+    if private and depth is not None and private >= depth:
+        raise ValueError(
+            f"task_private_layers={private} leaves nothing shared: the encoder ({encoder_config.model_type}) has "
+            f"{depth} layers, so use at most {depth - 1}."
+        )
+    if fusion is not None:
+        fusion = _check_fusion(fusion, encoder_config)
+    return {
+        "dropout": dropout,
+        "pooling": pooling,
+        "fusion": fusion,
+        "task_private_layers": private,
+        "word_splitting": word_splitting,
+    }
+
+
+def _check_fusion(fusion, encoder_config) -> dict:
+    if not isinstance(fusion, dict):
+        raise ValueError(f"fusion must be a mapping like {{type: attention}}, got {fusion!r}.")
+    unknown = [key for key in fusion if key not in _FUSION_KEYS]
+    if unknown:
+        raise ValueError(
+            f"fusion has unknown key {unknown[0]!r}.{_nearest(str(unknown[0]), _FUSION_KEYS)} "
+            f"Allowed keys: {', '.join(_FUSION_KEYS)}."
+        )
+    if fusion.get("type") not in FUSION_TYPES:
+        raise ValueError(f"Unknown fusion type {fusion.get('type')!r}. Allowed types: {', '.join(FUSION_TYPES)}.")
+    encoder_size = getattr(encoder_config, "hidden_size", None)
+    hidden_size = fusion.get("hidden_size", encoder_size)
+    if encoder_size is not None and hidden_size != encoder_size:
+        raise ValueError(
+            f"fusion.hidden_size is {hidden_size} but the encoder ({encoder_config.model_type}) has hidden size "
+            f"{encoder_size}: set fusion.hidden_size to {encoder_size} or leave it out."
+        )
+    token_context = fusion.get("token_context", False)
+    if not isinstance(token_context, bool):
+        raise ValueError(f"fusion token_context must be true or false, got {token_context!r}.")
+    checked = {"type": fusion["type"], "token_context": token_context}
+    return checked if hidden_size is None else {"type": fusion["type"], "hidden_size": hidden_size, **checked}
+
+
 class MultiTaskConfig(PreTrainedConfig):
     r"""
     Configuration of a [`MultiTaskModel`]: a shared pretrained encoder, one head per task, and an optional
@@ -103,12 +182,14 @@ class MultiTaskConfig(PreTrainedConfig):
             Configuration of the shared encoder, any `AutoModel` text encoder (BERT, DistilBERT, RoBERTa, MiniLM, ...).
             A dict needs a `model_type`. Left out, it is a full-size BERT.
         tasks (`list[dict]`, *optional*):
-            One spec per task, each a dict with `name`, `type` (one of `sequence_classification`,
-            `multi_label_classification`, `regression`, `token_classification`), the label names `labels` or their
-            count `num_labels` (not for regression), and an optional positive `loss_weight` (defaults to 1.0).
-            Token-level tasks also take `decoding`: `"argmax"` (default, each token's most likely tag) or `"bio"`
-            (the most likely tag sequence in which `I-X` follows only `B-X` or `I-X`, for IOB2 tag sets).
-            Pair inputs (two texts) are ordinary sequence-level tasks.
+            One spec per task, each a dict with `name`, `type` (a registered task type: `sequence_classification`,
+            `multi_label_classification`, `regression`, `token_classification`; see `task_types.TASK_TYPES`), the label
+            names `labels` or their count `num_labels` (as the type needs: none for regression), an optional positive
+            `loss_weight` (defaults to 1.0), and the keys the type adds, such as a token task's `decoding`: `"argmax"`
+            (default, each token's most likely tag) or `"bio"` (the most likely tag sequence in which `I-X` follows only
+            `B-X` or `I-X`, for IOB2 tag sets). Each type's definition validates its specs (`check_task_spec`); read
+            them back through typed views, `config.task("slots").labels`. Pair inputs (two texts) are ordinary
+            sequence-level tasks.
         num_tasks (`int`, *optional*):
             The number of tasks; filled in from `tasks`, and an error if it disagrees with them.
         fusion (`dict`, *optional*):
@@ -175,24 +256,20 @@ class MultiTaskConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         self.tasks = [check_task_spec(spec, i) for i, spec in enumerate(self.tasks or [])]
-        self._validate_task_names()
+        check_unique_task_names([task["name"] for task in self.tasks])
         if self.num_tasks is not None and self.num_tasks != len(self.tasks):
             raise ValueError(
                 f"num_tasks={self.num_tasks} but {len(self.tasks)} tasks are listed; drop num_tasks or make them match."
             )
         self.num_tasks = len(self.tasks)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
-        if self.pooling not in POOLING_TYPES:
-            raise ValueError(f"Unknown pooling {self.pooling!r}. Allowed: {', '.join(POOLING_TYPES)}.")
-        if self.fusion is not None:
-            self.fusion = self._normalize_fusion(self.fusion)
-        self._check_task_private_layers()
-        if self.word_splitting not in WORD_SPLITTINGS:
-            raise ValueError(
-                f"Unknown word_splitting {self.word_splitting!r}.{_nearest(str(self.word_splitting), WORD_SPLITTINGS)} "
-                f"Allowed: {', '.join(WORD_SPLITTINGS)}."
-            )
+        self.fusion = check_model_settings(
+            self.encoder_config,
+            dropout=self.dropout,
+            pooling=self.pooling,
+            fusion=self.fusion,
+            task_private_layers=self.task_private_layers,
+            word_splitting=self.word_splitting,
+        )["fusion"]
         self.text_pair_tasks = list(self.text_pair_tasks or [])
         for name in self.text_pair_tasks:
             if name not in self.task_names or not self.task(name).definition.text_pair:
@@ -200,43 +277,6 @@ class MultiTaskConfig(PreTrainedConfig):
                     f"text_pair_tasks names {name!r}, which is not a task of this config that reads a text pair "
                     f"({', '.join(self.task_names)})."
                 )
-
-    def _validate_task_names(self):
-        names = [task["name"] for task in self.tasks]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"Task names must be unique; {duplicates} appear more than once.")
-
-    def _check_task_private_layers(self):
-        private = self.task_private_layers
-        depth = getattr(self.encoder_config, "num_hidden_layers", None)
-        if isinstance(private, bool) or not isinstance(private, int) or private < 0:
-            raise ValueError(f"task_private_layers must be a whole number >= 0, got {private!r}.")
-        if private and depth is not None and private >= depth:
-            raise ValueError(
-                f"task_private_layers={private} leaves nothing shared: the encoder ({self.encoder_config.model_type}) "
-                f"has {depth} layers, so use at most {depth - 1}."
-            )
-
-    def _normalize_fusion(self, fusion: dict) -> dict:
-        unknown = [key for key in fusion if key not in _FUSION_KEYS]
-        if unknown:
-            raise ValueError(
-                f"fusion has unknown key {unknown[0]!r}.{_nearest(unknown[0], _FUSION_KEYS)} "
-                f"Allowed keys: {', '.join(_FUSION_KEYS)}."
-            )
-        if fusion.get("type") not in FUSION_TYPES:
-            raise ValueError(f"Unknown fusion type {fusion.get('type')!r}. Allowed types: {', '.join(FUSION_TYPES)}.")
-        hidden_size = fusion.get("hidden_size", self.hidden_size)
-        if hidden_size != self.hidden_size:
-            raise ValueError(
-                f"fusion hidden_size={hidden_size} does not match the encoder's hidden size {self.hidden_size} "
-                f"({self.encoder_config.model_type}). Set fusion.hidden_size to {self.hidden_size} or leave it out."
-            )
-        token_context = fusion.get("token_context", False)
-        if not isinstance(token_context, bool):
-            raise ValueError(f"fusion token_context must be true or false, got {token_context!r}.")
-        return {"type": fusion["type"], "hidden_size": hidden_size, "token_context": token_context}
 
     @property
     def hidden_size(self) -> int:
@@ -284,7 +324,9 @@ __all__ = [
     "MultiTaskConfig",
     "TaskView",
     "check_task_name",
+    "check_model_settings",
     "check_task_spec",
+    "check_unique_task_names",
     "RESERVED_TASK_NAMES",
     "TASK_TYPES",
     "TOKEN_LEVEL_TASK_TYPES",

@@ -184,7 +184,7 @@ CASES = [
     Case("dropout-out-of-range", r"model.dropout must be a number in \[0, 1\)", {"model.dropout": 1.5}),
     Case(
         "fusion-hidden-size",
-        "hidden_size is 768 but the base model.*has hidden size 32",
+        "model.fusion.hidden_size is 768 but the encoder.*has hidden size 32",
         {"model.fusion.hidden_size": 768},
     ),
     Case("fusion-not-a-mapping", "model.fusion must be a mapping", {"model.fusion": "attention"}),

