@@ -23,24 +23,29 @@ def check_task_ids(task_ids, num_tasks: int, batch_size: int, device=None, task_
     """The one check of a `task_ids` argument, shared by the model and the fusion layer: an int (or a 0-d tensor)
     for the whole batch comes back as an int, anything else as a `(batch,)` long tensor on `device`. Raises a
     `ValueError` naming the allowed range for an id out of range or a tensor of the wrong shape."""
-    names = f" for tasks {list(task_names)}" if task_names is not None else ""
+
+    def names() -> str:  # formatted only for an error: with hundreds of tasks, not on every call
+        return f" for tasks {list(task_names)}" if task_names is not None else ""
+
     if isinstance(task_ids, (str, bool, float)) or (
         torch.is_tensor(task_ids) and (task_ids.is_floating_point() or task_ids.is_complex())
     ):
         hint = " (a task name: pass config.task_index(name))" if isinstance(task_ids, str) else ""
-        raise ValueError(f"task_ids must be an int or a (batch,) integer tensor{names}; got {task_ids!r}{hint}.")
+        raise ValueError(f"task_ids must be an int or a (batch,) integer tensor{names()}; got {task_ids!r}{hint}.")
     if torch.is_tensor(task_ids) and task_ids.dim() == 0:
         task_ids = int(task_ids)
     if isinstance(task_ids, int):
         if not 0 <= task_ids < num_tasks:
-            raise ValueError(f"task_ids must be in [0, {num_tasks}){names}; got {task_ids}.")
+            raise ValueError(f"task_ids must be in [0, {num_tasks}){names()}; got {task_ids}.")
         return task_ids
     try:
         task_ids = torch.as_tensor(task_ids, device=device)
     except (TypeError, ValueError, RuntimeError) as error:
-        raise ValueError(f"task_ids must be an int or a (batch,) integer tensor{names}; got {task_ids!r}.") from error
+        raise ValueError(
+            f"task_ids must be an int or a (batch,) integer tensor{names()}; got {task_ids!r}."
+        ) from error
     if task_ids.is_floating_point() or task_ids.dtype == torch.bool:
-        raise ValueError(f"task_ids must hold integer task ids{names}; got a {task_ids.dtype} tensor.")
+        raise ValueError(f"task_ids must hold integer task ids{names()}; got a {task_ids.dtype} tensor.")
     task_ids = task_ids.long()
     if task_ids.shape != (batch_size,):
         raise ValueError(
@@ -48,7 +53,7 @@ def check_task_ids(task_ids, num_tasks: int, batch_size: int, device=None, task_
             f"for a batch of {batch_size}."
         )
     if bool(((task_ids < 0) | (task_ids >= num_tasks)).any()):
-        raise ValueError(f"task_ids must be in [0, {num_tasks}){names}; got {sorted(set(task_ids.tolist()))}.")
+        raise ValueError(f"task_ids must be in [0, {num_tasks}){names()}; got {sorted(set(task_ids.tolist()))}.")
     return task_ids
 
 

@@ -82,10 +82,20 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
     accepts_loss_kwargs = False
 
     def _init_weights(self, module):
-        if any(module is start for start in self._zero_start_modules()):
+        if id(module) in self._zero_start_ids():
             init.zeros_(module.weight)
             return
         super()._init_weights(module)
+
+    def _zero_start_ids(self) -> frozenset[int]:
+        """`id`s of `_zero_start_modules`, computed once per fusion layer and head set: `_init_weights` runs for every
+        module, and rebuilding the list over K heads each time made building a model O(K^2)."""
+        key = (id(getattr(self, "fusion", None)), id(getattr(self, "heads", None)))
+        cached = self.__dict__.get("_zero_start_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, frozenset(id(module) for module in self._zero_start_modules()))
+            self.__dict__["_zero_start_cache"] = cached
+        return cached[1]
 
     def _zero_start_modules(self) -> list[nn.Module]:
         """What fusion adds that starts at exactly zero, so a new fusion model computes what the model without it
@@ -140,6 +150,9 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             with torch.random.fork_rng(devices=[]):
                 self.fusion = AttentionFusion(config, config.num_tasks)
         self._encoder_arguments = set(inspect.signature(self.encoder.forward).parameters)
+        # Read on every forward: built once, so a step costs the same with 500 tasks as with one.
+        self._task_views = tuple(config.task_views)
+        self._task_names = tuple(config.task_names)
         self.post_init()
 
     @classmethod
@@ -284,7 +297,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         task_logits, task_losses, fusion_weights = {}, {}, {}
         loss = None
         for route in routes:
-            task = self.config.task(route.task_index)
+            task = self._task_views[route.task_index]
             head = self.heads[task.name]
             hidden = sequence_output if route.rows is None else sequence_output[route.rows]
             if self.task_layers is not None:
@@ -372,7 +385,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
                 return [_Route(i, None, None, 1.0) for i in range(num_tasks)], None
             task_ids = 0
 
-        task_ids = check_task_ids(task_ids, num_tasks, batch_size, device, self.config.task_names)
+        task_ids = check_task_ids(task_ids, num_tasks, batch_size, device, self._task_names)
         if isinstance(task_ids, int):
             # One task for the whole batch: no data-dependent routing (and no graph break under torch.compile).
             task_tensor = torch.full((batch_size,), task_ids, dtype=torch.long, device=device)

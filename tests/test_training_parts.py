@@ -202,3 +202,55 @@ def test_token_labels_are_padded_on_the_tokenizers_padding_side(tiny_tokenizer, 
         [{**short, "labels": {"intent": 1, "slots": tags}}, {**long, "labels": {"intent": 0, "slots": long_tags}}]
     )
     assert joint["labels"]["slots"][0].tolist() == expected_row
+
+
+def test_per_step_shortcuts_match_the_trainer(tmp_path, tiny_tokenizer):
+    """The trainer lists parameters and counts them once instead of every step (a walk over every module with many
+    tasks): the clip, the FLOP count and the training mode come out as `transformers.Trainer` computes them."""
+    from conftest import tiny_bert_config
+    from transformers import Trainer, TrainingArguments
+
+    from configuration_multitask import MultiTaskConfig
+    from modeling_multitask import MultiTaskModel
+    from modeling_multitask.training.trainer import MultiTaskTrainer, TaskInfo
+
+    config = MultiTaskConfig(
+        encoder_config=tiny_bert_config(),
+        tasks=[{"name": f"t{i}", "type": "sequence_classification", "labels": ["a", "b"]} for i in range(3)],
+    )
+    model = MultiTaskModel(config)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, max_grad_norm=0.01)
+    trainer = MultiTaskTrainer(
+        model=model,
+        args=args,
+        group_sizes=[1],
+        tasks=[TaskInfo(f"t{i}", "sequence_classification", ["a", "b"]) for i in range(3)],
+    )
+    inputs = {"input_ids": torch.ones(2, 5, dtype=torch.long)}
+    assert trainer.floating_point_ops(inputs) == Trainer.floating_point_ops(trainer, inputs) > 0
+
+    batch = {**tiny_tokenizer(["book a flight", "hello"], padding=True, return_tensors="pt"), "task_ids": 1}
+    batch["labels"] = torch.tensor([0, 1])
+    model.eval()
+    model.encoder.train()  # a mixed state: the first step must still walk every module
+    trainer.create_optimizer()
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train; here the step is called alone
+    trainer.training_step(model, batch)
+    assert all(module.training for module in model.modules())
+    grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    norm = trainer._clip_grad_norm(model)  # the norm before clipping, as torch computes it over every gradient
+    assert grads.norm() > 0.01 and torch.allclose(norm, grads.norm())
+    clipped = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    assert torch.allclose(clipped.norm(), torch.tensor(0.01), rtol=1e-3)
+
+    walks = []
+    model.heads["t0"].train = lambda mode=True: (
+        walks.append(mode) or type(model.heads["t0"]).train(model.heads["t0"], mode)
+    )
+    trainer.training_step(model, batch)
+    assert walks == []  # already in training mode: no walk over the modules
+    model.eval()
+    trainer.training_step(model, batch)  # top-level eval mode: walks again
+    assert walks == [False, True]
+    assert all(module.training for module in model.modules())
+    assert "train" not in vars(model)  # the shortcut is undone after each step

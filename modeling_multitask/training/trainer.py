@@ -92,6 +92,10 @@ class MultiTaskTrainer(Trainer):
         self.last_eval_predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # task -> (predictions, labels)
         self._eval_task: TaskInfo | None = None  # the task `evaluate` is scoring, for the metric hooks
         self._scoring: list | None = None  # what its metrics need beyond the labels, per example (`data.SCORING`)
+        # Per-step costs that would grow with the number of tasks (each walks every module or parameter), paid once.
+        self._train_mode_set_on = None  # the model a full `train()` walk last put in training mode
+        self._parameters: tuple[object, list] | None = None  # (model, its parameters) for gradient clipping
+        self._flop_parameters: tuple[object, int] | None = None  # (model, its non-embedding parameter count)
         kwargs.setdefault("compute_metrics", self._compute_metrics)
         kwargs.setdefault("preprocess_logits_for_metrics", self._reduce_logits)
         super().__init__(*args, **kwargs)
@@ -109,6 +113,38 @@ class MultiTaskTrainer(Trainer):
             seed=self.args.seed,
             **self.sampling,
         )
+
+    # ------------------------------------------------------------------------------------------ per-step costs
+    # With hundreds of tasks a model has thousands of modules and parameters. Trainer walks all of them several times
+    # a step (`model.train()`, the FLOP count, gradient clipping); these overrides keep a step as cheap as with one.
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if self._train_mode_set_on is not model or not model.training:
+            model.train()  # the full walk, once per training stretch (evaluation puts the model in eval mode)
+            self._train_mode_set_on = model
+        # `Trainer.training_step` calls `model.train()` again: already true of every module, so skip the walk.
+        model.train = lambda mode=True: model if mode else type(model).train(model, mode)
+        try:
+            return super().training_step(model, inputs, num_items_in_batch)
+        finally:
+            del model.train
+
+    def floating_point_ops(self, inputs) -> int:
+        """`Trainer.floating_point_ops` (6 x tokens x non-embedding parameters), with the parameter count taken once."""
+        main_input = getattr(self.model, "main_input_name", "input_ids")
+        if main_input not in inputs or not hasattr(self.model, "num_parameters"):
+            return 0
+        if self._flop_parameters is None or self._flop_parameters[0] is not self.model:
+            self._flop_parameters = (self.model, self.model.num_parameters(exclude_embeddings=True))
+        return 6 * inputs[main_input].numel() * self._flop_parameters[1]
+
+    def _clip_grad_norm(self, model):
+        """`Trainer._clip_grad_norm` over the model's parameters listed once (the same clip, without a walk a step)."""
+        if self._parameters is None or self._parameters[0] is not model:
+            self._parameters = (model, list(model.parameters()))
+        if self.args.fp16 or self._has_mixed_mesh_grads(model):
+            return super()._clip_grad_norm(model)
+        return self.accelerator.clip_grad_norm_(self._parameters[1], self.args.max_grad_norm)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
@@ -165,6 +201,7 @@ class MultiTaskTrainer(Trainer):
         ignore_keys = [*ignore_keys, "task_ids"]
 
         self._memory_tracker.start()
+        self._train_mode_set_on = None  # evaluation switches the model to eval mode: the next step walks again
         metrics = {}
         for name, dataset in datasets.items():
             self._eval_task = tasks[name]
