@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 from perf import Lockstep, StepTimer, clock, clock_name, machine, summary  # noqa: E402
-from transformers import AutoModel, BertConfig, BertTokenizer, PrinterCallback, TrainingArguments  # noqa: E402
+from transformers import AutoModel, BertConfig, BertTokenizer, PrinterCallback, Trainer, TrainingArguments  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from configuration_multitask import MultiTaskConfig  # noqa: E402
@@ -116,6 +116,26 @@ PRESETS = {
         batch_size=16,
         warmup_steps=3,
         measured_steps=40,
+        component_repeats=15,
+        eval_examples_per_task=16,
+        eval_batch_size=16,
+        load_repeats=3,
+    ),
+    # A small encoder (hidden 128, 2 layers): a step is short, so any per-step cost that grows with K shows.
+    "cpu_small": ScalePreset(
+        name="cpu_small",
+        hidden_size=128,
+        num_layers=2,
+        num_heads=4,
+        intermediate_size=512,
+        vocab_size=8192,
+        ks=(1, 10, 100, 500),
+        num_train_examples=500 * 32,
+        min_words=20,
+        max_words=60,
+        batch_size=16,
+        warmup_steps=3,
+        measured_steps=60,
         component_repeats=15,
         eval_examples_per_task=16,
         eval_batch_size=16,
@@ -245,10 +265,31 @@ def training_args(preset: ScalePreset, output_dir: str) -> TrainingArguments:
     )
 
 
-def build_trainer(preset: ScalePreset, k: int, output_dir: str, eval_groups: list[list[dict]] | None = None):
+class WalkingTrainer(MultiTaskTrainer):
+    """`MultiTaskTrainer` with `transformers.Trainer`'s own per-step calls, which walk every module or parameter
+    (`model.train()`, the FLOP count, the gradient clip, `model.zero_grad()`): the baseline the shortcuts are
+    measured against, in the same run."""
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        return Trainer.training_step(self, model, inputs, num_items_in_batch)
+
+    def floating_point_ops(self, inputs):
+        return Trainer.floating_point_ops(self, inputs)
+
+    def _clip_grad_norm(self, model):
+        return Trainer._clip_grad_norm(self, model)
+
+
+def build_trainer(
+    preset: ScalePreset,
+    k: int,
+    output_dir: str,
+    eval_groups: list[list[dict]] | None = None,
+    trainer_class: type = MultiTaskTrainer,
+):
     tasks = task_specs(k)
     groups = generate_examples(preset, tasks, max(1, preset.num_train_examples // k), seed=k)
-    trainer = MultiTaskTrainer(
+    trainer = trainer_class(
         model=build_model(preset, k),
         args=training_args(preset, output_dir),
         train_dataset=torch.utils.data.ConcatDataset([FeatureDataset(group) for group in groups]),
@@ -265,6 +306,12 @@ def measure_training(preset: ScalePreset, workdir: str) -> dict:
     """(1): seconds per Trainer iteration at every K, the Ks' steps interleaved in lockstep."""
     names = [f"k{k}" for k in preset.ks]
     trainers = {name: build_trainer(preset, k, f"{workdir}/train_{name}") for name, k in zip(names, preset.ks)}
+    # The largest K once more, with transformers' per-step walks over every module (what MultiTaskTrainer avoids).
+    walking = f"k{preset.ks[-1]}_walking"
+    trainers[walking] = build_trainer(
+        preset, preset.ks[-1], f"{workdir}/train_{walking}", trainer_class=WalkingTrainer
+    )
+    names = [*names, walking]
     lockstep = Lockstep(names)
     timers = {name: StepTimer(name, lockstep) for name in names}
     errors = {}
@@ -289,14 +336,22 @@ def measure_training(preset: ScalePreset, workdir: str) -> dict:
     seconds = {name: timers[name].seconds[preset.warmup_steps :] for name in names}
     reference = names[0]
     results = {}
-    for name, k in zip(names, preset.ks):
+
+    def measured(name: str) -> dict:
         ratios = [r / s for r, s in zip(seconds[reference], seconds[name])]  # samples/s of K over K = 1
-        results[str(k)] = {
+        return {
             "samples_per_second": summary([preset.batch_size / t for t in seconds[name]]),
             "step_ms": summary([1e3 * t for t in seconds[name]]),
             "ratio_to_k1": summary(ratios),
         }
-    return {"by_k": results, "measured_steps": len(seconds[reference]), "logging_steps": LOGGING_STEPS}
+
+    results = {str(k): measured(name) for name, k in zip(names, preset.ks)}
+    return {
+        "by_k": results,
+        "max_k_with_trainer_walks": measured(walking),
+        "measured_steps": len(seconds[reference]),
+        "logging_steps": LOGGING_STEPS,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ (2) step parts
@@ -470,6 +525,7 @@ def markdown(results: dict) -> str:
         return f"{s['median']:{fmt}} [{s['q1']:{fmt}}, {s['q3']:{fmt}}]"
 
     ratio = training[top]["ratio_to_k1"]["median"]
+    walking = results["training"].get("max_k_with_trainer_walks")
     lines = [
         f"Preset `{preset['name']}`: BERT hidden {preset['hidden_size']}, {preset['num_layers']} layers, batch "
         f"{preset['batch_size']}, {preset['min_words']}-{preset['max_words']} words an example, "
@@ -525,6 +581,12 @@ def markdown(results: dict) -> str:
         + ("meets" if ratio >= target else "**misses**")
         + f" ({ratio:.3f}, median of {results['training']['measured_steps']} paired steps).",
     ]
+    if walking is not None:
+        lines.append(
+            f"Without MultiTaskTrainer's per-step shortcuts (transformers.Trainer's `model.train()`, FLOP count, clip "
+            f"and `zero_grad` walking every module, same run): K = {top} at "
+            f"{spread(walking['ratio_to_k1'], '.3f')} of K = 1."
+        )
     return "\n".join(lines)
 
 

@@ -181,6 +181,9 @@ CASES = [
         "'score' and 'score_pearson' clash: the metric key 'eval_score_pearson_spearman'",
         {"tasks.2.name": "score", "tasks.1.name": "score_pearson"},
     ),
+    Case(
+        "fsdp-without-gpu", "training.fsdp is 'full_shard', but there is no GPU here", {"training.fsdp": "full_shard"}
+    ),
     Case("dropout-out-of-range", r"model.dropout must be a number in \[0, 1\)", {"model.dropout": 1.5}),
     Case(
         "fusion-hidden-size",

@@ -169,3 +169,34 @@ def test_evaluate_metrics_fail_early_with_a_clear_error(tmp_path, tiny_encoder, 
     assert main([str(tmp_path / "experiment.yaml")]) == 2
     error = capsys.readouterr().err
     assert "Could not load evaluate metric 'accuracy'" in error and "built-in metrics" in error
+
+
+def test_eval_max_examples_per_task_caps_every_tasks_evaluation(tmp_path, tiny_encoder):
+    """With hundreds of tasks, evaluation is capped per task: each task is scored on its first N examples."""
+    from transformers import AutoTokenizer
+
+    from modeling_multitask import MultiTaskModel
+    from modeling_multitask.training.cli import build_model
+    from modeling_multitask.training.data import prepare_data
+    from modeling_multitask.training.evaluation import evaluate_model
+
+    write_data(tmp_path)
+    experiment(
+        tmp_path, tiny_encoder, **{"sampling.eval_max_examples_per_task": 2, "training.load_best_model_at_end": None}
+    )
+    parsed = load_experiment(tmp_path / "experiment.yaml")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
+    prepared = prepare_data(parsed, tokenizer)
+    model = build_model(parsed, str(tiny_encoder), prepared)
+    assert isinstance(model, MultiTaskModel)
+    _, trainer = evaluate_model(model, tokenizer, parsed, prepared, splits=("validation",))
+    assert {name: len(gold) for name, (_, gold) in trainer.last_eval_predictions.items()} == {
+        "intent": 2,
+        "slots": 2,
+        "similarity": 2,
+        "ner": 2,
+    }
+    assert len(prepared.validation["intent"]) == 6  # the data itself is whole; only its evaluation is capped
+    with pytest.raises(Exception, match="eval_max_examples_per_task must be a positive integer"):
+        experiment(tmp_path, tiny_encoder, **{"sampling.eval_max_examples_per_task": 0})
+        load_experiment(tmp_path / "experiment.yaml")

@@ -254,3 +254,6 @@ def test_per_step_shortcuts_match_the_trainer(tmp_path, tiny_tokenizer):
     assert walks == [False, True]
     assert all(module.training for module in model.modules())
     assert "train" not in vars(model)  # the shortcut is undone after each step
+    assert next(model.parameters()).grad is not None
+    model.zero_grad()  # while training: over the parameters listed once, with the same effect
+    assert all(p.grad is None for p in model.parameters())

@@ -27,7 +27,12 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGH
 from ..push_cli import HUB_ERRORS, describe_hub_error
 from .collator import MultiTaskDataCollator
 from .data import PreparedData, prepare_data
-from .evaluation import evaluate_checkpoint, evaluate_splits, evaluation_settings  # noqa: F401  (public here too)
+from .evaluation import (  # noqa: F401  (evaluate_checkpoint: public here too)
+    evaluate_checkpoint,
+    evaluate_splits,
+    evaluation_data,
+    evaluation_settings,
+)
 from .experiment import TRAINING_DEFAULTS, Experiment, ExperimentError, check_model_section, load_experiment
 from .pretrained import published_encoder_name, resolve_encoder
 from .publishing import (
@@ -105,6 +110,13 @@ def training_arguments(experiment: Experiment, has_validation: bool):
     else:
         defaults.update(save_strategy="epoch")
     settings = {**defaults, **experiment.training}
+    if settings.get("fsdp") and not torch.cuda.is_available():
+        # accelerate sets up FSDP only on an accelerator: on CPU it silently trains unsharded data parallel instead.
+        raise ExperimentError(
+            f"training.fsdp is {settings['fsdp']!r}, but there is no GPU here: accelerate's FSDP needs an accelerator "
+            "and on CPU would train unsharded without a word. Drop training.fsdp on this machine (plain data parallel "
+            "under torchrun still works), or run on GPUs (docs/PERFORMANCE.md, 'Sharded training')."
+        )
     if settings.get("load_best_model_at_end") and "metric_for_best_model" not in settings:
         settings["metric_for_best_model"] = "combined_score"
     return experiment.training_arguments(**settings)
@@ -189,11 +201,12 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
     set_seed(args.seed)  # the heads and fusion start from the same weights in every run with this seed
     model = build_model(experiment, encoder_path, prepared)
     train_dataset = ConcatDataset([FeatureDataset(prepared.train[group.name]) for group in prepared.groups])
+    names, eval_cap = [task.name for task in experiment.tasks], experiment.sampling.eval_max_examples_per_task
     trainer = MultiTaskTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
-        eval_dataset={name: FeatureDataset(f) for name, f in prepared.validation.items()} or None,
+        eval_dataset=evaluation_data(prepared, "validation", names, eval_cap) or None,
         data_collator=MultiTaskDataCollator(
             tokenizer,
             task_types=[task.type for task in experiment.tasks],
@@ -228,7 +241,9 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
         "training_data": training_data(experiment),
         "train": train_result.metrics,
     }
-    results.update(evaluate_splits(trainer, prepared, [task.name for task in experiment.tasks]))
+    results.update(evaluate_splits(trainer, prepared, names, cap=eval_cap))
+    if eval_cap:
+        results["eval_max_examples_per_task"] = eval_cap
     results["truncated_examples"] = prepared.truncated  # split -> task -> examples longer than max_length
     save_final_checkpoint(trainer, tokenizer, output_dir, results, experiment, publish)
     print(f"\nPer-task metrics ({output_dir}):")
@@ -357,11 +372,13 @@ def save_final_checkpoint(
     """
     from modeling_multitask.hub import clean_tokenizer_config, push_checkpoint, save_pipeline_files, write_model_card
 
+    # Under FSDP every rank holds a shard: the full weights are gathered on all ranks before rank 0 saves them.
+    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped) if trainer.is_fsdp_enabled else None
     if not trainer.is_world_process_zero():
         return
     published_base_model = published_encoder_name(experiment.model.base_model)
     trainer.model.config.encoder_config._name_or_path = published_base_model
-    trainer.model.save_pretrained(output_dir)
+    trainer.model.save_pretrained(output_dir, state_dict=state_dict)
     tokenizer.save_pretrained(output_dir)
     clean_tokenizer_config(output_dir)
     save_pipeline_files(output_dir)

@@ -167,6 +167,7 @@ class SamplingSpec:
     strategy: str = "temperature"
     temperature: float = 2.0
     max_examples_per_task: int | None = None
+    eval_max_examples_per_task: int | None = None  # evaluate each task on its first N validation/test examples
     joint: bool = True  # tasks with the same data and text columns train together, one encoder pass per example
     group_by_length: bool = False  # batches of similar length within a task (less padding)
 
@@ -429,9 +430,10 @@ def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = N
             f"Use a temperature >= {MIN_TEMPERATURE} (1 is proportional; to train mostly the largest task, "
             "use strategy: proportional)."
         )
-    cap = sampling.max_examples_per_task
-    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
-        raise ExperimentError(f"sampling.max_examples_per_task must be a positive integer or null, got {cap!r}.")
+    for key in ("max_examples_per_task", "eval_max_examples_per_task"):
+        cap = getattr(sampling, key)
+        if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+            raise ExperimentError(f"sampling.{key} must be a positive integer or null, got {cap!r}.")
     check_model_section(model)
 
     training = dict(raw.get("training") or {})

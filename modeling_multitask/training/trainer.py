@@ -124,10 +124,27 @@ class MultiTaskTrainer(Trainer):
             self._train_mode_set_on = model
         # `Trainer.training_step` calls `model.train()` again: already true of every module, so skip the walk.
         model.train = lambda mode=True: model if mode else type(model).train(model, mode)
+        # The training loop calls `model.zero_grad()` after each optimizer step: over the listed parameters instead.
+        if "zero_grad" not in vars(model):
+            parameters = self._parameter_list(model)
+            model.zero_grad = lambda set_to_none=True: _zero_grad(parameters, set_to_none)
         try:
             return super().training_step(model, inputs, num_items_in_batch)
         finally:
             del model.train
+
+    def train(self, *args, **kwargs):
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            for model in {id(m): m for m in (self.model, self.model_wrapped) if m is not None}.values():
+                vars(model).pop("zero_grad", None)  # the shortcut lives only while this trainer trains
+
+    def _parameter_list(self, model) -> list:
+        """The model's parameters, listed once per model (they do not change while it trains)."""
+        if self._parameters is None or self._parameters[0] is not model:
+            self._parameters = (model, list(model.parameters()))
+        return self._parameters[1]
 
     def floating_point_ops(self, inputs) -> int:
         """`Trainer.floating_point_ops` (6 x tokens x non-embedding parameters), with the parameter count taken once."""
@@ -140,11 +157,9 @@ class MultiTaskTrainer(Trainer):
 
     def _clip_grad_norm(self, model):
         """`Trainer._clip_grad_norm` over the model's parameters listed once (the same clip, without a walk a step)."""
-        if self._parameters is None or self._parameters[0] is not model:
-            self._parameters = (model, list(model.parameters()))
         if self.args.fp16 or self._has_mixed_mesh_grads(model):
             return super()._clip_grad_norm(model)
-        return self.accelerator.clip_grad_norm_(self._parameters[1], self.args.max_grad_norm)
+        return self.accelerator.clip_grad_norm_(self._parameter_list(model), self.args.max_grad_norm)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
@@ -277,6 +292,17 @@ class MultiTaskTrainer(Trainer):
         self.last_eval_predictions[task.name] = (predictions, labels)
         scoring = self._scoring if len(self._scoring or []) == len(labels) else None
         return score_task(task.view, predictions, labels, task.extra_metrics, scoring)
+
+
+def _zero_grad(parameters: list, set_to_none: bool = True) -> None:
+    """`nn.Module.zero_grad` over a list of parameters made once."""
+    for parameter in parameters:
+        if parameter.grad is None:
+            continue
+        if set_to_none:
+            parameter.grad = None
+        else:
+            parameter.grad.detach_().zero_()
 
 
 def _task_block_sampler(dataloader) -> TaskBlockSampler | None:
