@@ -23,6 +23,11 @@ name. A definition owns:
   (the decoded predictions and references given to `evaluate` modules); `example_correct` (per example, whether the
   prediction is exactly right, for JointBERT's sentence accuracy), or `None`.
 - **Predictions.** `predict`: one example's logits -> the pipeline's output for it.
+- **Inputs of its own** (optional: types that read more than a text or a text pair). `featurize` (records and their
+  encoded labels -> each record's features, e.g. several windows of a long context, each with a `scoring` entry for
+  the metrics), `input_keys` (the keys of the pipeline input it answers, such as `("question", "context")`) and
+  `pipeline_features` (one such input -> model inputs, one row per window, and what `predict` needs). Left `None`,
+  the type reads text through the shared featurisation, as the four original types do.
 
 This file and the definitions are shipped as remote code beside every checkpoint (the config imports them), so they
 import only the standard library and torch. The libraries that compute metrics (scikit-learn, SciPy, seqeval) are
@@ -218,10 +223,17 @@ class TaskType:
 
     example_correct = None  # or a method (task, predictions, labels) -> per-example booleans
 
+    # ------------------------------------------------------------------------------------------------ own inputs
+    featurize = None  # or a method (task spec, records, encoded labels, tokenizer, max_length) -> features per record
+    input_keys: tuple[str, ...] | None = None  # the keys of the pipeline inputs it answers (None: text, text pair)
+    pipeline_features = None  # or a method (task, inputs, tokenizer, max_length) -> (model inputs, example)
+
     # ------------------------------------------------------------------------------------------------ serving
     def predict(self, task: TaskView, logits: torch.Tensor, example: dict, options: dict) -> dict:
-        """The pipeline's output for one example from its logits (batch dimension removed). `example` holds
-        `text`, `words` (character spans), `word_ids` and `length` (real tokens); `options` the call's options."""
+        """The pipeline's output for one example from its logits. For text inputs the batch dimension is removed and
+        `example` holds `text`, `words` (character spans), `word_ids` and `length` (real tokens); for a type with
+        `pipeline_features`, `logits` has one row per row it made and `example` is what it returned. `options` holds
+        the call's options."""
         raise NotImplementedError
 
 

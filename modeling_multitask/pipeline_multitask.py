@@ -148,7 +148,13 @@ class MultiTaskPipeline(Pipeline):
     def _tasks_for(self, text_pair, task) -> list[str]:
         """The tasks to report for one input: the named one, or every task whose input kind (single/pair) matches."""
         pair_tasks = _pair_tasks(self.model.config)
-        names = self.model.config.task_names
+        # Types that read inputs of their own (a question and a context, say) are served by `_preprocess_own`.
+        names = [view.name for view in self.model.config.task_views if view.definition.input_keys is None]
+        if task is not None and task not in names:
+            keys = self.model.config.task(task).definition.input_keys
+            raise ValueError(
+                f"Task {task!r} reads {{{', '.join(map(repr, keys))}}}, not text: pass a dict with those keys."
+            )
         if task is not None:
             if pair_tasks is not None and task in pair_tasks and text_pair is None:
                 raise ValueError(
@@ -177,7 +183,37 @@ class MultiTaskPipeline(Pipeline):
         ]
         return min(limit for limit in limits if isinstance(limit, int) and limit > 0)
 
+    def _own_input_tasks(self, inputs, task) -> list[str]:
+        """The tasks whose type reads this input's keys itself (`TaskType.input_keys`), e.g. question answering's
+        `{"question", "context"}`; empty for text inputs."""
+        if not isinstance(inputs, dict) or set(inputs) <= {"text", "text_pair"}:
+            return []
+        views = [view for view in self.model.config.task_views if view.definition.input_keys is not None]
+        fitting = [view.name for view in views if set(view.definition.input_keys) == set(inputs)]
+        if task is not None:
+            fitting = [name for name in fitting if name == task]
+        if not fitting:
+            shapes = sorted({"{" + ", ".join(map(repr, view.definition.input_keys)) + "}" for view in views})
+            raise ValueError(
+                f"Cannot read input with keys {sorted(inputs)}{f' for task {task!r}' if task else ''}: this model "
+                f"reads a string, a (text, text_pair) pair{''.join(f', or {shape}' for shape in shapes)}."
+            )
+        return fitting
+
+    def _preprocess_own(self, inputs, tasks: list[str], max_length) -> dict:
+        """Model inputs per task, as its type makes them from the input (one row per window of a long context)."""
+        max_length = self._max_length(max_length)
+        own = {}
+        for name in tasks:
+            view = self.model.config.task(name)
+            model_inputs, example = view.definition.pipeline_features(view, inputs, self.tokenizer, max_length)
+            own[name] = (model_inputs, example)
+        return {"own": own}
+
     def preprocess(self, inputs, task=None, max_length=None):
+        own_tasks = self._own_input_tasks(inputs, task)
+        if own_tasks:
+            return self._preprocess_own(inputs, own_tasks, max_length)
         text, text_pair = self._split_input(inputs)
         tasks = self._tasks_for(text_pair, task)
         max_length = self._max_length(max_length)
@@ -209,6 +245,12 @@ class MultiTaskPipeline(Pipeline):
 
     # ----------------------------------------------------------------------------------------------- forward
     def _forward(self, model_inputs, task=None, return_fusion_weights=False):
+        if "own" in model_inputs:  # one forward per task, over the rows its type made
+            result = {"own": {}}
+            for name, (inputs, example) in model_inputs["own"].items():
+                outputs = self.model(**inputs, task_ids=self.model.config.task_index(name))
+                result["own"][name] = (outputs.task_logits[name], example)
+            return result
         meta = {key: model_inputs.pop(key) for key in _META_KEYS}
         task_ids = None if task is None else self.model.config.task_index(task)
         if task_ids is None and self.model.config.num_tasks == 1:
@@ -225,6 +267,14 @@ class MultiTaskPipeline(Pipeline):
     # ----------------------------------------------------------------------------------------------- postprocess
     def postprocess(self, model_outputs, task=None, top_k=1, threshold=None, return_fusion_weights=False):
         config = self.model.config
+        if "own" in model_outputs:
+            results = {}
+            for name, (logits, example) in model_outputs["own"].items():
+                view = config.task(name)
+                results[name] = view.definition.predict(
+                    view, logits, example, {"top_k": top_k, "threshold": threshold}
+                )
+            return results if task is None else results[task]
         length = int(model_outputs["attention_mask"][0].sum())  # real tokens (padding sits after them)
         # What each task's type needs to turn its logits into a prediction (`TaskType.predict`).
         example = {key: model_outputs[key] for key in ("text", "text_pair", "words", "word_ids")}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_fresh
 from safetensors.torch import load_file
-from test_remote_code import run_fresh
 from transformers import AutoTokenizer
 
 from modeling_multitask import MultiTaskModel

@@ -2,66 +2,15 @@
 that cannot import this project, from another directory, and gives the same outputs."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
-from conftest import BLOCK_PROJECT_IMPORTS, TASKS, random_batch, tiny_bert_config
+from conftest import TASKS, random_batch, run_fresh, tiny_bert_config
 
 from modeling_multitask import MultiTaskConfig, MultiTaskModel
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-# Runs in `python -I`: our packages are blocked outright, so only the checkpoint's own copies can be used.
-FRESH_LOAD = (
-    BLOCK_PROJECT_IMPORTS
-    + """
-import sys, json
-import torch
-from transformers import AutoConfig, AutoModel, AutoTokenizer
-checkpoint, inputs = sys.argv[1], torch.load(sys.argv[2])
-config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=True)
-model = AutoModel.from_pretrained(checkpoint, trust_remote_code=True).eval()
-tokenizer = AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=True)
-assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
-outputs = {}
-with torch.no_grad():
-    for task in range(config.num_tasks):
-        outputs[config.tasks[task]["name"]] = model(**inputs, task_ids=task).logits
-torch.save(outputs, sys.argv[3])
-print(json.dumps({"class": type(model).__name__, "tokens": tokenizer.tokenize("Show me flights to Boston")}))
-"""
-)
-
-
-def run_fresh(checkpoint: Path, inputs: dict, tmp_path: Path) -> tuple[dict, dict]:
-    torch.save(inputs, tmp_path / "inputs.pt")
-    workdir = tmp_path / "elsewhere"
-    workdir.mkdir()
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
-    env.pop("PYTHONPATH", None)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            "-c",
-            FRESH_LOAD,
-            str(checkpoint),
-            str(tmp_path / "inputs.pt"),
-            str(tmp_path / "outputs.pt"),
-        ],
-        cwd=workdir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1]), torch.load(tmp_path / "outputs.pt")
 
 
 def test_fresh_process_loads_checkpoint_through_remote_code(tmp_path, tiny_tokenizer):

@@ -141,7 +141,9 @@ def build_model(experiment: Experiment, encoder_path: str, prepared: PreparedDat
             pooling=experiment.model.pooling,
             task_private_layers=experiment.model.task_private_layers,
             word_splitting=experiment.model.word_splitting,
-            text_pair_tasks=[task.name for task in experiment.tasks if task.text_pair_column],
+            text_pair_tasks=[
+                task.name for task in experiment.tasks if task.text_pair_column and task.definition.text_pair
+            ],
         )
     except (ValueError, TypeError) as error:
         raise ExperimentError(f"model: {error}") from error

@@ -40,9 +40,10 @@ class Rows:
     records: list[dict]
     lines: list[int]
     origin: str
+    unit: str = "line"  # what `lines` count: file lines, or questions of a SQuAD file
 
     def where(self, index: int) -> str:
-        return f"{self.origin}, line {self.lines[index]}"
+        return f"{self.origin}, {self.unit} {self.lines[index]}"
 
 
 # ---------------------------------------------------------------------------------------------------------- reading
@@ -116,6 +117,39 @@ def _read_conll(path: Path) -> Rows:
         records.append({"tokens": tokens, "tags": tags})
         lines.append(start)
     return Rows(records, lines, str(path))
+
+
+def _read_squad(path: Path) -> Rows:
+    """The SQuAD JSON layout as published (`{"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question",
+    "answers"}]}]}]}`): one record per question, with its paragraph as `context` and SQuAD 2.0's
+    `is_impossible` questions given no answers."""
+    try:
+        document = json.loads(path.read_text(encoding=ENCODING))
+    except json.JSONDecodeError as error:
+        raise ExperimentError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}).") from error
+    if not isinstance(document, dict) or not isinstance(document.get("data"), list):
+        raise ExperimentError(f"{path}: a SQuAD file holds {{'data': [articles]}}; this one does not.")
+    records = []
+    try:
+        for article in document["data"]:
+            for paragraph in article["paragraphs"]:
+                for qa in paragraph["qas"]:
+                    answers = [] if qa.get("is_impossible") else qa["answers"]
+                    records.append(
+                        {
+                            "id": qa["id"],
+                            "title": article.get("title", ""),
+                            "question": qa["question"],
+                            "context": paragraph["context"],
+                            "answers": answers,
+                        }
+                    )
+    except (KeyError, TypeError) as error:
+        raise ExperimentError(
+            f"{path}, question {len(records) + 1}: not in the SQuAD layout (missing {error}); expected "
+            "data -> paragraphs -> qas with id, question and answers."
+        ) from None
+    return Rows(records, list(range(1, len(records) + 1)), str(path), unit="question")
 
 
 def _read_line_files(columns: dict[str, Path]) -> Rows:
@@ -194,6 +228,8 @@ def _read_local(source: DataSource, location) -> Rows:
             rows = _read_delimited(location, delimiter, source.has_header, source.column_names, source.quoting)
         elif file_format in ("jsonl", "json"):
             rows = _read_jsonl(location)
+        elif file_format == "squad":
+            rows = _read_squad(location)
         elif file_format == "conll":
             rows = _read_conll(location)
         elif file_format == "parquet":
@@ -340,7 +376,8 @@ def group_tasks(experiment: Experiment) -> list[TaskGroup]:
     groups: dict[tuple, TaskGroup] = {}
     for i, task in enumerate(experiment.tasks):
         key = (task.data.key(), task.text_column, task.text_pair_column, task.max_length)
-        key = key if experiment.sampling.joint else (i,)
+        # A type with its own featurisation (windows, choices) shapes its features alone: it trains in its own group.
+        key = key if experiment.sampling.joint and task.definition.featurize is None else (i,)
         groups.setdefault(key, TaskGroup([], task.data)).tasks.append(task)
     return list(groups.values())
 
@@ -361,6 +398,8 @@ def tokenize(
     to the tokens (`TaskType.feature_label`).
     """
     task = group.first
+    if task.definition.featurize is not None:
+        return _own_features(task, rows, tokenizer, label_ids[task.name], task_indices[task.name])
     pairs = None
     if group.word_level:
         if task.text_pair_column:
@@ -422,6 +461,23 @@ def tokenize(
             word_splitting,
             cut_words,
         )
+    return features
+
+
+def _own_features(task: TaskSpec, rows: Rows, tokenizer, labels: list, task_index: int) -> list[dict]:
+    """Features of a task whose type featurises its examples itself (`TaskType.featurize`): a record may give several
+    (the windows of a long context); problems are reported with the record's file and line."""
+    features = []
+    for index, record in enumerate(rows.records):
+        try:
+            (record_features,) = task.definition.featurize(task, [record], [labels[index]], tokenizer, task.max_length)
+        except ValueError as error:
+            raise ExperimentError(f"{rows.where(index)}: {error} (task '{task.name}').") from None
+        for feature in record_features:
+            feature["task_ids"] = task_index
+            if "scoring" in feature:  # which example a feature came from, across the whole split
+                feature["scoring"] = {**feature["scoring"], "example": index}
+        features.extend(record_features)
     return features
 
 

@@ -51,7 +51,7 @@ class ExperimentError(ValueError):
 
 
 SPLITS = ("train", "validation", "test")
-FILE_FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "conll", "lines")
+FILE_FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "conll", "lines", "squad")
 SAMPLING_STRATEGIES = ("proportional", "temperature", "uniform", "round_robin")
 MIN_TEMPERATURE = 0.05  # n^(1/0.05) = n^20 stays a finite float up to n = 10^15 examples
 UNSEEN_LABEL_RULES = ("error", "unk")
