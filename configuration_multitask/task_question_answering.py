@@ -1,0 +1,372 @@
+"""`question_answering`: extractive, SQuAD-style. The answer is a span of the context, found from a question.
+
+Data: a question (`text_column`, default `question`), a context (`text_pair_column`, default `context`) and the
+answers (`label_column`, default `answers`): a list of `{"text", "answer_start"}` with character offsets into the
+context, or SQuAD's `{"text": [...], "answer_start": [...]}`. The SQuAD JSON layout (`data -> paragraphs -> qas`) is
+read as such records (data format `squad`). An empty list is an unanswerable question (SQuAD 2.0), allowed with
+`allow_unanswerable: true`.
+
+Features: the question and the context encoded as a pair. A context longer than `max_length` is split into
+overlapping windows that share `doc_stride` tokens, each a feature of its own; a window's label is the first and last
+token of the first answer, or `(0, 0)` (the first token: "no answer here") when the answer is not inside it.
+
+Head: a linear layer on every token (`head_input = "token"`: with fusion, the task's fused tokens) gives a start and
+an end logit; the loss is the mean of the start and end cross-entropies, as in transformers' QA models.
+
+Decoding: over every window of an example, the span `(start, end)` of context tokens with `start <= end`, at most
+`max_answer_length` tokens long, with the highest `start_logit + end_logit` wins; character offsets map it back to
+the exact characters of the context. With `allow_unanswerable`, the answer is empty when the null score (the first
+token's start and end logits, in the window where it is highest) beats the best span by more than `null_threshold`.
+
+Metrics: exact match and F1, the official SQuAD v1.1 way (lower-case, punctuation and the articles a/an/the removed,
+whitespace collapsed; the maximum over the gold answers), as fractions (SQuAD reports them x 100). Prediction: `{"answer", "score", "start", "end"}`
+as transformers' question-answering pipeline returns it (`score`: the softmax probability of the span's start times
+that of its end, in its window).
+"""
+
+import collections
+import re
+import string
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .task_type import IGNORE_INDEX, LabelReading, Metric, TaskType, any_set, first_value, not_a_class_id
+
+
+class QuestionAnsweringHead(LabelReading, nn.Module):
+    """Start and end logits `(batch, seq, 2)` from each token; labels `(batch, 2)` token positions."""
+
+    is_token_level = True
+    task_type = "question_answering"
+
+    def __init__(self, hidden_size: int, dropout: float, task_name: str = "task"):
+        super().__init__()
+        self.task_name = task_name
+        self.dropout = nn.Dropout(dropout)
+        self.qa_outputs = nn.Linear(hidden_size, 2)
+
+    def forward(self, hidden_states: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        return self.qa_outputs(self.dropout(hidden_states))  # (batch, seq, 2): start, end
+
+    def read_labels(self, labels, batch_size, seq_len):
+        expected = f"({batch_size}, 2) start and end token positions in [0, {seq_len})"
+        self._check_batch(labels, batch_size, expected)
+        if labels.dim() != 2 or labels.shape[1] < 2:
+            raise self._error(f"labels have shape {tuple(labels.shape)}; expected {expected}.")
+        self._check_padding(labels[:, 2:], labels, expected)
+        positions = labels[:, :2]
+        invalid = not_a_class_id(positions, seq_len) | (positions == IGNORE_INDEX)
+        if any_set(invalid):
+            raise self._error(f"label {first_value(invalid, positions)} is not a token position; expected {expected}.")
+        return positions.long()
+
+    def loss(self, logits, labels):
+        start_logits, end_logits = logits.float().unbind(-1)
+        return (F.cross_entropy(start_logits, labels[:, 0]) + F.cross_entropy(end_logits, labels[:, 1])) / 2
+
+
+# ------------------------------------------------------------------------------------------------ SQuAD scoring
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's normalisation: lower-case, no punctuation, no articles (a, an, the), single spaces."""
+    text = "".join(char for char in text.lower() if char not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def f1(prediction: str, gold: str) -> float:
+    """Token F1 between two answers after normalisation (an empty answer matches only an empty one)."""
+    predicted, expected = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    if not predicted or not expected:
+        return float(predicted == expected)
+    common = sum((collections.Counter(predicted) & collections.Counter(expected)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_scores(predictions: dict[str, str], golds: dict[str, list[str]]) -> dict[str, float]:
+    """Exact match and F1 as fractions (SQuAD's script prints them x 100), each question's best over its gold answers,
+    averaged over questions (SQuAD v1.1's evaluation). A question without gold answers (unanswerable) counts as right
+    only for an empty answer. Fractions like every other metric here, so the combined score averages like with like."""
+    em = f1_total = 0.0
+    for question, gold in golds.items():
+        gold = gold or [""]
+        prediction = predictions.get(question, "")
+        em += max(exact_match(prediction, answer) for answer in gold)
+        f1_total += max(f1(prediction, answer) for answer in gold)
+    count = max(len(golds), 1)
+    return {"exact_match": em / count, "f1": f1_total / count}
+
+
+# ------------------------------------------------------------------------------------------------ spans
+
+
+def best_span(start_logits, end_logits, offsets, max_answer_length: int, top: int = 20):
+    """`(score, start_token, end_token)` of the best context span of one window, or `None`: `offsets[i]` is token
+    i's character span in the context, `None` for the question, special tokens and padding."""
+    valid = [i for i, offset in enumerate(offsets) if offset is not None]
+    if not valid:
+        return None
+    index = torch.tensor(valid)
+    starts = start_logits[index].topk(min(top, len(valid))).indices.tolist()
+    ends = end_logits[index].topk(min(top, len(valid))).indices.tolist()
+    best = None
+    for start in (valid[i] for i in starts):
+        for end in (valid[i] for i in ends):
+            if end < start or end - start + 1 > max_answer_length:
+                continue
+            score = float(start_logits[start] + end_logits[end])
+            if best is None or score > best[0]:
+                best = (score, start, end)
+    return best
+
+
+def decode_answer(windows, context: str, max_answer_length: int, allow_unanswerable=False, null_threshold=0.0):
+    """The answer over every window of one example: `(text, start char, end char, score)`. `windows` holds
+    `(start logits, end logits, offsets)` per window; `score` is the softmax probability of the span's start times that
+    of its end in its window (0 for an empty answer)."""
+    best, null = None, None
+    for start_logits, end_logits, offsets in windows:
+        span = best_span(start_logits, end_logits, offsets, max_answer_length)
+        if span is not None and (best is None or span[0] > best[0]):
+            probability = float(start_logits.softmax(-1)[span[1]] * end_logits.softmax(-1)[span[2]])
+            best = (*span, offsets, probability)
+        null_score = float(start_logits[0] + end_logits[0])
+        null = null_score if null is None else max(null, null_score)
+    if best is None or (allow_unanswerable and null - best[0] > null_threshold):
+        return "", 0, 0, 0.0
+    _, start, end, offsets, probability = best
+    first, last = offsets[start][0], offsets[end][1]
+    return context[first:last], first, last, probability
+
+
+# ------------------------------------------------------------------------------------------------ features
+
+
+def window_features(tokenizer, question: str, context: str, max_length: int, doc_stride: int) -> list[dict]:
+    """The question and every window of the context, encoded as pairs: input ids, attention mask (token type ids),
+    and each token's character span in the context (`None` outside it)."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("question_answering needs a fast tokenizer (character offsets map answers to tokens).")
+    question = question.lstrip()  # leading spaces would only take room from the context
+    encoded = tokenizer(
+        question,
+        context,
+        truncation="only_second",
+        max_length=max_length,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
+    context_sequence = 1
+    windows = []
+    for row in range(len(encoded["input_ids"])):
+        sequence_ids = encoded.sequence_ids(row)
+        offsets = [
+            tuple(offset) if sequence == context_sequence else None
+            for sequence, offset in zip(sequence_ids, encoded["offset_mapping"][row], strict=True)
+        ]
+        window = {"input_ids": encoded["input_ids"][row], "attention_mask": encoded["attention_mask"][row]}
+        if "token_type_ids" in encoded:
+            window["token_type_ids"] = encoded["token_type_ids"][row]
+        windows.append((window, offsets))
+    return windows
+
+
+def answer_positions(offsets: list, answer_start: int, answer_end: int) -> tuple[int, int]:
+    """The first and last token of the answer's characters in a window, or `(0, 0)` when it is not wholly inside."""
+    tokens = [i for i, offset in enumerate(offsets) if offset is not None]
+    if not tokens or offsets[tokens[0]][0] > answer_start or offsets[tokens[-1]][1] < answer_end:
+        return 0, 0
+    start = next(i for i in tokens if offsets[i][1] > answer_start)
+    end = next(i for i in reversed(tokens) if offsets[i][0] < answer_end)
+    return start, end
+
+
+def _answers(value) -> list[dict]:
+    """Answers as a list of `{"text", "answer_start"}`, from that or SQuAD's dict of parallel lists."""
+    if isinstance(value, dict) and isinstance(value.get("text"), list):
+        starts = value.get("answer_start") or []
+        if len(starts) != len(value["text"]):
+            raise ValueError(f"answers {value!r}: 'text' and 'answer_start' have different lengths")
+        value = [{"text": text, "answer_start": start} for text, start in zip(value["text"], starts)]
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of {{'text', 'answer_start'}} answers, got {value!r}")
+    answers = []
+    for answer in value:
+        if not isinstance(answer, dict) or not isinstance(answer.get("text"), str):
+            raise ValueError(f"an answer must be {{'text': ..., 'answer_start': ...}}, got {answer!r}")
+        start = answer.get("answer_start")
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise ValueError(f"answer {answer['text']!r} needs a character offset 'answer_start' >= 0, got {start!r}")
+        answers.append({"text": answer["text"], "answer_start": start})
+    return answers
+
+
+class QuestionAnswering(TaskType):
+    name = "question_answering"
+    problem_type = "question_answering"
+    hub_task = "question-answering"
+    head_input = "token"
+    text_pair = False  # its pair is always (question, context), read by its own featurisation
+    min_labels = None
+    input_keys = ("question", "context")
+    settings = {"doc_stride": 128, "max_answer_length": 30, "allow_unanswerable": False, "null_threshold": 0.0}
+    default_columns = {"text_column": "question", "text_pair_column": "context", "label_column": "answers"}
+    metrics = (Metric("f1"), Metric("exact_match"))
+    transformers_model = ("AutoModelForQuestionAnswering", None)
+
+    def check_settings(self, task, settings, labels):
+        checked = super().check_settings(task, settings, labels)
+        for key in ("doc_stride", "max_answer_length"):
+            value = checked[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Task {task!r}: {key} must be a positive integer, got {value!r}.")
+        if not isinstance(checked["allow_unanswerable"], bool):
+            raise ValueError(f"Task {task!r}: allow_unanswerable must be true or false.")
+        threshold = checked["null_threshold"]
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise ValueError(f"Task {task!r}: null_threshold must be a number, got {threshold!r}.")
+        return checked
+
+    # -------------------------------------------------------------------------------------------- data
+    def read_label(self, value, options):
+        return _answers(value)
+
+    def label_names(self, raw):
+        return []
+
+    def encode_label(self, raw, to_id, num_labels, words=None):
+        return raw
+
+    def featurize(self, task, records: list[dict], labels: list, tokenizer, max_length: int) -> list[list[dict]]:
+        """Per record, its features: one per window of the context, with the window's answer positions as labels and
+        what scoring needs (`scoring`: the example's index, the context offsets, the context and the gold answers)."""
+        settings = task.settings
+        if tokenizer.padding_side != "right":
+            raise ValueError(
+                "question_answering maps answers through token positions counted from the left: load the tokenizer "
+                "with padding_side='right'"
+            )
+        if settings["doc_stride"] >= max_length // 2:
+            raise ValueError(
+                f"doc_stride {settings['doc_stride']} leaves windows of {max_length} tokens no room to move on: use "
+                f"a doc_stride below {max_length // 2}."
+            )
+        featurized = []
+        for index, (record, answers) in enumerate(zip(records, labels, strict=True)):
+            question, context = record[task.text_column], record[task.text_pair_column]
+            for column, value in ((task.text_column, question), (task.text_pair_column, context)):
+                if not isinstance(value, str) or not value.strip():
+                    raise ValueError(f"column '{column}' is empty or not text ({value!r})")
+            for answer in answers:
+                if context[answer["answer_start"] : answer["answer_start"] + len(answer["text"])] != answer["text"]:
+                    raise ValueError(
+                        f"answer {answer['text']!r} is not at character {answer['answer_start']} of the context "
+                        f"(found {context[answer['answer_start'] : answer['answer_start'] + len(answer['text'])]!r})"
+                    )
+            if not answers and not settings["allow_unanswerable"]:
+                raise ValueError("no answer: set allow_unanswerable: true for SQuAD 2.0-style unanswerable questions")
+            windows = window_features(tokenizer, question, context, max_length, settings["doc_stride"])
+            features = []
+            for window, offsets in windows:
+                if answers:
+                    first = answers[0]
+                    positions = answer_positions(
+                        offsets, first["answer_start"], first["answer_start"] + len(first["text"])
+                    )
+                else:
+                    positions = (0, 0)
+                scoring = {
+                    "example": index,
+                    "offsets": offsets,
+                    "context": context,
+                    "answers": [answer["text"] for answer in answers],
+                }
+                features.append({**window, "labels": list(positions), "scoring": scoring})
+            featurized.append(features)
+        return featurized
+
+    # -------------------------------------------------------------------------------------------- head
+    def build_head(self, task, hidden_size, dropout, token_context=False):
+        return QuestionAnsweringHead(hidden_size, dropout, task_name=task.name)
+
+    # -------------------------------------------------------------------------------------------- metrics
+    def reduce_logits(self, task, logits, labels):
+        return logits.float()  # windows are decoded together once every one of an example has been scored
+
+    def answers_of(self, task, predictions, scoring) -> tuple[dict, dict]:
+        """`({example: predicted text}, {example: gold texts})` from every window's logits and scoring entry."""
+        windows, contexts, golds = collections.defaultdict(list), {}, {}
+        for logits, entry in zip(predictions, scoring, strict=True):
+            logits = torch.as_tensor(logits)[: len(entry["offsets"])]
+            windows[entry["example"]].append((logits[:, 0], logits[:, 1], entry["offsets"]))
+            contexts[entry["example"]] = entry["context"]
+            golds[entry["example"]] = entry["answers"]
+        settings = task.settings
+        predicted = {
+            example: decode_answer(
+                spans,
+                contexts[example],
+                settings["max_answer_length"],
+                settings["allow_unanswerable"],
+                settings["null_threshold"],
+            )[0]
+            for example, spans in windows.items()
+        }
+        return predicted, golds
+
+    def compute_metrics(self, task, predictions, labels, scoring=None):
+        if scoring is None:
+            raise ValueError(f"Task {task.name!r}: question answering is scored from its features' windows.")
+        return squad_scores(*self.answers_of(task, predictions, scoring))
+
+    def metric_inputs(self, task, predictions, labels, scoring=None):
+        """As the `squad` / `squad_v2` evaluate modules read them: `{"id", "prediction_text"}` and
+        `{"id", "answers": {"text", "answer_start"}}` per question."""
+        predicted, golds = self.answers_of(task, predictions, scoring)
+        return (
+            [{"id": str(example), "prediction_text": text} for example, text in predicted.items()],
+            [
+                {"id": str(example), "answers": {"text": golds[example], "answer_start": [0] * len(golds[example])}}
+                for example in predicted
+            ],
+        )
+
+    # -------------------------------------------------------------------------------------------- serving
+    def pipeline_features(self, task, inputs: dict, tokenizer, max_length: int) -> tuple[dict, dict]:
+        """`(model inputs with one row per window, what `predict` needs)` for `{"question", "context"}`."""
+        question, context = inputs["question"], inputs["context"]
+        windows = window_features(tokenizer, question, context, max_length, task.settings["doc_stride"])
+        rows = [window for window, _ in windows]
+        model_inputs = {key: [row[key] for row in rows] for key in rows[0]}
+        padded = tokenizer.pad(model_inputs, padding_side="right", return_tensors="pt")  # offsets index from the left
+        return dict(padded), {"context": context, "offsets": [offsets for _, offsets in windows]}
+
+    def predict(self, task, logits, example, options):
+        """`logits`: `(windows, seq, 2)`, every window of the input."""
+        windows = [
+            (row[: len(offsets), 0].float(), row[: len(offsets), 1].float(), offsets)
+            for row, offsets in zip(logits, example["offsets"], strict=True)
+        ]
+        settings = task.settings
+        text, start, end, score = decode_answer(
+            windows,
+            example["context"],
+            settings["max_answer_length"],
+            settings["allow_unanswerable"],
+            settings["null_threshold"],
+        )
+        return {"answer": text, "score": score, "start": start, "end": end}
+
+
+__all__ = ["QuestionAnswering", "QuestionAnsweringHead", "decode_answer", "normalize_answer", "squad_scores"]

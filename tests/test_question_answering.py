@@ -1,0 +1,214 @@
+"""Extractive question answering as a task type: SQuAD scoring by hand, windows over long contexts, the best span
+over every window with exact character offsets, and a mixed model (QA + intent) trained through the CLI from the
+SQuAD JSON layout and served by the pipeline."""
+
+import json
+
+import pytest
+import torch
+import yaml
+from conftest import run_fresh, tiny_bert_config
+from transformers import AutoTokenizer
+
+from configuration_multitask import TASK_TYPES, MultiTaskConfig
+from configuration_multitask.task_question_answering import (
+    answer_positions,
+    decode_answer,
+    normalize_answer,
+    squad_scores,
+    window_features,
+)
+from modeling_multitask import MultiTaskModel, MultiTaskPipeline
+from modeling_multitask.training.cli import main
+
+
+def test_squad_normalisation_and_scores_by_hand():
+    assert normalize_answer("The  Denver Broncos!") == "denver broncos"
+    assert normalize_answer("an apple, a pear") == "apple pear"
+    scores = squad_scores(
+        {"q1": "Denver Broncos", "q2": "the big red dog", "q3": "Paris", "q4": ""},
+        {"q1": ["Denver Broncos", "Broncos"], "q2": ["red dog"], "q3": ["London"], "q4": []},
+    )
+    # q1: exact (1, F1 1); q2: "big red dog" vs "red dog": precision 2/3, recall 1 -> F1 0.8; q3: 0; q4: unanswerable
+    # and answered empty: right.
+    assert scores["exact_match"] == pytest.approx(2 / 4)
+    assert scores["f1"] == pytest.approx((1 + 0.8 + 0 + 1) / 4)
+    # The maximum over gold answers: the second gold answer matches exactly.
+    assert squad_scores({"q": "broncos"}, {"q": ["Denver Broncos", "the Broncos"]}) == {
+        "exact_match": 1.0,
+        "f1": 1.0,
+    }
+
+
+def fast_tokenizer(tiny_encoder):
+    return AutoTokenizer.from_pretrained(tiny_encoder)
+
+
+LONG_CONTEXT = (
+    "show me flights to boston . " * 6
+    + "the cheapest fare is to denver tomorrow morning . "
+    + "play music by artist . " * 6
+)
+
+
+def test_windows_cover_a_long_context_and_map_the_answer_back(tiny_encoder):
+    tokenizer = fast_tokenizer(tiny_encoder)
+    windows = window_features(tokenizer, "which city ?", LONG_CONTEXT, max_length=24, doc_stride=8)
+    assert len(windows) > 3  # a context of ~80 tokens in windows of 24 tokens
+    start = LONG_CONTEXT.index("denver")
+    end = start + len("denver")
+    found = [answer_positions(offsets, start, end) for _, offsets in windows]
+    inside = [(window, positions) for window, positions in zip(windows, found) if positions != (0, 0)]
+    assert inside  # the answer is in at least one window, and where it is, its tokens spell it
+    for (_, offsets), (first, last) in inside:
+        assert LONG_CONTEXT[offsets[first][0] : offsets[last][1]] == "denver"
+    # Every context character is covered by some window.
+    covered = {c for _, offsets in windows for o in offsets if o for c in range(*o)}
+    assert all(i in covered for i, char in enumerate(LONG_CONTEXT) if not char.isspace())
+
+
+def test_the_best_span_over_every_window_wins_with_exact_offsets():
+    context = "alpha beta gamma delta"
+    offsets_a = [None, (0, 5), (6, 10), None]  # window 1: "alpha beta"
+    offsets_b = [None, (6, 10), (11, 16), (17, 22)]  # window 2: "beta gamma delta"
+    low = torch.zeros(4)
+    start_b, end_b = torch.tensor([0.0, 0.0, 5.0, 0.0]), torch.tensor([0.0, 0.0, 0.0, 6.0])
+    text, start, end, score = decode_answer(
+        [(low, low, offsets_a), (start_b, end_b, offsets_b)], context, max_answer_length=5
+    )
+    assert (text, start, end) == ("gamma delta", 11, 22) and context[start:end] == text and 0 < score < 1
+    # Spans longer than max_answer_length are not considered.
+    assert decode_answer([(start_b, end_b, offsets_b)], context, max_answer_length=1)[0] in {"gamma", "delta", "beta"}
+    # Unanswerable allowed: a null score far above the best span gives the empty answer.
+    null = torch.tensor([20.0, 0.0, 0.0, 0.0])
+    assert decode_answer([(null, null, offsets_b)], context, 5, allow_unanswerable=True)[0] == ""
+
+
+def test_qa_head_loss_and_mixed_batches():
+    config = MultiTaskConfig(
+        encoder_config=tiny_bert_config(),
+        tasks=[
+            {"name": "intent", "type": "sequence_classification", "labels": ["a", "b"]},
+            {"name": "qa", "type": "question_answering", "doc_stride": 16},
+        ],
+    )
+    assert config.task("qa").definition is TASK_TYPES["question_answering"] and config.task("qa").doc_stride == 16
+    model = MultiTaskModel(config)
+    input_ids = torch.randint(5, 80, (4, 12))
+    # A mixed batch: class ids and (start, end) positions, padded with -100.
+    labels = torch.tensor([[1, -100], [3, 5], [0, -100], [2, 2]], dtype=torch.float)
+    output = model(input_ids=input_ids, task_ids=torch.tensor([0, 1, 0, 1]), labels=labels)
+    assert torch.isfinite(output.loss) and output.task_logits["qa"].shape == (2, 12, 2)
+    with pytest.raises(ValueError, match="not a token position"):
+        model(input_ids=input_ids[:1], task_ids=1, labels=torch.tensor([[3, 40]]))
+    with pytest.raises(ValueError, match="doc_stride must be a positive integer"):
+        MultiTaskConfig(
+            encoder_config=tiny_bert_config(), tasks=[{"name": "qa", "type": "question_answering", "doc_stride": 0}]
+        )
+
+
+QUESTIONS = [
+    ("which city ?", "show me flights to boston tomorrow", "boston"),
+    ("which city ?", "what is the weather in denver today", "denver"),
+    ("which city ?", "book a flight to dallas please", "dallas"),
+    ("which artist ?", "play music by artist hello", "hello"),
+]
+
+
+def write_qa_data(folder):
+    """The SQuAD JSON layout for training, flat jsonl for validation, and an intent task beside them."""
+    paragraphs = [
+        {
+            "context": context,
+            "qas": [
+                {
+                    "id": f"q{i}",
+                    "question": question,
+                    "answers": [{"text": answer, "answer_start": context.index(answer)}],
+                }
+            ],
+        }
+        for i, (question, context, answer) in enumerate(QUESTIONS)
+    ]
+    squad = json.dumps({"version": "1.1", "data": [{"title": "t", "paragraphs": paragraphs}]})
+    (folder / "train.json").write_text(squad)
+    (folder / "dev.json").write_text(squad)
+    flat = [
+        {"question": q, "context": c, "answers": {"text": [a], "answer_start": [c.index(a)]}} for q, c, a in QUESTIONS
+    ]
+    (folder / "dev.jsonl").write_text("".join(json.dumps(row) + "\n" for row in flat))
+    intents = [{"text": c, "label": "travel" if "flight" in c else "other"} for _, c, _ in QUESTIONS]
+    (folder / "intent.jsonl").write_text("".join(json.dumps(row) + "\n" for row in intents))
+
+
+def qa_experiment(folder, encoder, **qa):
+    raw = {
+        "model": {"base_model": str(encoder), "fusion": {"type": "attention"}},
+        "tasks": [
+            {
+                "name": "qa",
+                "type": "question_answering",
+                "data": {"train": "train.json", "validation": "dev.json", "format": "squad"},
+                "max_length": 24,
+                "doc_stride": 8,
+                **qa,
+            },
+            {
+                "name": "intent",
+                "type": "sequence_classification",
+                "data": {"train": "intent.jsonl", "validation": "intent.jsonl"},
+            },
+        ],
+        "training": {
+            "output_dir": str(folder / "out"),
+            "num_train_epochs": 2,
+            "per_device_train_batch_size": 4,
+            "learning_rate": 1e-3,
+            "disable_tqdm": True,
+        },
+    }
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(raw))
+    return raw
+
+
+def test_mixed_model_with_qa_trains_scores_and_serves(tmp_path, tiny_encoder):
+    write_qa_data(tmp_path)
+    qa_experiment(tmp_path, tiny_encoder)
+    assert main([str(tmp_path / "experiment.yaml")]) == 0
+
+    output = tmp_path / "out"
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert {"f1", "exact_match"} <= set(metrics["validation"]["qa"]) and "accuracy" in metrics["validation"]["intent"]
+    assert 0 <= metrics["validation"]["qa"]["f1"] <= 1
+    config = json.loads((output / "config.json").read_text())
+    assert config["tasks"][0]["type"] == "question_answering" and config["tasks"][0]["doc_stride"] == 8
+    assert "question-answering" in (output / "README.md").read_text()
+
+    model = MultiTaskModel.from_pretrained(output).eval()
+    pipe = MultiTaskPipeline(model=model, tokenizer=AutoTokenizer.from_pretrained(output), max_length=24)
+    answer = pipe({"question": "which city ?", "context": LONG_CONTEXT})
+    assert set(answer) == {"qa"}  # only the task that reads a question and a context
+    qa = answer["qa"]
+    assert set(qa) == {"answer", "score", "start", "end"} and LONG_CONTEXT[qa["start"] : qa["end"]] == qa["answer"]
+    assert set(pipe("book a flight to boston")) == {"intent"}  # text inputs go to the text tasks
+    with pytest.raises(ValueError, match="Cannot read input with keys"):
+        pipe({"question": "which city ?"})
+
+    # Loads through AutoModel where only torch and transformers are importable, with the same outputs.
+    inputs = dict(AutoTokenizer.from_pretrained(output)("which city ?", "fly to denver", return_tensors="pt"))
+    _, fresh = run_fresh(output, inputs, tmp_path)
+    with torch.no_grad():
+        assert torch.allclose(fresh["qa"], model(**inputs, task_ids=0).logits, atol=1e-6)
+
+
+def test_flat_jsonl_and_bad_answers_fail_with_the_line(tmp_path, tiny_encoder, capsys):
+    write_qa_data(tmp_path)
+    raw = qa_experiment(tmp_path, tiny_encoder)
+    raw["tasks"][0]["data"] = {"train": "dev.jsonl"}  # flat jsonl with SQuAD's dict of lists
+    bad = {"question": "which city ?", "context": "fly to boston", "answers": [{"text": "boston", "answer_start": 2}]}
+    with (tmp_path / "dev.jsonl").open("a") as handle:
+        handle.write(json.dumps(bad) + "\n")
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(raw))
+    assert main([str(tmp_path / "experiment.yaml")]) == 2
+    error = capsys.readouterr().err
+    assert "dev.jsonl, line 5: answer 'boston' is not at character 2 of the context" in error, error
