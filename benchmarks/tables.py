@@ -436,6 +436,7 @@ TABLES = {
     "paired-per-seed": paired_table,
     "perf-cpu": perf_table,
     "scale-cpu": scale_table,
+    "scale-cpu-small": lambda: scale_table("cpu_small"),
     "readme-results": readme_results,
     "readme-cost": readme_cost,
 }
