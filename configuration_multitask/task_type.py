@@ -14,8 +14,9 @@ name. A definition owns:
   or value, or a `ValueError` saying what is wrong); `label_names` (the names in a read label, to infer the label
   set); `encode_label` (read label -> what a feature stores); `feature_label` (stored label -> the feature's label,
   aligned to the tokens, plus what scoring needs beyond it).
-- **Collating.** `collate_labels` (one task's labels of a batch -> the tensor its head reads) and `label_columns`
-  (where an example's labels sit in a mixed batch's `(batch, L)` tensor padded with -100).
+- **Collating.** `encoder_rows` (a feature's encoder inputs: one row, or several), `collate_labels` (one task's
+  labels of a batch -> the tensor its head reads) and `label_columns` (where an example's labels sit in a mixed
+  batch's `(batch, L)` tensor padded with -100).
 - **Head and loss.** `head_input` (`"sequence"`: one pooled vector per example; `"token"`: one vector per token) and
   `build_head`, whose module has `forward`, `read_labels(labels, batch_size, seq_len)` and `loss(logits, labels)`.
 - **Metrics.** `metrics`, `Metric`s with their direction (the first is the primary one); `reduce_logits` (logits
@@ -43,6 +44,7 @@ from torch import nn
 
 
 IGNORE_INDEX = -100  # label value that pads mixed batches and marks unlabelled tokens (the transformers convention)
+ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what a feature gives the encoder
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,12 @@ class TaskType:
         """One task's labels of a batch, as the head reads them."""
         return torch.tensor(labels, dtype=torch.long)
 
+    def encoder_rows(self, feature: dict) -> list[dict]:
+        """The encoder inputs of one feature: one row (a type may encode an example as several, e.g. one per choice;
+        in a batch of several tasks, each row then carries the task id and the example's labels go with its first
+        row)."""
+        return [{key: feature[key] for key in ENCODER_INPUTS if key in feature}]
+
     def label_columns(self, length: int, seq_len: int, padding_side: str) -> slice:
         """Where an example's `length` label values sit in a mixed batch's `(batch, L)` tensor: from column 0."""
         return slice(0, length)
@@ -327,6 +335,7 @@ class SequenceHead(LabelReading, nn.Module):
 
 
 __all__ = [
+    "ENCODER_INPUTS",
     "IGNORE_INDEX",
     "LabelReading",
     "Metric",

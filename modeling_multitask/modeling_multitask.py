@@ -237,11 +237,13 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_fusion_weights: bool | None = None,
         return_dict: bool | None = None,
+        tasks: list[str] | None = None,
     ) -> MultiTaskModelOutput | tuple:
         r"""
         task_ids (`int` or `torch.LongTensor` of shape `(batch,)`, *optional*):
             The task of the batch, or of each example (a batch may mix tasks; each example goes through its own
-            task's head and loss). Left out, every task is predicted for every example from one encoder pass.
+            task's head and loss). Left out, every task that reads text is predicted for every example from one
+            encoder pass (a type that encodes its own inputs, such as multiple choice, needs its task id).
         labels (`torch.Tensor` or `dict[str, torch.Tensor]`, *optional*):
             For a batch of one task, that task's labels in their usual shape: `(batch,)` class ids, `(batch,
             num_labels)` 0/1 for multi-label, `(batch,)` floats for regression, `(batch, seq)` token ids with -100
@@ -250,6 +252,8 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             labels trains several tasks on the same examples in one pass (joint intent and slots, as JointBERT).
         output_fusion_weights (`bool`, *optional*):
             Return the AttentionFusion token weights per task (when fusion is on).
+        tasks (`list[str]`, *optional*):
+            Without `task_ids` and labels: predict only these tasks (by name) for every example, from one pass.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         encoder_inputs = {
@@ -289,7 +293,7 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones((batch_size, seq_len), dtype=torch.long, device=sequence_output.device)
 
-        routes, task_ids = self._routes(task_ids, labels, batch_size, sequence_output.device)
+        routes, task_ids = self._routes(task_ids, labels, batch_size, sequence_output.device, tasks)
         # Several tasks over the same rows share the fusion's task-independent token projection.
         projected = None
         if self.fusion is not None and self.task_layers is None and len(routes) > 1 and routes[0].rows is None:
@@ -353,9 +357,13 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             raise ValueError(f"Task {task!r} is {view.type}, not token-level: its logits are not tags.")
         return view.definition.decode(view, logits, word_mask)
 
-    def _routes(self, task_ids, labels, batch_size: int, device) -> tuple[list[_Route], torch.Tensor | None]:
+    def _routes(
+        self, task_ids, labels, batch_size: int, device, tasks=None
+    ) -> tuple[list[_Route], torch.Tensor | None]:
         """Which tasks to run on which rows, with their labels; also the `(batch,)` task ids to report."""
         num_tasks = self.config.num_tasks
+        if tasks is not None and (task_ids is not None or labels is not None):
+            raise ValueError("tasks= chooses what to predict without task_ids or labels: pass one or the other.")
         if labels is not None and not isinstance(labels, dict):
             _check_label_tensor(labels, "labels")
         if isinstance(labels, dict):
@@ -381,8 +389,12 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
                     f"labels were given without task_ids, but the model has {num_tasks} tasks "
                     f"({', '.join(self.config.task_names)}): pass task_ids, or labels as a dict."
                 )
+            if tasks is not None:
+                return [_Route(self.config.task_index(name), None, None, 1.0) for name in tasks], None
             if num_tasks > 1:
-                return [_Route(i, None, None, 1.0) for i in range(num_tasks)], None
+                # Every task whose type reads the text; a type with inputs of its own needs its rows and task id.
+                text = [i for i, view in enumerate(self._task_views) if view.definition.input_keys is None]
+                return [_Route(i, None, None, 1.0) for i in text], None
             task_ids = 0
 
         task_ids = check_task_ids(task_ids, num_tasks, batch_size, device, self._task_names)

@@ -255,7 +255,13 @@ class MultiTaskPipeline(Pipeline):
         task_ids = None if task is None else self.model.config.task_index(task)
         if task_ids is None and self.model.config.num_tasks == 1:
             task_ids = 0
-        outputs = self.model(**model_inputs, task_ids=task_ids, output_fusion_weights=return_fusion_weights)
+        # The tasks these inputs are for (every text task, or the single-text or pair ones), from one encoder pass; a
+        # batch of inputs holds one list per input.
+        wanted = meta["tasks"] if meta["tasks"] and isinstance(meta["tasks"][0], list) else [meta["tasks"]]
+        tasks = list(dict.fromkeys(name for names in wanted for name in names)) if task_ids is None else None
+        outputs = self.model(
+            **model_inputs, task_ids=task_ids, tasks=tasks, output_fusion_weights=return_fusion_weights
+        )
         result = {"attention_mask": model_inputs["attention_mask"]}
         for name, logits in outputs.task_logits.items():
             result[f"logits/{name}"] = logits

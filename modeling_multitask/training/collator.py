@@ -41,17 +41,26 @@ class MultiTaskDataCollator:
         return _guess_type(value)
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        inputs = [{key: feature[key] for key in INPUT_KEYS if key in feature} for feature in features]
+        task_ids = [feature["task_ids"] for feature in features] if "task_ids" in features[0] else None
+        # A feature is one encoder row, or several for a type that encodes an example as several (the choices of a
+        # multiple-choice question: `TaskType.encoder_rows`); they are flattened into the batch.
+        rows, owners = [], []
+        for index, feature in enumerate(features):
+            definition = self._definition(task_ids[index]) if task_ids and self.task_types else None
+            feature_rows = definition.encoder_rows(feature) if definition else [_inputs(feature)]
+            rows += feature_rows
+            owners += [index] * len(feature_rows)
         batch = dict(
-            self.tokenizer.pad(inputs, padding=True, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt")
+            self.tokenizer.pad(rows, padding=True, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt")
         )
         seq_len = batch["input_ids"].shape[1]
-        task_ids = [feature["task_ids"] for feature in features] if "task_ids" in features[0] else None
         one_task = task_ids is None or len(set(task_ids)) == 1
         if task_ids is not None:
             # A single-task batch carries a plain int: the model then routes without reading a device tensor
-            # (no host sync, no graph break under torch.compile). Mixed batches carry one id per example.
-            batch["task_ids"] = task_ids[0] if one_task else torch.tensor(task_ids, dtype=torch.long)
+            # (no host sync, no graph break under torch.compile). Mixed batches carry one id per row.
+            batch["task_ids"] = (
+                task_ids[0] if one_task else torch.tensor([task_ids[owner] for owner in owners], dtype=torch.long)
+            )
         if "labels" not in features[0]:
             return batch
 
@@ -69,8 +78,17 @@ class MultiTaskDataCollator:
             batch["labels"] = definition.collate_labels(labels, seq_len, side)
         else:
             definitions = [self._definition(task_id, value=label) for task_id, label in zip(task_ids, labels)]
-            batch["labels"] = _mixed_labels(labels, definitions, seq_len, side)
+            per_feature = _mixed_labels(labels, definitions, seq_len, side)
+            # A feature's label row goes with its first encoder row; its other rows hold -100 only.
+            first = [row == 0 or owners[row - 1] != owner for row, owner in enumerate(owners)]
+            batch["labels"] = torch.where(
+                torch.tensor(first)[:, None], per_feature[torch.tensor(owners)], torch.tensor(-100.0)
+            )
         return batch
+
+
+def _inputs(feature: dict) -> dict:
+    return {key: feature[key] for key in INPUT_KEYS if key in feature}
 
 
 def _mixed_labels(labels: list, definitions: list[TaskType], seq_len: int, padding_side: str) -> torch.Tensor:

@@ -90,9 +90,20 @@ def _read_jsonl(path: Path) -> Rows:
                 raise ExperimentError(f"{path}, line {number}: not valid JSON ({error.msg}).") from error
             if not isinstance(record, dict):
                 raise ExperimentError(f"{path}, line {number}: each line must be a JSON object.")
-            records.append(record)
+            records.append(_with_nested_columns(record))
             lines.append(number)
     return Rows(records, lines, str(path))
+
+
+def _with_nested_columns(record: dict) -> dict:
+    """The record with the fields of nested objects also reachable as dotted columns: CommonsenseQA's
+    `{"question": {"stem": ..., "choices": [...]}}` gives the columns `question.stem` and `question.choices`."""
+    nested = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            for inner, inner_value in _with_nested_columns(value).items():
+                nested.setdefault(f"{key}.{inner}", inner_value)
+    return {**record, **{key: value for key, value in nested.items() if key not in record}}
 
 
 def _read_conll(path: Path) -> Rows:
