@@ -4,6 +4,7 @@ Adding a type is one new `task_<type>.py` file, one line here, and its tests.
 """
 
 from .task_multi_label_classification import MultiLabelClassification
+from .task_multiple_choice import MultipleChoice
 from .task_question_answering import QuestionAnswering
 from .task_regression import Regression
 from .task_sequence_classification import SequenceClassification
@@ -19,6 +20,7 @@ TASK_TYPES: dict[str, TaskType] = {
         Regression(),
         TokenClassification(),
         QuestionAnswering(),
+        MultipleChoice(),
     )
 }
 

@@ -21,7 +21,8 @@ def test_every_type_keeps_the_contract(name):
     assert definition.head_input in ("sequence", "token")
     assert definition.metrics and all(isinstance(metric, Metric) for metric in definition.metrics)
     labels = None if definition.min_labels is None else ["O", "B-x", "I-x"][: max(definition.min_labels, 3)]
-    spec = {"name": "t", "type": name, "labels": labels}
+    required = {key: 2 for key, default in definition.settings.items() if default is None}  # e.g. num_choices
+    spec = {"name": "t", "type": name, "labels": labels, **required}
     config = MultiTaskConfig(encoder_config=tiny_bert_config(), tasks=[spec])
     view = config.task("t")
     assert view.definition is definition and view.num_labels == definition.num_outputs(labels)

@@ -1,0 +1,166 @@
+"""Multiple choice as a task type: choices flattened into the batch and scored together, CommonsenseQA's nested JSON
+and SWAG-style choice columns, a mixed model (choices + intent) trained through the CLI and served by the pipeline."""
+
+import csv
+import json
+
+import pytest
+import torch
+import yaml
+from conftest import run_fresh, tiny_bert_config
+from transformers import AutoTokenizer
+
+from configuration_multitask import MultiTaskConfig
+from modeling_multitask import MultiTaskModel, MultiTaskPipeline
+from modeling_multitask.training.cli import main
+from modeling_multitask.training.collator import MultiTaskDataCollator
+from modeling_multitask.training.data import prepare_data
+from modeling_multitask.training.experiment import load_experiment
+
+
+def test_choices_are_rows_of_one_batch_and_one_softmax(tiny_encoder):
+    config = MultiTaskConfig(
+        encoder_config=tiny_bert_config(),
+        tasks=[
+            {"name": "intent", "type": "sequence_classification", "labels": ["a", "b"]},
+            {"name": "choice", "type": "multiple_choice", "num_choices": 3},
+        ],
+        fusion={"type": "attention"},
+    )
+    model = MultiTaskModel(config)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
+    pairs = tokenizer(["what is good"] * 3, ["rain", "music", "flights"])
+    features = [
+        {**tokenizer("book a flight"), "labels": 1, "task_ids": 0},
+        {**{key: pairs[key] for key in ("input_ids", "attention_mask", "token_type_ids")}, "labels": 2, "task_ids": 1},
+        {**tokenizer("hello"), "labels": 0, "task_ids": 0},
+    ]
+    collator = MultiTaskDataCollator(
+        tokenizer, task_types=["sequence_classification", "multiple_choice"], task_names=["intent", "choice"]
+    )
+    batch = collator(features)
+    # 1 + 3 + 1 encoder rows; the choice example's label on its first row, -100 on the two others.
+    assert batch["input_ids"].shape[0] == 5 and batch["task_ids"].tolist() == [0, 1, 1, 1, 0]
+    assert batch["labels"][:, 0].tolist() == [1, 2, -100, -100, 0]
+    output = model(**batch)
+    assert torch.isfinite(output.loss) and output.task_logits["choice"].shape == (1, 3)
+
+    alone = collator([features[1], features[1]])  # a one-task batch: labels (examples,)
+    assert alone["labels"].tolist() == [2, 2] and alone["input_ids"].shape[0] == 6
+    assert model(**alone).logits.shape == (2, 3)
+    with pytest.raises(ValueError, match="not a multiple of num_choices=3"):
+        model(input_ids=alone["input_ids"][:4], task_ids=1)
+    with pytest.raises(ValueError, match="needs num_choices"):
+        MultiTaskConfig(encoder_config=tiny_bert_config(), tasks=[{"name": "c", "type": "multiple_choice"}])
+
+
+QUESTIONS = [
+    ("where do you fly", ["rain", "boston", "music"], "B"),
+    ("what do you play", ["music", "fare", "rain"], "A"),
+    ("what falls from the sky", ["song", "city", "rain"], "C"),
+    ("what takes you to denver", ["a flight", "a song", "a star"], "A"),
+]
+
+
+def write_csqa(folder):
+    """CommonsenseQA's layout: {"answerKey", "question": {"stem", "choices": [{"label", "text"}]}}."""
+    rows = [
+        {
+            "id": f"q{i}",
+            "answerKey": key,
+            "question": {"stem": stem, "choices": [{"label": "ABC"[j], "text": t} for j, t in enumerate(choices)]},
+        }
+        for i, (stem, choices, key) in enumerate(QUESTIONS)
+    ]
+    (folder / "csqa.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    intents = [
+        {"text": stem, "label": "travel" if "fly" in stem or "denver" in stem else "other"} for stem, _, _ in QUESTIONS
+    ]
+    (folder / "intent.jsonl").write_text("".join(json.dumps(row) + "\n" for row in intents))
+
+
+def csqa_experiment(folder, encoder):
+    raw = {
+        "model": {"base_model": str(encoder), "fusion": {"type": "attention"}},
+        "tasks": [
+            {
+                "name": "csqa",
+                "type": "multiple_choice",
+                "num_choices": 3,
+                "data": {"train": "csqa.jsonl", "validation": "csqa.jsonl"},
+                "text_column": "question.stem",
+                "choices_column": "question.choices",
+                "label_column": "answerKey",
+                "max_length": 16,
+            },
+            {
+                "name": "intent",
+                "type": "sequence_classification",
+                "data": {"train": "intent.jsonl", "validation": "intent.jsonl"},
+            },
+        ],
+        "training": {
+            "output_dir": str(folder / "out"),
+            "num_train_epochs": 2,
+            "per_device_train_batch_size": 2,
+            "learning_rate": 1e-3,
+            "disable_tqdm": True,
+        },
+    }
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(raw))
+    return raw
+
+
+def test_mixed_model_with_multiple_choice_trains_scores_and_serves(tmp_path, tiny_encoder):
+    write_csqa(tmp_path)
+    csqa_experiment(tmp_path, tiny_encoder)
+    assert main([str(tmp_path / "experiment.yaml")]) == 0
+    output = tmp_path / "out"
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert 0 <= metrics["validation"]["csqa"]["accuracy"] <= 1 and "accuracy" in metrics["validation"]["intent"]
+    assert "multiple-choice" in (output / "README.md").read_text()
+
+    model = MultiTaskModel.from_pretrained(output).eval()
+    tokenizer = AutoTokenizer.from_pretrained(output)
+    pipe = MultiTaskPipeline(model=model, tokenizer=tokenizer)
+    choices = ["music", "a flight", "rain"]
+    result = pipe({"question": "what takes you to denver", "choices": choices})["csqa"]
+    assert result["answer"] == choices[result["index"]] and [s["choice"] for s in result["scores"]] == choices
+    assert sum(s["score"] for s in result["scores"]) == pytest.approx(1.0) and set(pipe("hello")) == {"intent"}
+
+    # Loads through AutoModel where only torch and transformers are importable, with the same choice scores.
+    encoded = tokenizer(["what is good"] * 3, choices, padding=True, return_tensors="pt")
+    _, fresh = run_fresh(output, dict(encoded), tmp_path)
+    with torch.no_grad():
+        assert torch.allclose(fresh["csqa"], model(**encoded, task_ids=0).logits, atol=1e-6)
+
+
+def test_choice_columns_and_answers_that_do_not_fit(tmp_path, tiny_encoder, capsys):
+    with (tmp_path / "swag.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["context", "ending0", "ending1", "label"])
+        writer.writerow(["book a flight", "to boston", "with music", "0"])
+        writer.writerow(["play a song", "by artist", "to denver", "0"])
+    raw = {
+        "model": {"base_model": str(tiny_encoder)},
+        "tasks": [
+            {
+                "name": "swag",
+                "type": "multiple_choice",
+                "num_choices": 2,
+                "data": {"train": "swag.csv"},
+                "text_column": "context",
+                "choice_columns": ["ending0", "ending1"],
+            }
+        ],
+        "training": {"output_dir": str(tmp_path / "out")},
+    }
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(raw))
+    prepared = prepare_data(load_experiment(tmp_path / "experiment.yaml"), AutoTokenizer.from_pretrained(tiny_encoder))
+    (feature,) = prepared.train["swag"][:1]
+    assert len(feature["input_ids"]) == 2 and feature["labels"] == 0
+
+    with (tmp_path / "swag.csv").open("a", newline="") as handle:
+        csv.writer(handle).writerow(["hello", "a", "b", "5"])
+    assert main([str(tmp_path / "experiment.yaml")]) == 2
+    assert "swag.csv, line 4: answer index 5 is outside [0, 2)" in capsys.readouterr().err
