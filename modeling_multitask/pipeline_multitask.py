@@ -30,12 +30,20 @@ def _pair_tasks(config) -> set[str] | None:
     return None if names is None else set(names)
 
 
+def _reads_own_input(item) -> bool:
+    """Whether a pipeline input has keys other than a text's (see `TaskType.input_keys`)."""
+    return isinstance(item, dict) and not set(item) <= {"text", "text_pair"}
+
+
 class MultiTaskPipeline(Pipeline):
     r"""
     Predictions of a [`MultiTaskModel`] for a text or a text pair.
 
-    Inputs: a string, a pair as `(text, text_pair)` or `{"text": ..., "text_pair": ...}`, or a list of those (batched
-    with `batch_size=`). Over-long inputs are truncated to what the encoder accepts, with a warning.
+    Inputs: a string, a pair as `(text, text_pair)` or `{"text": ..., "text_pair": ...}`, an input a task type reads
+    itself (`{"question": ..., "context": ...}` for question answering, `{"question": ..., "choices": [...]}` for
+    multiple choice), or a list of those (texts batched with `batch_size=`). Each input goes to the tasks that read its
+    shape. Over-long texts are truncated to what the encoder accepts, with a warning; long contexts are read in
+    overlapping windows.
 
     Call arguments:
         task (`str`, *optional*):
@@ -58,7 +66,9 @@ class MultiTaskPipeline(Pipeline):
         - token classification: `{"entities": [{"entity", "start", "end", "word", "score"}]}`, grouped from BIO tags
           of the first sub-token of each word, with character offsets into the input text. A word is what it was in
           training: a whitespace-separated token (an entity never splits one), or with the checkpoint's
-          `word_splitting: punctuation`, also each punctuation character (`"Boston!"` reads as `"Boston !"`).
+          `word_splitting: punctuation`, also each punctuation character (`"Boston!"` reads as `"Boston !"`);
+        - question answering: `{"answer", "score", "start", "end"}`, character offsets into the context;
+        - multiple choice: `{"answer", "index", "score", "scores": [{"choice", "score"}]}`.
 
     The text is featurised by the same function as the training data (`featurization.featurize`): the encoder reads
     its words joined by single spaces.
@@ -91,6 +101,22 @@ class MultiTaskPipeline(Pipeline):
                 "MultiTaskPipeline needs a fast tokenizer (for character offsets); save one next to the "
                 "model or pass `tokenizer=`."
             )
+
+    def __call__(self, inputs, *args, **kwargs):
+        # An input a type reads itself (a question and a context, a question and its choices) becomes several model
+        # rows of its own, so it cannot share a padded batch with texts: those run one at a time, the texts batched.
+        batched = kwargs.get("batch_size", self._batch_size or 1) > 1
+        if not (isinstance(inputs, list) and batched and any(_reads_own_input(item) for item in inputs)):
+            return super().__call__(inputs, *args, **kwargs)
+        results = [None] * len(inputs)
+        texts = [index for index, item in enumerate(inputs) if not _reads_own_input(item)]
+        if texts:
+            for index, result in zip(texts, super().__call__([inputs[i] for i in texts], *args, **kwargs)):
+                results[index] = result
+        for index, item in enumerate(inputs):
+            if _reads_own_input(item):
+                results[index] = super().__call__(item, *args, **{**kwargs, "batch_size": 1})
+        return results
 
     # ----------------------------------------------------------------------------------------------- parameters
     def _sanitize_parameters(self, task=None, top_k=None, threshold=None, return_fusion_weights=None, max_length=None):

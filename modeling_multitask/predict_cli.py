@@ -27,7 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("texts", nargs="*", help="texts to predict (or use --file)")
     parser.add_argument("--task", default=None, help="predict one task (default: every task)")
     parser.add_argument(
-        "--file", type=Path, default=None, help='JSON lines: a string, or {"text": ..., "text_pair": ...} per line'
+        "--file",
+        type=Path,
+        default=None,
+        help=(
+            'JSON lines: a string, {"text": ..., "text_pair": ...}, or an input a task type reads, such as '
+            '{"question": ..., "context": ...} (question answering) or {"question": ..., "choices": [...]} '
+            "(multiple choice), per line"
+        ),
     )
     parser.add_argument("--text-pair", default=None, help="second text for every TEXT (pair tasks)")
     parser.add_argument("--explain", action="store_true", help="show each task's AttentionFusion weight per token")
@@ -103,7 +110,10 @@ def read_inputs(args) -> list:
                     '{"text": ..., "text_pair": ...}.'
                 ) from None
             if not isinstance(item, (str, dict)):
-                raise ValueError(f"{args.file}:{number}: expected a string or an object with 'text', got {item!r}.")
+                raise ValueError(
+                    f"{args.file}:{number}: expected a string or an object (with 'text', or the keys a task reads, such "
+                    f"as 'question' and 'context'), got {item!r}."
+                )
             inputs.append(item)
     if not inputs:
         raise ValueError("Nothing to predict: give TEXT arguments or --file inputs.jsonl.")

@@ -158,7 +158,7 @@ def test_word_splitting_names_agree_between_config_and_featurization():
 
 
 def test_word_splitting_is_validated_recorded_and_defaults_for_old_checkpoints(tmp_path):
-    with pytest.raises(ValueError, match=r"Unknown word_splitting 'punct'. Did you mean 'punctuation'\?"):
+    with pytest.raises(ValueError, match=r"word_splitting 'punct' is unknown. Did you mean 'punctuation'\?"):
         MultiTaskConfig(encoder_config=tiny_bert_config(), tasks=TASKS, word_splitting="punct")
     model = MultiTaskModel(
         MultiTaskConfig(encoder_config=tiny_bert_config(), tasks=TASKS, word_splitting="punctuation")

@@ -19,6 +19,7 @@ from configuration_multitask.task_question_answering import (
     window_features,
 )
 from modeling_multitask import MultiTaskModel, MultiTaskPipeline
+from modeling_multitask.predict_cli import main as predict_main
 from modeling_multitask.training.cli import main
 
 
@@ -171,7 +172,7 @@ def qa_experiment(folder, encoder, **qa):
     return raw
 
 
-def test_mixed_model_with_qa_trains_scores_and_serves(tmp_path, tiny_encoder):
+def test_mixed_model_with_qa_trains_scores_and_serves(tmp_path, tiny_encoder, capsys):
     write_qa_data(tmp_path)
     qa_experiment(tmp_path, tiny_encoder)
     assert main([str(tmp_path / "experiment.yaml")]) == 0
@@ -193,6 +194,19 @@ def test_mixed_model_with_qa_trains_scores_and_serves(tmp_path, tiny_encoder):
     assert set(pipe("book a flight to boston")) == {"intent"}  # text inputs go to the text tasks
     with pytest.raises(ValueError, match="Cannot read input with keys"):
         pipe({"question": "which city ?"})
+
+    # multitask-predict reads the same inputs from a JSON lines file, beside plain texts, batched.
+    lines = [
+        {"question": "which city ?", "context": LONG_CONTEXT},
+        "book a flight",
+        {"question": "who", "context": "hi"},
+    ]
+    (tmp_path / "inputs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    capsys.readouterr()  # the training logs
+    assert predict_main([str(output), "--file", str(tmp_path / "inputs.jsonl"), "--max-length", "24"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [set(record["predictions"]) for record in printed] == [{"qa"}, {"intent"}, {"qa"}]
+    assert printed[0]["predictions"]["qa"] == qa
 
     # Loads through AutoModel where only torch and transformers are importable, with the same outputs.
     inputs = dict(AutoTokenizer.from_pretrained(output)("which city ?", "fly to denver", return_tensors="pt"))
