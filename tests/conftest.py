@@ -109,14 +109,17 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 checkpoint, inputs = sys.argv[1], torch.load(sys.argv[2])
 config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=True)
 model = AutoModel.from_pretrained(checkpoint, trust_remote_code=True).eval()
-tokenizer = AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=True)
+import os
+has_tokenizer = os.path.exists(os.path.join(checkpoint, "tokenizer_config.json"))
+tokenizer = AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=True) if has_tokenizer else None
 assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
 outputs = {}
 with torch.no_grad():
     for task in range(config.num_tasks):
         outputs[config.tasks[task]["name"]] = model(**inputs, task_ids=task).logits
 torch.save(outputs, sys.argv[3])
-print(json.dumps({"class": type(model).__name__, "tokens": tokenizer.tokenize("Show me flights to Boston")}))
+tokens = tokenizer.tokenize("Show me flights to Boston") if tokenizer else None
+print(json.dumps({"class": type(model).__name__, "tokens": tokens}))
 """
 )
 

@@ -22,28 +22,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BLOCK_PROJECT_IMPORTS, FIXTURES, random_batch
+from conftest import FIXTURES, random_batch, run_fresh
 
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = FIXTURES / "fsdp" / "train_fsdp.py"
 TIMEOUT = 300  # seconds: a hang fails the test instead of blocking the run
-
-# Runs in `python -I` where this project cannot be imported: only the checkpoint's own code can load it.
-FRESH_LOAD = (
-    BLOCK_PROJECT_IMPORTS
-    + """
-import sys
-import torch
-from transformers import AutoModel
-inputs = torch.load(sys.argv[2])
-model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
-assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
-with torch.no_grad():
-    outputs = {name: model(**inputs, task_ids=i).logits for i, name in enumerate(model.config.task_names)}
-torch.save(outputs, sys.argv[3])
-"""
-)
 
 
 def environment(**extra) -> dict:
@@ -92,31 +76,9 @@ def records(folder: Path) -> list[dict]:
 
 
 def load_fresh(checkpoint: Path, inputs: dict, tmp_path: Path) -> dict:
+    """Every task's logits from the checkpoint loaded in a fresh process that cannot import this project."""
     tmp_path.mkdir(parents=True, exist_ok=True)
-    torch.save(inputs, tmp_path / "inputs.pt")
-    workdir = tmp_path / "elsewhere"
-    workdir.mkdir(exist_ok=True)
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
-    env.pop("PYTHONPATH", None)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            "-c",
-            FRESH_LOAD,
-            str(checkpoint),
-            str(tmp_path / "inputs.pt"),
-            str(tmp_path / "out.pt"),
-        ],
-        cwd=workdir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return torch.load(tmp_path / "out.pt")
+    return run_fresh(checkpoint, inputs, tmp_path)[1]
 
 
 def test_fsdp_shards_the_parameters_over_both_ranks(runs):
