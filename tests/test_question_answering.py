@@ -215,6 +215,25 @@ def test_mixed_model_with_qa_trains_scores_and_serves(tmp_path, tiny_encoder, ca
         assert torch.allclose(fresh["qa"], model(**inputs, task_ids=0).logits, atol=1e-6)
 
 
+def test_squad_files_are_told_apart_from_json_lines_by_their_layout(tmp_path, tiny_encoder):
+    """A published SQuAD .json needs no `format:`, and may sit beside a flat jsonl split of the same task."""
+    from modeling_multitask.training.data import prepare_data
+    from modeling_multitask.training.experiment import load_experiment
+
+    write_qa_data(tmp_path)
+    pretty = json.dumps(json.loads((tmp_path / "train.json").read_text()), indent=2)  # as published: several lines
+    (tmp_path / "train.json").write_text(pretty)
+    raw = qa_experiment(tmp_path, tiny_encoder)
+    raw["tasks"][0]["data"] = {"train": "train.json", "validation": "dev.jsonl"}
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(raw))
+    prepared = prepare_data(load_experiment(tmp_path / "experiment.yaml"), AutoTokenizer.from_pretrained(tiny_encoder))
+    assert len(prepared.validation["qa"]) >= len(QUESTIONS)
+    assert {feature["scoring"]["example"] for feature in prepared.validation["qa"]} == set(range(len(QUESTIONS)))
+    assert sum(1 for feature in prepared.train[prepared.groups[0].name] if feature["labels"] != [0, 0]) >= len(
+        QUESTIONS
+    )
+
+
 def test_flat_jsonl_and_bad_answers_fail_with_the_line(tmp_path, tiny_encoder, capsys):
     write_qa_data(tmp_path)
     raw = qa_experiment(tmp_path, tiny_encoder)

@@ -7,6 +7,7 @@ import bisect
 import csv
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,22 @@ def _read_conll(path: Path) -> Rows:
     return Rows(records, lines, str(path))
 
 
+def _is_squad_layout(path: Path) -> bool:
+    """Whether a .json file is one SQuAD document (`{"data": [{"paragraphs": ...}]}`) rather than JSON lines."""
+    with path.open(encoding=ENCODING) as handle:
+        head = handle.read(4096)
+    if not re.match(r'\s*\{\s*"(data|version)"', head):
+        return False
+    try:
+        document = json.loads(path.read_text(encoding=ENCODING))
+    except json.JSONDecodeError:
+        return False
+    articles = document.get("data") if isinstance(document, dict) else None
+    return (
+        isinstance(articles, list) and bool(articles) and isinstance(articles[0], dict) and "paragraphs" in articles[0]
+    )
+
+
 def _read_squad(path: Path) -> Rows:
     """The SQuAD JSON layout as published (`{"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question",
     "answers"}]}]}]}`): one record per question, with its paragraph as `context` and SQuAD 2.0's
@@ -229,6 +246,8 @@ def _read_local(source: DataSource, location) -> Rows:
     else:
         _require_file(location)
         file_format = source.format or _SUFFIX_FORMATS.get(location.suffix.lower())
+        if source.format is None and location.suffix.lower() == ".json" and _is_squad_layout(location):
+            file_format = "squad"  # SQuAD's published files are .json; each split's file is told apart by itself
         if file_format is None:
             raise ExperimentError(
                 f"Cannot tell the format of {location} from its suffix: set data.format to one "
