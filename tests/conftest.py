@@ -93,3 +93,10 @@ def random_batch(batch_size=6, seq_len=9, vocab_size=99, seed=0):
         attention_mask[i, seq_len - (i % 3) :] = 0
     input_ids = input_ids.masked_fill(attention_mask == 0, 0)
     return input_ids, attention_mask
+
+
+@pytest.fixture(autouse=True)
+def _own_data_cache(tmp_path_factory, monkeypatch):
+    """Each test gets an empty data cache (`$MULTITASK_CACHE`, inherited by the CLI subprocesses it starts): one test's
+    cached features never stand in for another's tokenising (their warnings, their counted `tokenize` calls)."""
+    monkeypatch.setenv("MULTITASK_CACHE", str(tmp_path_factory.mktemp("data-cache")))

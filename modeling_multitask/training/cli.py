@@ -26,7 +26,7 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGH
 
 from ..push_cli import HUB_ERRORS, describe_hub_error
 from .collator import MultiTaskDataCollator
-from .data import PreparedData, prepare_data
+from .data import PreparedData, example_lengths, prepare_data
 from .evaluation import evaluate_checkpoint, evaluate_splits, evaluation_settings  # noqa: F401  (public here too)
 from .experiment import TRAINING_DEFAULTS, Experiment, ExperimentError, load_experiment
 from .pretrained import published_encoder_name, resolve_encoder
@@ -220,7 +220,7 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
         sampling_strategy=experiment.sampling.strategy,
         temperature=experiment.sampling.temperature,
         max_examples_per_task=experiment.sampling.max_examples_per_task,
-        group_lengths=[[len(f["input_ids"]) for f in prepared.train[group.name]] for group in prepared.groups]
+        group_lengths=[example_lengths(prepared.train[group.name]) for group in prepared.groups]
         if experiment.sampling.group_by_length
         else None,
         callbacks=[ServableCheckpoints()],
