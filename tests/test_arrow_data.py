@@ -155,3 +155,13 @@ def test_a_bad_row_past_the_first_batch_names_its_line(tmp_path, tiny_encoder_fo
 def test_data_pipeline_settings_are_checked_when_the_experiment_is_read(assistant, section, match):
     with pytest.raises(ExperimentError, match=match):
         _load(assistant, **section)
+
+
+def test_evaluate_is_optional_and_its_absence_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from modeling_multitask.training.metrics import load_evaluate_metric
+
+    monkeypatch.setitem(sys.modules, "evaluate", None)  # as if not installed: `import evaluate` raises ImportError
+    with pytest.raises(ExperimentError, match=r"'evaluate:accuracy' needs the evaluate library.*\[evaluate\]"):
+        load_evaluate_metric("evaluate:accuracy")
