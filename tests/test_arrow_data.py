@@ -165,3 +165,24 @@ def test_evaluate_is_optional_and_its_absence_says_how_to_install_it(monkeypatch
     monkeypatch.setitem(sys.modules, "evaluate", None)  # as if not installed: `import evaluate` raises ImportError
     with pytest.raises(ExperimentError, match=r"'evaluate:accuracy' needs the evaluate library.*\[evaluate\]"):
         load_evaluate_metric("evaluate:accuracy")
+
+
+def test_tokenising_in_several_processes_gives_the_same_features(tmp_path, tiny_encoder_folder, tiny_tokenizer):
+    write_data(tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "assistant_train.jsonl").read_text().splitlines()]
+    many = [rows[i % len(rows)] for i in range(2 * BATCH_SIZE + 100)]
+    (tmp_path / "assistant_train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in many))
+    experiment(tmp_path, tiny_encoder_folder)
+    one = prepare_data(_load(tmp_path, cache=False), tiny_tokenizer)
+    two = prepare_data(_load(tmp_path, cache=False, num_proc=2), tiny_tokenizer)
+    assert len(two.train["intent+slots"]) == len(many)
+    assert two.train["intent+slots"].to_list() == one.train["intent+slots"].to_list()
+
+
+def test_a_damaged_cache_entry_is_built_again(assistant, tiny_tokenizer, caplog):
+    first = prepare_data(_load(assistant), tiny_tokenizer)
+    for arrow in Path(os.environ["MULTITASK_CACHE"], "features").glob("*/train*.arrow"):
+        arrow.unlink()
+    again = prepare_data(_load(assistant), tiny_tokenizer)
+    assert again.cache_hits == [] and "damaged data cache entry" in caplog.text
+    assert again.train["ner"].to_list() == first.train["ner"].to_list()

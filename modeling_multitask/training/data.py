@@ -576,7 +576,7 @@ def _text(value: Any, rows: Rows, index: int, column: str) -> str:
 # ------------------------------------------------------------------------------------------------------ preparing
 #
 # Each group's features are built once per fingerprint and kept as Arrow files in the data cache:
-#   <cache>/features/<fingerprint>/{train.arrow, validation-<i>.arrow, test-<i>.arrow, meta.json}
+#   <cache>/features/<fingerprint>/{train*.arrow, validation-<i>*.arrow, test-<i>*.arrow, meta.json}
 # The fingerprint covers the data (path, size and modification time of every file; a Hub dataset's own
 # fingerprint), the tokenizer, every task setting that reaches the features, and the code that builds them. A
 # second run with the same fingerprint reads the files (memory-mapped) and neither re-reads nor re-tokenises.
@@ -693,21 +693,34 @@ class _GroupFeatures:
 
 
 def _load_cached(folder: Path) -> _GroupFeatures | None:
-    import datasets
-
     meta_file = folder / "meta.json"
     if not meta_file.is_file():
         return None
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    evaluation = {
-        split: {
-            name: _drop_empty_columns(datasets.Dataset.from_file(str(folder / f"{split}-{i}.arrow")))
-            for i, name in enumerate(names)
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        evaluation = {
+            split: {name: _open_features(folder, files) for name, files in tasks.items()}
+            for split, tasks in meta["evaluation"].items()
         }
-        for split, names in meta["evaluation"].items()
-    }
-    train = _drop_empty_columns(datasets.Dataset.from_file(str(folder / "train.arrow")))
-    return _GroupFeatures(meta["labels"], train, evaluation, meta["truncated"], meta["warnings"])
+        train = _open_features(folder, meta["train"])
+        return _GroupFeatures(meta["labels"], train, evaluation, meta["truncated"], meta["warnings"])
+    except (OSError, ValueError, KeyError) as error:  # a damaged entry (a file deleted by hand...): build it again
+        logger.warning("Ignoring the damaged data cache entry %s (%s); tokenising again.", folder, error)
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+
+def _open_features(folder: Path, files: list[str]):
+    """One split's features, memory-mapped from its Arrow file (one per tokenising process)."""
+    import datasets
+
+    parts = [datasets.Dataset.from_file(str(folder / name)) for name in files]
+    return _drop_empty_columns(parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts))
+
+
+def _file_names(features) -> list[str]:
+    """The Arrow files `Dataset.map` wrote (`num_proc` > 1 writes one per process), in order."""
+    return [Path(entry["filename"]).name for entry in features.cache_files]
 
 
 class _HeldWarnings(logging.Filter):
@@ -930,15 +943,16 @@ def _build_group(group, folder: Path, checked, tokenizer, task_indices, word_spl
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     num_proc = settings.num_proc
-    meta = {"labels": labels, "evaluation": {}, "truncated": {}, "warnings": []}
+    meta = {"labels": labels, "train": [], "evaluation": {}, "truncated": {}, "warnings": []}
     features, warnings = _featurize_split(
         train, group, tokenizer, labels, task_indices, "train", word_splitting, scratch / "train.arrow", num_proc
     )
     meta["warnings"] += warnings
+    meta["train"] = _file_names(features)
     for task in group.tasks:
         meta["truncated"].setdefault("train", {})[task.name] = count_truncated(features)
     for split, rows in evaluation.items():
-        meta["evaluation"][split] = []
+        meta["evaluation"][split] = {}
         for i, task in enumerate(group.tasks):
             # Evaluated alone, but tokenised exactly as in training.
             single = TaskGroup([task], group.source, split_words=group.word_level)
@@ -947,7 +961,7 @@ def _build_group(group, folder: Path, checked, tokenizer, task_indices, word_spl
                 rows, single, tokenizer, labels, task_indices, split, word_splitting, path, num_proc
             )
             meta["warnings"] += warnings
-            meta["evaluation"][split].append(task.name)
+            meta["evaluation"][split][task.name] = _file_names(split_features)
             meta["truncated"].setdefault(split, {})[task.name] = count_truncated(split_features)
     for message in meta["warnings"]:
         logger.warning("%s", message)
