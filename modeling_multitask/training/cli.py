@@ -9,6 +9,7 @@ with the HF Trainer, evaluates every task on validation (and test where given), 
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -195,7 +196,12 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
             f"({len(tokenizer)} tokens; every word maps to {tokenizer.unk_token}). Save the "
             "encoder's tokenizer files beside its weights."
         )
-    prepared = prepare_data(experiment, tokenizer)
+    # Data parallel: each machine's main process tokenises first and fills the data cache, which the other ranks then
+    # read instead of tokenising the same data again (a first tokenisation longer than training.ddp_timeout, 30
+    # minutes by default, needs a larger one).
+    first = args.main_process_first(local=True, desc="preparing the data") if experiment.data_pipeline.cache else None
+    with first or contextlib.nullcontext():
+        prepared = prepare_data(experiment, tokenizer)
     if resumed_config is not None:
         check_resumed_labels(last_checkpoint, resumed_config, prepared.labels)
     for info in task_infos:
