@@ -758,8 +758,12 @@ def _featurize_split(
         joint = len(group.tasks) > 1
         return _feature_columns(tokenize(group, batch_rows, tokenizer, label_ids, task_indices, joint, word_splitting))
 
-    held = _HeldWarnings()
-    logger.addFilter(held)
+    processes = num_proc if num_proc > 1 and len(rows) > BATCH_SIZE else None
+    # In one process, tokenize's per-batch warnings are held back and logged once per split (and again from the
+    # cache). Worker processes could not hand them back: there each batch logs its own.
+    held = _HeldWarnings() if processes is None else None
+    if held is not None:
+        logger.addFilter(held)
     try:
         features = rows.dataset.map(
             featurize,
@@ -770,11 +774,12 @@ def _featurize_split(
             cache_file_name=str(path),
             new_fingerprint=hashlib.sha256(str(path).encode()).hexdigest()[:32],
             load_from_cache_file=False,
-            num_proc=num_proc if num_proc > 1 and len(rows) > BATCH_SIZE else None,
+            num_proc=processes,
         )
     finally:
-        logger.removeFilter(held)
-    return features, held.messages()
+        if held is not None:
+            logger.removeFilter(held)
+    return features, [] if held is None else held.messages()
 
 
 def _feature_columns(features: list[dict]) -> dict[str, list]:
