@@ -230,8 +230,9 @@ def single_task_run(
     tokenizer = AutoTokenizer.from_pretrained(encoder_path)
     prepared = prepare_data(alone, tokenizer)
 
-    def features(rows: list[dict]) -> FeatureDataset:
-        return FeatureDataset([{key: value for key, value in row.items() if key != "task_ids"} for row in rows])
+    def features(rows) -> FeatureDataset:
+        # A single-task transformers model takes no task_ids.
+        return FeatureDataset(rows.remove_columns([name for name in rows.column_names if name == "task_ids"]))
 
     train = features(prepared.train[task.name])
     settings = {

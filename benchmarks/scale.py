@@ -2,6 +2,7 @@
 checkpoint and per evaluation, against one task, in one run.
 
     python benchmarks/scale.py [--preset cpu|smoke] [--out benchmarks/results/scale_<preset>.json]
+    python benchmarks/scale.py --part data [--preset cpu|smoke]   # the data pipeline: see "data pipeline" below
 
 Prints a markdown table and writes every number as JSON. Each K gets the same random BERT encoder (built from a config
 in this script), the same generated text (random words of a generated vocabulary, tokenised by a WordPiece tokenizer
@@ -31,6 +32,7 @@ time (wall: it reads files). Benchmarks are not assertions: the script reports w
 import argparse
 import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -590,12 +592,202 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------------------ data pipeline
+#
+# `--part data`: what it costs to get from a data file to the first training batch, at growing sizes. Each measurement
+# runs in a fresh process (its peak RSS is that process's `ru_maxrss`): read + check + tokenise + the train dataset,
+# its sampler and one collated batch, as `cli.run` builds them. One generated jsonl task (random words of the generated
+# vocabulary, a random label of 4), the preset's tokenizer; the encoder is never built (this measures the pipeline).
+#   map, first run: `prepare_data` with an empty data cache;  map, cached: the same again;
+#   in-memory (today's pipeline before the Arrow one): every record read into Python objects and every example
+#   tokenised into a list of feature dicts by the same `read_split` / `infer_labels` / `encode_labels` / `tokenize`.
+
+
+@dataclass
+class DataPreset:
+    sizes: tuple  # training examples per measurement
+    in_memory_sizes: tuple  # the sizes at which the in-memory pipeline is measured too
+    min_words: int
+    max_words: int
+
+
+DATA_PRESETS = {
+    "cpu": DataPreset(
+        sizes=(10_000, 100_000, 1_000_000), in_memory_sizes=(10_000, 100_000), min_words=8, max_words=24
+    ),
+    "smoke": DataPreset(sizes=(200, 400), in_memory_sizes=(200,), min_words=4, max_words=12),
+}
+DATA_TARGETS = {"map_rss_ratio_max": 3.0, "cached_speedup_min": 10.0}
+
+
+def write_data_task(preset: ScalePreset, data: DataPreset, size: int, folder: Path) -> Path:
+    """`size` generated examples as jsonl, and an experiment file training one task on them."""
+    rng = random.Random(size)
+    num_words = preset.vocab_size - 5
+    path = folder / "train.jsonl"
+    with path.open("w") as handle:
+        for _ in range(size):
+            words = " ".join(
+                f"w{rng.randrange(num_words)}" for _ in range(rng.randint(data.min_words, data.max_words))
+            )
+            handle.write(json.dumps({"text": words, "label": f"c{rng.randrange(4)}"}) + "\n")
+    tokenizer(preset).save_pretrained(folder / "tokenizer")
+    return path
+
+
+def _data_child(spec: dict) -> dict:
+    """One measurement, in this (fresh) process: the pipeline of `spec["mode"]` up to one collated training batch."""
+    import resource
+
+    from modeling_multitask.training import data as data_module
+    from modeling_multitask.training.experiment import parse_experiment
+
+    started = time.perf_counter()
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(spec["tokenizer"])
+    raw = {
+        "model": {"base_model": spec["tokenizer"]},
+        "tasks": [{"name": "topic", "type": "sequence_classification", "data": {"train": spec["train"]}}],
+        "data_pipeline": {"cache_dir": spec["cache"]},
+    }
+    experiment = parse_experiment(raw)
+    if spec["mode"] == "in_memory":
+        task = experiment.tasks[0]
+        rows = data_module.read_split(task.data, "train")
+        labels = data_module.infer_labels(task, rows)
+        ids = {task.name: data_module.encode_labels(task, rows, labels, "train")}
+        features = data_module.tokenize(
+            data_module.TaskGroup([task], task.data), rows, tok, ids, {task.name: 0}, False
+        )
+        groups, cache_hits = [features], []
+    else:
+        prepared = data_module.prepare_data(experiment, tok)
+        groups, cache_hits = [prepared.train[group.name] for group in prepared.groups], prepared.cache_hits
+    dataset = torch.utils.data.ConcatDataset([FeatureDataset(group) for group in groups])
+    sampler = TaskBlockSampler([len(group) for group in groups], 32)
+    indices = [index for index, _ in zip(sampler, range(32))]
+    batch = MultiTaskDataCollator(tok, task_types=["sequence_classification"])([dataset[i] for i in indices])
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "cache_hits": cache_hits,
+        "batch_shape": list(batch["input_ids"].shape),
+    }
+
+
+def _run_child(spec: dict) -> dict:
+    import subprocess
+
+    command = [sys.executable, str(Path(__file__).resolve()), "--data-child", json.dumps(spec)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"data measurement {spec['mode']} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure_data(preset: ScalePreset, data: DataPreset, workdir: str) -> dict:
+    by_size = {}
+    for size in data.sizes:
+        folder = Path(workdir) / f"data_{size}"
+        folder.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        train = write_data_task(preset, data, size, folder)
+        print(f"  {size} examples written ({time.perf_counter() - started:.0f} s)", flush=True)
+        spec = {"train": str(train), "tokenizer": str(folder / "tokenizer"), "cache": str(folder / "cache")}
+        result = {"map_first": _run_child({**spec, "mode": "map"})}
+        result["map_cached"] = _run_child({**spec, "mode": "map"})
+        if size in data.in_memory_sizes:
+            result["in_memory"] = _run_child({**spec, "mode": "in_memory"})
+        result["cached_speedup"] = result["map_first"]["seconds"] / result["map_cached"]["seconds"]
+        result["cache_bytes"] = sum(path.stat().st_size for path in (folder / "cache").rglob("*") if path.is_file())
+        print(f"  {size}: " + json.dumps(result), flush=True)
+        by_size[str(size)] = result
+        shutil.rmtree(folder, ignore_errors=True)
+    smallest, largest = by_size[str(data.sizes[0])], by_size[str(data.sizes[-1])]
+    return {
+        "by_size": by_size,
+        "map_rss_ratio": largest["map_first"]["peak_rss_mb"] / smallest["map_first"]["peak_rss_mb"],
+        "cached_speedup_at_largest": largest["cached_speedup"],
+        "streaming": "not implemented (see docs/PERFORMANCE.md)",
+    }
+
+
+def data_markdown(results: dict) -> str:
+    data = results["data"]
+    sizes = list(data["by_size"])
+    rows = [
+        ("map, first run: start-up (s)", lambda r: f"{r['map_first']['seconds']:.1f}"),
+        ("map, cached run: start-up (s)", lambda r: f"{r['map_cached']['seconds']:.2f}"),
+        ("map: cached speed-up", lambda r: f"{r['cached_speedup']:.0f}x"),
+        ("map, first run: peak RSS (MB)", lambda r: f"{r['map_first']['peak_rss_mb']:.0f}"),
+        ("map, cached run: peak RSS (MB)", lambda r: f"{r['map_cached']['peak_rss_mb']:.0f}"),
+        ("in-memory (before): start-up (s)", lambda r: f"{r['in_memory']['seconds']:.1f}" if "in_memory" in r else "-"),
+        ("in-memory (before): peak RSS (MB)", lambda r: f"{r['in_memory']['peak_rss_mb']:.0f}" if "in_memory" in r else "-"),
+        ("data cache on disk (MB)", lambda r: f"{r['cache_bytes'] / 1e6:.0f}"),
+    ]  # fmt: skip
+    lines = [
+        "| training examples | " + " | ".join(f"{int(s):,}" for s in sizes) + " |",
+        "|---|" + "---|" * len(sizes),
+    ]
+    lines += [f"| {name} | " + " | ".join(cell(data["by_size"][s]) for s in sizes) + " |" for name, cell in rows]
+    rss, speedup = data["map_rss_ratio"], data["cached_speedup_at_largest"]
+    lines += [
+        "",
+        f"Peak RSS at {int(sizes[-1]):,} / {int(sizes[0]):,} examples, map mode: {rss:.2f}x (target at most "
+        f"{DATA_TARGETS['map_rss_ratio_max']}x: {'meets' if rss <= DATA_TARGETS['map_rss_ratio_max'] else '**misses**'})."
+        f" Cached start-up at {int(sizes[-1]):,}: {speedup:.0f}x faster than the first run (target at least "
+        f"{DATA_TARGETS['cached_speedup_min']:.0f}x: "
+        f"{'meets' if speedup >= DATA_TARGETS['cached_speedup_min'] else '**misses**'}). Streaming: not measured "
+        "(not implemented).",
+    ]
+    return "\n".join(lines)
+
+
+def main_data(args) -> int:
+    preset, data = PRESETS[args.preset], DATA_PRESETS[args.preset]
+    workdir = args.workdir or tempfile.mkdtemp(prefix="scale_data_")
+    started = time.time()
+    print(f"data pipeline at {data.sizes} examples ...", flush=True)
+    results = {
+        "preset": {"name": preset.name, "vocab_size": preset.vocab_size, **data.__dict__},
+        "machine": machine(),
+        "data": measure_data(preset, data, workdir),
+        "targets": DATA_TARGETS,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    results["wall_seconds"] = time.time() - started
+    results["table"] = data_markdown(results)
+    out = Path(args.out or REPO / "benchmarks" / "results" / f"scale_data_{preset.name}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print()
+    print(results["table"])
+    print(f"\nWrote {out} ({results['wall_seconds']:.0f} s).")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--out", help="JSON file (default benchmarks/results/scale_<preset>.json)")
     parser.add_argument("--workdir", default=None, help="scratch folder for checkpoints (default: a temp dir)")
+    parser.add_argument(
+        "--part",
+        choices=("k", "data"),
+        default="k",
+        help="k: many tasks (default); data: the data pipeline's start-up time and peak RSS at growing sizes "
+        "(its own results file, scale_data_<preset>.json)",
+    )
+    parser.add_argument("--data-child", help=argparse.SUPPRESS)  # one data measurement, in a fresh process
     args = parser.parse_args(argv)
+    if args.data_child:
+        print(json.dumps(_data_child(json.loads(args.data_child))))
+        return 0
+    if args.part == "data":
+        return main_data(args)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()  # the per-checkpoint "Loading weights" bars
     preset = PRESETS[args.preset]

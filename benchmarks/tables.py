@@ -376,6 +376,21 @@ def scale_table(preset: str = "cpu") -> str:
     return provenance + "\n\n" + markdown(results)
 
 
+def scale_data_table(preset: str = "cpu") -> str:
+    """The data-pipeline table of `scale.py --part data`, as it prints it, with the run's provenance."""
+    from scale import data_markdown
+
+    results = load(f"scale_data_{preset}")
+    machine = results["machine"]
+    stamp = results["timestamp"].replace("T", " ")[:16]
+    provenance = (
+        f"Command: `{results['command']}` ({results['wall_seconds']:.0f} s), {stamp} UTC; Python "
+        f"{machine['python']}, torch {machine['torch']}, transformers {machine['transformers']}. "
+        f"Results file: `benchmarks/results/scale_data_{preset}.json`."
+    )
+    return provenance + "\n\n" + data_markdown(results)
+
+
 # ------------------------------------------------------------------------------------------------ README
 
 
@@ -437,6 +452,7 @@ TABLES = {
     "perf-cpu": perf_table,
     "scale-cpu": scale_table,
     "scale-cpu-small": lambda: scale_table("cpu_small"),
+    "scale-data-cpu": scale_data_table,
     "readme-results": readme_results,
     "readme-cost": readme_cost,
 }

@@ -149,3 +149,10 @@ def run_fresh(checkpoint: Path, inputs: dict, tmp_path: Path) -> tuple[dict, dic
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1]), torch.load(tmp_path / "outputs.pt")
+
+
+@pytest.fixture(autouse=True)
+def _own_data_cache(tmp_path_factory, monkeypatch):
+    """Each test gets an empty data cache (`$MULTITASK_CACHE`, inherited by the CLI subprocesses it starts): one test's
+    cached features never stand in for another's tokenising (their warnings, their counted `tokenize` calls)."""
+    monkeypatch.setenv("MULTITASK_CACHE", str(tmp_path_factory.mktemp("data-cache")))

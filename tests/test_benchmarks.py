@@ -110,3 +110,22 @@ def test_scale_smoke_preset_measures_every_k(tmp_path, capsys):
     assert table in capsys.readouterr().out
     for row in ("| (1) ratio to K = 1", "| (2) forward_backward", "| (3) checkpoint", "| (4) evaluate"):
         assert row in table, row
+
+
+def test_scale_data_part_measures_start_up_and_rss_per_size(tmp_path, capsys):
+    scale = load_script("scale")
+    out = tmp_path / "scale_data_smoke.json"
+    assert scale.main(["--part", "data", "--preset", "smoke", "--out", str(out), "--workdir", str(tmp_path)]) == 0
+
+    results = json.loads(out.read_text())
+    data = scale.DATA_PRESETS["smoke"]
+    assert list(results["data"]["by_size"]) == [str(size) for size in data.sizes]
+    for size, measured in results["data"]["by_size"].items():
+        assert measured["map_first"]["cache_hits"] == [] and measured["map_cached"]["cache_hits"] == ["topic"], size
+        for mode in ("map_first", "map_cached"):
+            assert measured[mode]["seconds"] > 0 and measured[mode]["peak_rss_mb"] > 0, (size, mode)
+            assert measured[mode]["batch_shape"][0] == 32, (size, mode)
+        assert ("in_memory" in measured) == (int(size) in data.in_memory_sizes), size
+        assert measured["cache_bytes"] > 0
+    assert results["table"] in capsys.readouterr().out
+    assert "| map, cached run: start-up (s) |" in results["table"]

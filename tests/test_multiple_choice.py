@@ -157,7 +157,7 @@ def test_choice_columns_and_answers_that_do_not_fit(tmp_path, tiny_encoder, caps
     }
     (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(raw))
     prepared = prepare_data(load_experiment(tmp_path / "experiment.yaml"), AutoTokenizer.from_pretrained(tiny_encoder))
-    (feature,) = prepared.train["swag"][:1]
+    feature = prepared.train["swag"][0]
     assert len(feature["input_ids"]) == 2 and feature["labels"] == 0
 
     with (tmp_path / "swag.csv").open("a", newline="") as handle:

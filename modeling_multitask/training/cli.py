@@ -9,6 +9,7 @@ with the HF Trainer, evaluates every task on validation (and test where given), 
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGH
 
 from ..push_cli import HUB_ERRORS, describe_hub_error
 from .collator import MultiTaskDataCollator
-from .data import PreparedData, prepare_data
+from .data import PreparedData, example_lengths, prepare_data
 from .evaluation import (  # noqa: F401  (evaluate_checkpoint: public here too)
     evaluate_checkpoint,
     evaluate_splits,
@@ -194,7 +195,12 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
             f"({len(tokenizer)} tokens; every word maps to {tokenizer.unk_token}). Save the "
             "encoder's tokenizer files beside its weights."
         )
-    prepared = prepare_data(experiment, tokenizer)
+    # Data parallel: each machine's main process tokenises first and fills the data cache, which the other ranks then
+    # read instead of tokenising the same data again (a first tokenisation longer than training.ddp_timeout, 30
+    # minutes by default, needs a larger one).
+    first = args.main_process_first(local=True, desc="preparing the data") if experiment.data_pipeline.cache else None
+    with first or contextlib.nullcontext():
+        prepared = prepare_data(experiment, tokenizer)
     if resumed_config is not None:
         check_resumed_labels(last_checkpoint, resumed_config, prepared.labels)
     for info in task_infos:
@@ -220,7 +226,7 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
         sampling_strategy=experiment.sampling.strategy,
         temperature=experiment.sampling.temperature,
         max_examples_per_task=experiment.sampling.max_examples_per_task,
-        group_lengths=[[len(f["input_ids"]) for f in prepared.train[group.name]] for group in prepared.groups]
+        group_lengths=[example_lengths(prepared.train[group.name]) for group in prepared.groups]
         if experiment.sampling.group_by_length
         else None,
         callbacks=[ServableCheckpoints()],

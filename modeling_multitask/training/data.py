@@ -3,17 +3,24 @@
 Every problem with a file names the file and the line, and is raised as an `ExperimentError` before training starts.
 """
 
+import atexit
 import bisect
+import contextlib
 import csv
+import functools
+import hashlib
 import json
 import logging
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..featurization import featurize_batch
-from .experiment import DataSource, Experiment, ExperimentError, TaskSpec
+from .experiment import DataPipelineSpec, DataSource, Experiment, ExperimentError, TaskSpec
 
 
 logger = logging.getLogger(__name__)
@@ -48,17 +55,25 @@ class Rows:
 
 
 # ---------------------------------------------------------------------------------------------------------- reading
+#
+# Each local file is read by a generator into a `datasets.Dataset` (memory-mapped Arrow, under the data cache), with
+# the line each record starts on in a LINE column, so that a bad value found later (a label, an empty text) still
+# names its file and line. Our readers, not `datasets`' csv/json builders, because their rules matter: a byte-order
+# mark never sticks to a column name, GLUE's TSVs hold bare quotes, a JSON line's values keep their exact types
+# (`1` stays an int, where an Arrow column would turn it into `1.0` next to a float), CoNLL and line files have no
+# builder at all. Parquet files and Hub datasets are Arrow already.
+
+LINE = "__line__"  # the line a record starts on (1-based); absent where a record's line is its row number
+JSON_RECORD = "__json__"  # a JSON line's record, as its text: re-read per batch, with its values' types intact
 
 
-def _read_delimited(
-    path: Path, delimiter: str, has_header: bool, column_names: list[str] | None, quoting: bool | None = None
-) -> Rows:
+def _delimited_records(path: str, delimiter: str, has_header: bool, column_names, quoting, stamp):
     # GLUE's TSVs contain bare quotes: tab-separated files are read with quoting off unless data.quoting turns it on
     # (TSVs written by pandas or spreadsheets quote fields holding tabs or newlines).
     if quoting is None:
         quoting = delimiter != "\t"
-    records, lines = [], []
-    with path.open(newline="", encoding=ENCODING) as handle:
+    count = 0
+    with Path(path).open(newline="", encoding=ENCODING) as handle:
         reader = csv.reader(handle, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE)
         header = column_names
         for row in reader:
@@ -74,14 +89,15 @@ def _read_delimited(
                     f"{path}, line {reader.line_num}: expected {len(header)} columns "
                     f"({', '.join(header)}), found {len(row)}."
                 )
-            records.append(dict(zip(header, row)))
-            lines.append(reader.line_num)
-    return Rows(records, lines, str(path))
+            count += 1
+            yield {**dict(zip(header, row)), LINE: reader.line_num}
+    if not count:
+        raise ExperimentError(f"{path} holds no examples.")
 
 
-def _read_jsonl(path: Path) -> Rows:
-    records, lines = [], []
-    with path.open(encoding=ENCODING) as handle:
+def _jsonl_records(path: str, stamp):
+    count = 0
+    with Path(path).open(encoding=ENCODING) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -91,9 +107,10 @@ def _read_jsonl(path: Path) -> Rows:
                 raise ExperimentError(f"{path}, line {number}: not valid JSON ({error.msg}).") from error
             if not isinstance(record, dict):
                 raise ExperimentError(f"{path}, line {number}: each line must be a JSON object.")
-            records.append(_with_nested_columns(record))
-            lines.append(number)
-    return Rows(records, lines, str(path))
+            count += 1
+            yield {JSON_RECORD: line.strip(), LINE: number}
+    if not count:
+        raise ExperimentError(f"{path} holds no examples.")
 
 
 def _with_nested_columns(record: dict) -> dict:
@@ -107,17 +124,16 @@ def _with_nested_columns(record: dict) -> dict:
     return {**record, **{key: value for key, value in nested.items() if key not in record}}
 
 
-def _read_conll(path: Path) -> Rows:
+def _conll_records(path: str, stamp):
     """CoNLL-style columns: one token per line, the token first and its tag last, blank lines between sentences."""
-    records, lines = [], []
-    tokens, tags, start = [], [], None
-    with path.open(encoding=ENCODING) as handle:
+    tokens, tags, start, count = [], [], None, 0
+    with Path(path).open(encoding=ENCODING) as handle:
         for number, line in enumerate(handle, start=1):
             parts = line.split()
             if not parts or parts[0] == "-DOCSTART-":
                 if tokens:
-                    records.append({"tokens": tokens, "tags": tags})
-                    lines.append(start)
+                    count += 1
+                    yield {"tokens": tokens, "tags": tags, LINE: start}
                 tokens, tags, start = [], [], None
                 continue
             if len(parts) < 2:
@@ -126,9 +142,10 @@ def _read_conll(path: Path) -> Rows:
             tags.append(parts[-1])
             start = start or number
     if tokens:
-        records.append({"tokens": tokens, "tags": tags})
-        lines.append(start)
-    return Rows(records, lines, str(path))
+        count += 1
+        yield {"tokens": tokens, "tags": tags, LINE: start}
+    if not count:
+        raise ExperimentError(f"{path} holds no examples.")
 
 
 def _is_squad_layout(path: Path) -> bool:
@@ -147,55 +164,61 @@ def _is_squad_layout(path: Path) -> bool:
     )
 
 
-def _read_squad(path: Path) -> Rows:
+def _squad_records(path: str, stamp):
     """The SQuAD JSON layout as published (`{"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question",
-    "answers"}]}]}]}`): one record per question, with its paragraph as `context` and SQuAD 2.0's
-    `is_impossible` questions given no answers."""
+    "answers"}]}]}]}`): one record per question, with its paragraph as `context` and SQuAD 2.0's `is_impossible`
+    questions given no answers. Its "line" is the question's number in the file."""
     try:
-        document = json.loads(path.read_text(encoding=ENCODING))
+        document = json.loads(Path(path).read_text(encoding=ENCODING))
     except json.JSONDecodeError as error:
         raise ExperimentError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}).") from error
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         raise ExperimentError(f"{path}: a SQuAD file holds {{'data': [articles]}}; this one does not.")
-    records = []
+    number = 0
     try:
         for article in document["data"]:
             for paragraph in article["paragraphs"]:
                 for qa in paragraph["qas"]:
                     answers = [] if qa.get("is_impossible") else qa["answers"]
-                    records.append(
-                        {
-                            "id": qa["id"],
-                            "title": article.get("title", ""),
-                            "question": qa["question"],
-                            "context": paragraph["context"],
-                            "answers": answers,
-                        }
-                    )
+                    record = {
+                        "id": qa["id"],
+                        "title": article.get("title", ""),
+                        "question": qa["question"],
+                        "context": paragraph["context"],
+                        "answers": answers,
+                    }
+                    number += 1
+                    yield {JSON_RECORD: json.dumps(record), LINE: number}
     except (KeyError, TypeError) as error:
         raise ExperimentError(
-            f"{path}, question {len(records) + 1}: not in the SQuAD layout (missing {error}); expected "
+            f"{path}, question {number + 1}: not in the SQuAD layout (missing {error}); expected "
             "data -> paragraphs -> qas with id, question and answers."
         ) from None
-    return Rows(records, list(range(1, len(records) + 1)), str(path), unit="question")
+    if not number:
+        raise ExperimentError(f"{path} holds no examples.")
 
 
-def _read_line_files(columns: dict[str, Path]) -> Rows:
+def _line_file_records(columns: dict[str, str], stamp):
     """Parallel text files, one example per line, one file per column (ATIS/SNIPS's seq.in, seq.out, label)."""
-    values = {}
+    counts = {}
     for column, path in columns.items():
-        _require_file(path)
-        values[column] = path.read_text(encoding=ENCODING).splitlines()
-    counts = {column: len(column_values) for column, column_values in values.items()}
+        with Path(path).open(encoding=ENCODING) as handle:
+            counts[column] = sum(1 for _ in handle)
     if len(set(counts.values())) > 1:
         raise ExperimentError(
             "Line files of one split must have the same number of lines; got "
             + ", ".join(f"{columns[c]}: {n}" for c, n in counts.items())
             + "."
         )
-    names = list(values)
-    records = [dict(zip(names, row)) for row in zip(*values.values())]
-    return Rows(records, list(range(1, len(records) + 1)), " + ".join(str(p) for p in columns.values()))
+    handles = [Path(path).open(encoding=ENCODING) for path in columns.values()]
+    try:
+        for number, values in enumerate(zip(*handles), start=1):
+            yield {**{column: value.rstrip("\r\n") for column, value in zip(columns, values)}, LINE: number}
+    finally:
+        for handle in handles:
+            handle.close()
+    if not next(iter(counts.values()), 0):
+        raise ExperimentError(f"{' + '.join(columns.values())} holds no examples.")
 
 
 def _require_file(path: Path) -> None:
@@ -203,8 +226,56 @@ def _require_file(path: Path) -> None:
         raise ExperimentError(f"Data file {path} does not exist.")
 
 
+def _stamp(path: Path) -> tuple[str, int, int]:
+    """What a file's content is taken to depend on: its path, size and modification time."""
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@dataclass
+class ArrowRows:
+    """The records of one split of one data source, as a memory-mapped `datasets.Dataset`, with where each came from.
+
+    `batches()` hands them out as [`Rows`], the unit the checking, labelling and tokenising functions work on."""
+
+    dataset: Any  # datasets.Dataset
+    origin: str
+    identity: str  # what the records depend on (file stamps, a Hub dataset's fingerprint): part of cache keys
+    unit: str = "line"  # what the LINE column counts: file lines, or questions of a SQuAD file
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def rows(self, batch: dict[str, list], indices: list[int]) -> Rows:
+        """A batch of the dataset (`dataset[i:j]`, or a `.map` batch) as `Rows`; `indices` are its row numbers."""
+        lines = batch[LINE] if LINE in batch else [index + 1 for index in indices]
+        if JSON_RECORD in batch:
+            records = [_with_nested_columns(json.loads(text)) for text in batch[JSON_RECORD]]
+        else:
+            names = [name for name in batch if name != LINE]
+            records = [dict(zip(names, values)) for values in zip(*(batch[name] for name in names))]
+        return Rows(records, list(lines), self.origin, self.unit)
+
+    def batches(self, size: int = 1000):
+        for start in range(0, len(self.dataset), size):
+            stop = min(start + size, len(self.dataset))
+            yield self.rows(self.dataset[start:stop], list(range(start, stop)))
+
+    def to_rows(self) -> Rows:
+        return self.rows(self.dataset[:], list(range(len(self.dataset))))
+
+
 def read_split(source: DataSource, split: str) -> Rows | None:
-    """The records of `split` (`None` when the source has no such split)."""
+    """The records of `split` as Python objects (`None` when the source has no such split). Training reads them as
+    Arrow through [`load_split`]; this is for small data and tests."""
+    with _quiet_datasets(), tempfile.TemporaryDirectory(prefix="multitask-read-") as scratch:
+        loaded = load_split(source, split, Path(scratch))
+        return None if loaded is None else loaded.to_rows()
+
+
+def load_split(source: DataSource, split: str, cache_dir: Path) -> ArrowRows | None:
+    """The records of `split` as Arrow (`None` when the source has no such split); local files are converted once
+    into `cache_dir` and re-read from there while they keep their size and modification time."""
     if source.dataset is not None:
         if split not in source.splits:
             return None
@@ -218,61 +289,110 @@ def read_split(source: DataSource, split: str) -> Rows | None:
                 f"'{source.splits[split]}'): {error}. Offline, point data.train/validation at "
                 "local files instead."
             ) from error
-        records = data.to_list()
         origin = f"{source.dataset}[{source.splits[split]}]"
-        if not records:
+        if not len(data):
             raise ExperimentError(
                 f"Hub dataset split {origin} holds no examples: name a non-empty split in data.splits.{split}."
             )
-        return Rows(records, list(range(1, len(records) + 1)), origin)
+        return ArrowRows(data, origin, f"hub:{data._fingerprint}")
 
     location = source.files.get(split)
     if location is None:
         return None
     try:
-        rows = _read_local(source, location)
+        return _load_local(source, location, cache_dir)
     except UnicodeDecodeError as error:
         raise ExperimentError(
             f"{location} is not UTF-8 text ({error.reason} at byte {error.start}): save it as UTF-8."
         ) from error
-    if not rows.records:
-        raise ExperimentError(f"{rows.origin} holds no examples.")
-    return rows
 
 
-def _read_local(source: DataSource, location) -> Rows:
+def _from_generator(generator, gen_kwargs: dict, cache_dir: Path):
+    """`Dataset.from_generator`, re-raising our readers' errors as they were (datasets wraps them)."""
+    import datasets
+    from datasets.exceptions import DatasetGenerationError
+
+    # datasets reads a list in gen_kwargs as shards, one generator call each: pass none.
+    gen_kwargs = {key: tuple(value) if isinstance(value, list) else value for key, value in gen_kwargs.items()}
+    try:
+        return datasets.Dataset.from_generator(generator, gen_kwargs=gen_kwargs, cache_dir=str(cache_dir / "read"))
+    except DatasetGenerationError as error:
+        cause = error.__cause__
+        while cause is not None and not isinstance(cause, (ExperimentError, UnicodeDecodeError, OSError)):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        raise cause from None
+
+
+def _load_local(source: DataSource, location, cache_dir: Path) -> ArrowRows:
     if isinstance(location, dict):
-        rows = _read_line_files(location)
+        for path in location.values():
+            _require_file(path)
+        columns = {column: str(path) for column, path in location.items()}
+        stamp = [_stamp(path) for path in location.values()]
+        data = _from_generator(_line_file_records, {"columns": columns, "stamp": stamp}, cache_dir)
+        return ArrowRows(data, " + ".join(columns.values()), json.dumps(stamp))
+    _require_file(location)
+    file_format = source.format or _SUFFIX_FORMATS.get(location.suffix.lower())
+    if source.format is None and location.suffix.lower() == ".json" and _is_squad_layout(location):
+        file_format = "squad"  # SQuAD's published files are .json; each split's file is told apart by itself
+    if file_format is None:
+        raise ExperimentError(
+            f"Cannot tell the format of {location} from its suffix: set data.format to one "
+            f"of {', '.join(sorted(set(_SUFFIX_FORMATS.values())))}."
+        )
+    stamp = _stamp(location)
+    options = {"path": str(location), "stamp": stamp}
+    if file_format in ("csv", "tsv"):
+        delimiter = source.delimiter or ("\t" if file_format == "tsv" else ",")
+        options.update(
+            delimiter=delimiter, has_header=source.has_header, column_names=source.column_names, quoting=source.quoting
+        )
+        data = _from_generator(_delimited_records, options, cache_dir)
+    elif file_format in ("jsonl", "json"):
+        data = _from_generator(_jsonl_records, options, cache_dir)
+    elif file_format == "squad":
+        data = _from_generator(_squad_records, options, cache_dir)
+        return ArrowRows(data, str(location), json.dumps(stamp), unit="question")
+    elif file_format == "conll":
+        data = _from_generator(_conll_records, options, cache_dir)
+    elif file_format == "parquet":
+        data = _read_parquet(location, cache_dir)
     else:
-        _require_file(location)
-        file_format = source.format or _SUFFIX_FORMATS.get(location.suffix.lower())
-        if source.format is None and location.suffix.lower() == ".json" and _is_squad_layout(location):
-            file_format = "squad"  # SQuAD's published files are .json; each split's file is told apart by itself
-        if file_format is None:
-            raise ExperimentError(
-                f"Cannot tell the format of {location} from its suffix: set data.format to one "
-                f"of {', '.join(sorted(set(_SUFFIX_FORMATS.values())))}."
-            )
-        if file_format in ("csv", "tsv"):
-            delimiter = source.delimiter or ("\t" if file_format == "tsv" else ",")
-            rows = _read_delimited(location, delimiter, source.has_header, source.column_names, source.quoting)
-        elif file_format in ("jsonl", "json"):
-            rows = _read_jsonl(location)
-        elif file_format == "squad":
-            rows = _read_squad(location)
-        elif file_format == "conll":
-            rows = _read_conll(location)
-        elif file_format == "parquet":
-            import pyarrow.parquet
+        raise ExperimentError(f"data.format '{file_format}' needs a mapping of column -> line file per split.")
+    return ArrowRows(data, str(location), json.dumps(stamp))
 
-            try:
-                records = pyarrow.parquet.read_table(location).to_pylist()
-            except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
-                raise ExperimentError(f"{location} is not a readable parquet file: {error}") from error
-            rows = Rows(records, list(range(1, len(records) + 1)), str(location))
-        else:
-            raise ExperimentError(f"data.format '{file_format}' needs a mapping of column -> line file per split.")
-    return rows
+
+def _read_parquet(location: Path, cache_dir: Path):
+    import datasets
+    import pyarrow.parquet
+
+    try:
+        # The footer alone: a file that is not parquet fails here with pyarrow's own words.
+        rows = pyarrow.parquet.ParquetFile(location).metadata.num_rows
+    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        raise ExperimentError(f"{location} is not a readable parquet file: {error}") from error
+    if not rows:
+        raise ExperimentError(f"{location} holds no examples.")
+    try:
+        return datasets.Dataset.from_parquet(str(location), cache_dir=str(cache_dir / "read"))
+    except Exception as error:  # datasets wraps pyarrow's errors in its own
+        raise ExperimentError(f"{location} is not a readable parquet file: {error}") from error
+
+
+@contextlib.contextmanager
+def _quiet_datasets():
+    """No `datasets` progress bars while we read and map: the CLI's stderr carries our messages only."""
+    import datasets
+
+    disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not disabled:
+            datasets.enable_progress_bars()
 
 
 # ------------------------------------------------------------------------------------------------------- labelling
@@ -313,9 +433,17 @@ def _raw_labels(task: TaskSpec, rows: Rows, index: int) -> Any:
         ) from None
 
 
-def infer_labels(task: TaskSpec, train: Rows) -> list[str] | None:
-    """The label names: the experiment's list, `0 ... num_labels - 1` for a bare count, or every label seen in train
-    (in the order the task's type sorts them)."""
+def seen_labels(task: TaskSpec, rows: Rows) -> set[str]:
+    """The label names the records of `rows` use for `task` (a batch's share of `infer_labels`)."""
+    seen = set()
+    for index in range(len(rows.records)):
+        seen.update(task.definition.label_names(_raw_labels(task, rows, index)))
+    return seen
+
+
+def label_list(task: TaskSpec, seen: set[str]) -> list[str] | None:
+    """The label names: the experiment's list, `0 ... num_labels - 1` for a bare count, or the `seen` ones (in the
+    order the task's type sorts them); `None` for a type without labels."""
     definition = task.definition
     if definition.min_labels is None:
         return None
@@ -324,13 +452,17 @@ def infer_labels(task: TaskSpec, train: Rows) -> list[str] | None:
     elif task.num_labels is not None:
         labels = [str(i) for i in range(task.num_labels)]
     else:
-        seen = set()
-        for index in range(len(train.records)):
-            seen.update(definition.label_names(_raw_labels(task, train, index)))
         labels = definition.sort_labels(seen)
     if task.unseen_labels == "unk" and UNK_LABEL not in labels:
         labels.append(UNK_LABEL)
     return labels
+
+
+def infer_labels(task: TaskSpec, train: Rows) -> list[str] | None:
+    """The label names: the experiment's list, `0 ... num_labels - 1` for a bare count, or every label seen in train
+    (in the order the task's type sorts them)."""
+    inferred = task.definition.min_labels is not None and task.labels is None and task.num_labels is None
+    return label_list(task, seen_labels(task, train) if inferred else set())
 
 
 def encode_labels(task: TaskSpec, rows: Rows, labels: list[str] | None, split: str) -> list[Any]:
@@ -505,8 +637,8 @@ def _own_features(task: TaskSpec, rows: Rows, tokenizer, labels: list, task_inde
             raise ExperimentError(f"{rows.where(index)}: {error} (task '{task.name}').") from None
         for feature in record_features:
             feature["task_ids"] = task_index
-            if "scoring" in feature:  # which example a feature came from, across the whole split
-                feature["scoring"] = {**feature["scoring"], "example": index}
+            if "scoring" in feature:  # which example a feature came from, across the whole split (batches too)
+                feature["scoring"] = {**feature["scoring"], "example": rows.lines[index]}
         features.extend(record_features)
     return features
 
@@ -530,80 +662,409 @@ def _text(value: Any, rows: Rows, index: int, column: str) -> str:
     return value
 
 
+# ------------------------------------------------------------------------------------------------------ preparing
+#
+# Each group's features are built once per fingerprint and kept as Arrow files in the data cache:
+#   <cache>/features/<fingerprint>/{train*.arrow, validation-<i>*.arrow, test-<i>*.arrow, meta.json}
+# The fingerprint covers the data (path, size and modification time of every file; a Hub dataset's own
+# fingerprint), the tokenizer, every task setting that reaches the features, and the code that builds them. A
+# second run with the same fingerprint reads the files (memory-mapped) and neither re-reads nor re-tokenises.
+
+CACHE_ENV = "MULTITASK_CACHE"
+CACHE_LAYOUT = 1  # bump when the cached files change shape
+BATCH_SIZE = 1000  # examples per batch of checking and tokenising
+
+
+def default_cache_dir() -> Path:
+    """`$MULTITASK_CACHE`, else `multitask/` in the Hugging Face datasets cache (`$HF_DATASETS_CACHE`, by default
+    `~/.cache/huggingface/datasets`)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    import datasets
+
+    return Path(datasets.config.HF_DATASETS_CACHE) / "multitask"
+
+
+def _cache_root(settings: DataPipelineSpec) -> Path:
+    if not settings.cache:
+        # Still files (memory-mapped, not held in RAM), in a folder removed when the process ends.
+        scratch = tempfile.mkdtemp(prefix="multitask-data-")
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        return Path(scratch)
+    root = Path(settings.cache_dir) if settings.cache_dir is not None else default_cache_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ExperimentError(
+            f"data_pipeline.cache_dir: cannot create the data cache {root} ({error.strerror}): choose another "
+            f"folder (or set ${CACHE_ENV}), or turn the cache off with data_pipeline.cache: false."
+        ) from None
+    return root
+
+
+@functools.lru_cache(maxsize=1)
+def _code_version() -> str:
+    """A hash of the code that turns records into features: reading, labelling (the task types) and featurising."""
+    import configuration_multitask
+
+    from .. import featurization
+
+    files = [
+        Path(__file__),
+        Path(featurization.__file__),
+        *sorted(Path(configuration_multitask.__file__).parent.glob("*.py")),
+    ]
+    digest = hashlib.sha256(str(CACHE_LAYOUT).encode())
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _tokenizer_identity(tokenizer) -> str:
+    """The tokenizer's vocabulary, normaliser, pre-tokeniser and post-processor, without the truncation and padding
+    state that each call sets on it."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return f"{type(tokenizer).__name__}:{getattr(tokenizer, 'name_or_path', '')}:{len(tokenizer)}"
+    state = json.loads(backend.to_str())
+    state.pop("truncation", None)
+    state.pop("padding", None)
+    text = json.dumps([type(tokenizer).__name__, list(tokenizer.model_input_names), state], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _split_identity(source: DataSource, split: str, rows_of) -> str | None:
+    """What a split's records depend on, read without reading the data (except a Hub dataset, whose fingerprint is
+    known once `datasets` has it at hand)."""
+    if source.dataset is not None:
+        rows = rows_of(source, split)
+        return None if rows is None else rows.identity
+    location = source.files.get(split)
+    if location is None:
+        return None
+    paths = list(location.values()) if isinstance(location, dict) else [location]
+    for path in paths:
+        _require_file(path)
+    return json.dumps([_stamp(path) for path in paths])
+
+
+def _group_fingerprint(
+    group: TaskGroup, identities: dict, tokenizer_id: str, task_indices: dict, word_splitting
+) -> str:
+    task_keys = (
+        "name", "type", "text_column", "text_pair_column", "label_column", "labels", "num_labels", "unseen_labels",
+        "max_length", "settings", "data_settings",
+    )  # fmt: skip
+    spec = {
+        "code": _code_version(),
+        "tokenizer": tokenizer_id,
+        "data": identities,
+        "source": repr(group.source),
+        "split_words": group.split_words,
+        "word_splitting": word_splitting,
+        "tasks": [
+            {**{key: getattr(task, key) for key in task_keys}, "index": task_indices[task.name]}
+            for task in group.tasks
+        ],
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=repr).encode()).hexdigest()[:32]
+
+
 @dataclass
-class PreparedData:
-    """Everything training needs from the data: label names per task, train features per group, eval features."""
+class _GroupFeatures:
+    """One group's features, as read from (or written to) its cache folder."""
 
     labels: dict[str, list[str] | None]
-    train: dict[str, list[dict]]  # group name -> features
-    validation: dict[str, list[dict]] = field(default_factory=dict)  # task name -> features
-    test: dict[str, list[dict]] = field(default_factory=dict)
+    train: Any  # datasets.Dataset
+    evaluation: dict[str, dict[str, Any]]  # split -> task -> datasets.Dataset
+    truncated: dict[str, dict[str, int]]
+    warnings: list[str]
+
+
+def _load_cached(folder: Path) -> _GroupFeatures | None:
+    meta_file = folder / "meta.json"
+    if not meta_file.is_file():
+        return None
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        evaluation = {
+            split: {name: _open_features(folder, files) for name, files in tasks.items()}
+            for split, tasks in meta["evaluation"].items()
+        }
+        train = _open_features(folder, meta["train"])
+        return _GroupFeatures(meta["labels"], train, evaluation, meta["truncated"], meta["warnings"])
+    except (OSError, ValueError, KeyError) as error:  # a damaged entry (a file deleted by hand...): build it again
+        logger.warning("Ignoring the damaged data cache entry %s (%s); tokenising again.", folder, error)
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+
+def _open_features(folder: Path, files: list[str]):
+    """One split's features, memory-mapped from its Arrow file (one per tokenising process)."""
+    import datasets
+
+    parts = [datasets.Dataset.from_file(str(folder / name)) for name in files]
+    return _drop_empty_columns(parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts))
+
+
+def _file_names(features) -> list[str]:
+    """The Arrow files `Dataset.map` wrote (`num_proc` > 1 writes one per process), in order."""
+    return [Path(entry["filename"]).name for entry in features.cache_files]
+
+
+class _HeldWarnings(logging.Filter):
+    """Holds back the warnings `tokenize` logs for each batch, so each is logged once per split, not per batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+    def messages(self) -> list[str]:
+        by_template: dict[str, list[logging.LogRecord]] = {}
+        for record in self.records:
+            by_template.setdefault(record.msg, []).append(record)
+        messages = []
+        for records in by_template.values():
+            message = records[0].getMessage()
+            if len(records) > 1:
+                message += f" (in the first of {len(records)} batches of up to {BATCH_SIZE} examples saying so)"
+            messages.append(message)
+        return messages
+
+
+def _featurize_split(
+    rows: ArrowRows, group: TaskGroup, tokenizer, labels, task_indices, split, word_splitting, path, num_proc
+):
+    """One split of a group, checked, labelled and tokenised batch by batch into the Arrow file `path`."""
+
+    def featurize(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        batch_rows = rows.rows(batch, indices)
+        label_ids = {task.name: encode_labels(task, batch_rows, labels[task.name], split) for task in group.tasks}
+        joint = len(group.tasks) > 1
+        return _feature_columns(tokenize(group, batch_rows, tokenizer, label_ids, task_indices, joint, word_splitting))
+
+    processes = num_proc if num_proc > 1 and len(rows) > BATCH_SIZE else None
+    # In one process, tokenize's per-batch warnings are held back and logged once per split (and again from the
+    # cache). Worker processes could not hand them back: there each batch logs its own.
+    held = _HeldWarnings() if processes is None else None
+    if held is not None:
+        logger.addFilter(held)
+    try:
+        features = rows.dataset.map(
+            featurize,
+            with_indices=True,
+            batched=True,
+            batch_size=BATCH_SIZE,
+            remove_columns=rows.dataset.column_names,
+            cache_file_name=str(path),
+            new_fingerprint=hashlib.sha256(str(path).encode()).hexdigest()[:32],
+            load_from_cache_file=False,
+            num_proc=processes,
+        )
+    finally:
+        if held is not None:
+            logger.removeFilter(held)
+    return features, [] if held is None else held.messages()
+
+
+def _feature_columns(features: list[dict]) -> dict[str, list]:
+    """A batch of features as columns. Every batch has the same columns (Arrow needs one schema per file):
+    `truncated` is always there (False where absent), `scoring` always, as JSON text ("null" where absent)."""
+    names = dict.fromkeys(name for feature in features for name in feature)
+    names.update({TRUNCATED: None, SCORING: None})
+    columns = {}
+    for name in names:
+        if name == TRUNCATED:
+            columns[name] = [bool(feature.get(TRUNCATED)) for feature in features]
+        elif name == SCORING:
+            columns[name] = [json.dumps(feature.get(SCORING)) for feature in features]
+        else:
+            columns[name] = [feature[name] for feature in features]
+    return columns
+
+
+def _drop_empty_columns(features):
+    """Rows without a truncated example or anything to score lose those keys, as the features had none before."""
+    import pyarrow.compute
+
+    table = features.data
+    empty = []
+    if TRUNCATED in table.column_names and not pyarrow.compute.any(table.column(TRUNCATED)).as_py():
+        empty.append(TRUNCATED)
+    if (
+        SCORING in table.column_names
+        and pyarrow.compute.all(pyarrow.compute.equal(table.column(SCORING), "null")).as_py()
+    ):
+        empty.append(SCORING)
+    return features.remove_columns(empty) if empty else features
+
+
+def count_truncated(features) -> int:
+    """Examples cut at max_length, in a list of features or an Arrow dataset of them."""
+    if isinstance(features, list):
+        return _count_truncated(features)
+    if TRUNCATED not in features.column_names:
+        return 0
+    import pyarrow.compute
+
+    return int(pyarrow.compute.sum(features.data.column(TRUNCATED)).as_py() or 0)
+
+
+def example_lengths(features) -> list[int]:
+    """Tokens per example (for batching by length), without reading the features into Python objects."""
+    if isinstance(features, list):
+        return [len(feature["input_ids"]) for feature in features]
+    import pyarrow.compute
+
+    return pyarrow.compute.list_value_length(features.data.column("input_ids")).to_numpy().tolist()
+
+
+def scoring_column(features) -> list:
+    """Every example's `scoring` entry (`None` where it has none)."""
+    if isinstance(features, list):
+        return [feature.get(SCORING) for feature in features]
+    if SCORING not in features.column_names:
+        return [None] * len(features)
+    return [json.loads(text) for text in features[SCORING]]
+
+
+@dataclass
+class PreparedData:
+    """Everything training needs from the data: label names per task, train features per group, eval features.
+
+    Features are `datasets.Dataset`s (memory-mapped Arrow) whose rows read as the feature dicts `tokenize` returns."""
+
+    labels: dict[str, list[str] | None]
+    train: dict[str, Any]  # group name -> features
+    validation: dict[str, Any] = field(default_factory=dict)  # task name -> features
+    test: dict[str, Any] = field(default_factory=dict)
     groups: list[TaskGroup] = field(default_factory=list)
     truncated: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> task -> examples cut at max_length
+    cache_hits: list[str] = field(default_factory=list)  # the groups whose features came from the data cache
+
+
+def _checked_labels(group: TaskGroup, train: ArrowRows) -> dict[str, list[str] | None]:
+    """Every train record's columns checked and every task's label names inferred, batch by batch."""
+    seen = {task.name: set() for task in group.tasks}
+    infer = [task for task in group.tasks if task.labels is None and task.num_labels is None]
+    for rows in train.batches(BATCH_SIZE):
+        for task in group.tasks:
+            _check_columns(task, rows)
+        for task in infer:
+            if task.definition.min_labels is not None:
+                seen[task.name] |= seen_labels(task, rows)
+    return {task.name: label_list(task, seen[task.name]) for task in group.tasks}
+
+
+def _check_split(group: TaskGroup, rows: ArrowRows, labels: dict, split: str) -> None:
+    """Every record's columns and labels checked, batch by batch, before anything is tokenised."""
+    for batch in rows.batches(BATCH_SIZE):
+        for task in group.tasks:
+            _check_columns(task, batch)
+            encode_labels(task, batch, labels[task.name], split)
 
 
 def prepare_data(experiment: Experiment, tokenizer) -> PreparedData:
     """Read, check and tokenise every task's splits; any problem raises `ExperimentError` before training.
 
     Every split of every task is read and its labels checked before the first one is tokenised, so a bad row in the
-    last file fails in seconds, not after the others have been tokenised.
+    last file fails in seconds, not after the others have been tokenised. A group whose features are in the data cache
+    (same data, tokenizer, settings and code: see `_group_fingerprint`) is read from there instead.
     """
     groups = group_tasks(experiment)
     task_indices = {task.name: i for i, task in enumerate(experiment.tasks)}
-    cache: dict[tuple, Rows | None] = {}
+    settings = getattr(experiment, "data_pipeline", None) or DataPipelineSpec()
+    word_splitting = experiment.model.word_splitting
+    root = _cache_root(settings)
+    loaded: dict[tuple, ArrowRows | None] = {}
 
-    def rows_of(source: DataSource, split: str) -> Rows | None:
+    def rows_of(source: DataSource, split: str) -> ArrowRows | None:
         key = (source.key(), source.format, split)
-        if key not in cache:
-            cache[key] = read_split(source, split)
-        return cache[key]
+        if key not in loaded:
+            loaded[key] = load_split(source, split, root)
+        return loaded[key]
 
     prepared = PreparedData(labels={}, train={}, groups=groups)
-    word_splitting = experiment.model.word_splitting
-    checked = []  # (group, train rows, train label ids, {split: (rows, {task: label ids})})
-    for group in groups:
-        train_rows = rows_of(group.source, "train")
-        label_ids = {}
-        for task in group.tasks:
-            _check_columns(task, train_rows)
-            prepared.labels[task.name] = infer_labels(task, train_rows)
-            label_ids[task.name] = encode_labels(task, train_rows, prepared.labels[task.name], "train")
-        evaluation = {}
-        for split in ("validation", "test"):
-            rows = rows_of(group.source, split)
-            if rows is None:
-                continue
-            for task in group.tasks:
-                _check_columns(task, rows)
-            evaluation[split] = (
-                rows,
-                {task.name: encode_labels(task, rows, prepared.labels[task.name], split) for task in group.tasks},
+    with _quiet_datasets():
+        tokenizer_id = _tokenizer_identity(tokenizer)
+        plans = []  # (group, cache folder, cached features or None, (train rows, labels, eval rows) or None)
+        for group in groups:
+            identities = {
+                split: _split_identity(group.source, split, rows_of) for split in ("train", "validation", "test")
+            }
+            folder = (
+                root / "features" / _group_fingerprint(group, identities, tokenizer_id, task_indices, word_splitting)
             )
-        checked.append((group, train_rows, label_ids, evaluation))
+            cached = _load_cached(folder)
+            if cached is not None:
+                plans.append((group, folder, cached, None))
+                continue
+            train = rows_of(group.source, "train")
+            labels = _checked_labels(group, train)
+            _check_split(group, train, labels, "train")
+            evaluation = {}
+            for split in ("validation", "test"):
+                rows = rows_of(group.source, split)
+                if rows is not None:
+                    _check_split(group, rows, labels, split)
+                    evaluation[split] = rows
+            plans.append((group, folder, None, (train, labels, evaluation)))
 
-    for group, train_rows, label_ids, evaluation in checked:
-        prepared.train[group.name] = tokenize(
-            group,
-            train_rows,
-            tokenizer,
-            label_ids,
-            task_indices,
-            joint=len(group.tasks) > 1,
-            word_splitting=word_splitting,
-        )
-        for task in group.tasks:
-            prepared.truncated.setdefault("train", {})[task.name] = _count_truncated(prepared.train[group.name])
-        for split, (rows, split_label_ids) in evaluation.items():
-            for task in group.tasks:
-                ids = {task.name: split_label_ids[task.name]}
-                # Evaluated alone, but tokenised exactly as in training.
-                single = TaskGroup([task], group.source, split_words=group.word_level)
-                getattr(prepared, split)[task.name] = tokenize(
-                    single, rows, tokenizer, ids, task_indices, joint=False, word_splitting=word_splitting
-                )
-                count = _count_truncated(getattr(prepared, split)[task.name])
-                prepared.truncated.setdefault(split, {})[task.name] = count
+        for group, folder, cached, checked in plans:
+            if cached is None:
+                cached = _build_group(group, folder, checked, tokenizer, task_indices, word_splitting, settings)
+            else:
+                prepared.cache_hits.append(group.name)
+                for message in cached.warnings:
+                    logger.warning("%s", message)
+            prepared.labels.update(cached.labels)
+            prepared.train[group.name] = cached.train
+            for split, tasks in cached.evaluation.items():
+                getattr(prepared, split).update(tasks)
+            for split, counts in cached.truncated.items():
+                prepared.truncated.setdefault(split, {}).update(counts)
     return prepared
+
+
+def _build_group(group, folder: Path, checked, tokenizer, task_indices, word_splitting, settings) -> _GroupFeatures:
+    """Tokenise one group's splits into a fresh cache folder, then move it into place (a concurrent run that got
+    there first wins: its files are the same)."""
+    train, labels, evaluation = checked
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    num_proc = settings.num_proc
+    meta = {"labels": labels, "train": [], "evaluation": {}, "truncated": {}, "warnings": []}
+    features, warnings = _featurize_split(
+        train, group, tokenizer, labels, task_indices, "train", word_splitting, scratch / "train.arrow", num_proc
+    )
+    meta["warnings"] += warnings
+    meta["train"] = _file_names(features)
+    for task in group.tasks:
+        meta["truncated"].setdefault("train", {})[task.name] = count_truncated(features)
+    for split, rows in evaluation.items():
+        meta["evaluation"][split] = {}
+        for i, task in enumerate(group.tasks):
+            # Evaluated alone, but tokenised exactly as in training.
+            single = TaskGroup([task], group.source, split_words=group.word_level)
+            path = scratch / f"{split}-{i}.arrow"
+            split_features, warnings = _featurize_split(
+                rows, single, tokenizer, labels, task_indices, split, word_splitting, path, num_proc
+            )
+            meta["warnings"] += warnings
+            meta["evaluation"][split][task.name] = _file_names(split_features)
+            meta["truncated"].setdefault(split, {})[task.name] = count_truncated(split_features)
+    for message in meta["warnings"]:
+        logger.warning("%s", message)
+    (scratch / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    try:
+        os.replace(scratch, folder)
+    except OSError:  # another process wrote the same features first
+        shutil.rmtree(scratch, ignore_errors=True)
+    return _load_cached(folder)
 
 
 def _count_truncated(features: list[dict]) -> int:

@@ -74,10 +74,17 @@ def evaluation_data(prepared: PreparedData, split: str, names: list[str], cap: i
     """`{task: dataset}` of one evaluation split, each task cut to its first `cap` examples
     (`sampling.eval_max_examples_per_task`: with hundreds of tasks, evaluation stays affordable)."""
     return {
-        name: FeatureDataset(features[:cap] if cap else features)
+        name: FeatureDataset(_first(features, cap) if cap else features)
         for name, features in getattr(prepared, split).items()
         if name in names
     }
+
+
+def _first(features, count: int):
+    """The first `count` features: of an Arrow `datasets.Dataset` (`select`), or of a list."""
+    if hasattr(features, "select"):
+        return features.select(range(min(count, len(features))))
+    return features[:count]
 
 
 def evaluate_splits(

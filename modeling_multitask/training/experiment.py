@@ -173,6 +173,17 @@ class SamplingSpec:
 
 
 @dataclasses.dataclass
+class DataPipelineSpec:
+    """The experiment's `data_pipeline:` section: how task data becomes features (see `data.prepare_data`)."""
+
+    cache: bool = (
+        True  # keep tokenised features on disk and reuse them while data, tokenizer and settings are the same
+    )
+    cache_dir: str | None = None  # where; None: $MULTITASK_CACHE, else <HF datasets cache>/multitask
+    num_proc: int = 1  # processes that tokenise each split (`datasets.Dataset.map(num_proc=...)`)
+
+
+@dataclasses.dataclass
 class Experiment:
     model: ModelSpec
     tasks: list[TaskSpec]
@@ -180,6 +191,7 @@ class Experiment:
     training: dict
     path: Path | None = None
     seed: int = 42
+    data_pipeline: DataPipelineSpec = dataclasses.field(default_factory=DataPipelineSpec)
 
     def training_arguments(self, **overrides) -> TrainingArguments:
         arguments = {"seed": self.seed, **self.training, **overrides}
@@ -392,7 +404,10 @@ def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = N
     """Validate a parsed YAML mapping into an [`Experiment`]; every mistake raises [`ExperimentError`]."""
     base = Path(base_dir)
     raw = _check_keys(
-        raw, ["model", "tasks", "sampling", "training", "seed"], "experiment", required=("model", "tasks")
+        raw,
+        ["model", "tasks", "sampling", "training", "seed", "data_pipeline"],
+        "experiment",
+        required=("model", "tasks"),
     )
     model_raw = _check_keys(
         raw["model"], [f.name for f in dataclasses.fields(ModelSpec)], "model", required=("base_model",)
@@ -444,7 +459,13 @@ def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = N
     _check_report_to(training.get("report_to"))
     _set_best_model_direction(training, tasks)
     return Experiment(
-        model=model, tasks=tasks, sampling=sampling, training=training, path=path, seed=raw.get("seed", 42)
+        model=model,
+        tasks=tasks,
+        sampling=sampling,
+        training=training,
+        path=path,
+        seed=raw.get("seed", 42),
+        data_pipeline=_parse_data_pipeline(raw.get("data_pipeline"), base),
     )
 
 
@@ -456,6 +477,31 @@ def check_model_section(model: ModelSpec, encoder_config=None) -> None:
         check_model_settings(encoder_config, word_splitting=model.word_splitting, **settings)
     except ValueError as error:
         raise ExperimentError(f"model.{error}") from None
+
+
+def _parse_data_pipeline(raw: Any, base: Path) -> DataPipelineSpec:
+    """The `data_pipeline:` section: `cache` (true/false), `cache_dir` (a folder, relative to the experiment file),
+    `num_proc` (a whole number >= 1)."""
+    spec = DataPipelineSpec(
+        **_check_keys(raw or {}, [f.name for f in dataclasses.fields(DataPipelineSpec)], "data_pipeline")
+    )
+    if not isinstance(spec.cache, bool):
+        raise ExperimentError(f"data_pipeline.cache must be true or false, got {spec.cache!r}.")
+    if spec.cache_dir is not None:
+        if not isinstance(spec.cache_dir, str) or not spec.cache_dir.strip():
+            raise ExperimentError(f"data_pipeline.cache_dir must be a folder path, got {spec.cache_dir!r}.")
+        folder = Path(spec.cache_dir).expanduser()
+        folder = folder if folder.is_absolute() else base / folder
+        if folder.exists() and not folder.is_dir():
+            raise ExperimentError(
+                f"data_pipeline.cache_dir {folder} is an existing file, not a folder: choose another cache_dir."
+            )
+        spec.cache_dir = str(folder)
+    if isinstance(spec.num_proc, bool) or not isinstance(spec.num_proc, int) or spec.num_proc < 1:
+        raise ExperimentError(
+            f"data_pipeline.num_proc must be a whole number >= 1 (processes that tokenise), got {spec.num_proc!r}."
+        )
+    return spec
 
 
 def _check_metric_keys_unambiguous(tasks: list[TaskSpec]) -> None:

@@ -142,7 +142,13 @@ def load_evaluate_metric(name: str):
     module_id = name.split(":", 1)[1]
     try:
         import evaluate
-
+    except ImportError:
+        raise ExperimentError(
+            f"Metric '{name}' needs the evaluate library, an optional dependency: pip install "
+            "'multitask-transformers[evaluate]' (or evaluate), or use the built-in metrics: "
+            + "; ".join(f"{t}: {', '.join(m)}" for t, m in DEFAULT_METRICS.items())
+        ) from None
+    try:
         return evaluate.load(module_id)
     except Exception as error:  # evaluate raises connection, file and import errors alike
         raise ExperimentError(

@@ -19,15 +19,16 @@ from transformers.trainer_utils import speed_metrics
 from configuration_multitask import TaskView
 
 from .collator import MultiTaskDataCollator
-from .data import SCORING
+from .data import scoring_column
 from .metrics import combined_score, primary_metric, score_task, task_view
 from .sampling import TaskBlockSampler
 
 
 class FeatureDataset(Dataset):
-    """A list of tokenised features (dicts), as a torch Dataset."""
+    """Tokenised features as a torch Dataset: a list of feature dicts, or a `datasets.Dataset` of them (what
+    `prepare_data` returns: memory-mapped Arrow, a row read as a dict when the data loader asks for it)."""
 
-    def __init__(self, features: list[dict]):
+    def __init__(self, features):
         self.features = features
 
     def __len__(self) -> int:
@@ -35,6 +36,10 @@ class FeatureDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return self.features[index]
+
+    def scoring(self) -> list:
+        """Each example's `scoring` entry (`None` where it has none), in order."""
+        return scoring_column(self.features)
 
 
 @dataclass
@@ -221,9 +226,7 @@ class MultiTaskTrainer(Trainer):
         for name, dataset in datasets.items():
             self._eval_task = tasks[name]
             # In evaluation order (the eval sampler is sequential), for `_compute_metrics`.
-            self._scoring = (
-                [feature.get(SCORING) for feature in dataset.features] if isinstance(dataset, FeatureDataset) else None
-            )
+            self._scoring = dataset.scoring() if isinstance(dataset, FeatureDataset) else None
             try:
                 # By name when the dataset is the trainer's own, so persistent eval workers are reused.
                 metrics.update(
