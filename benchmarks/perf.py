@@ -306,14 +306,11 @@ def summary(values: list[float]) -> dict:
     }
 
 
-# ------------------------------------------------------------------------------------------------ measurements
-
-
-def measure_training(preset: Preset, output_dir: str, compile_model: bool) -> dict:
-    """(a) and (b): seconds per Trainer iteration, the three configurations' steps interleaved in lockstep."""
-    trainers = {name: build_trainer(name, preset, f"{output_dir}/{name}", compile_model) for name in TRAIN_CONFIGS}
-    lockstep = Lockstep(TRAIN_CONFIGS)
-    timers = {name: StepTimer(name, lockstep) for name in TRAIN_CONFIGS}
+def train_in_lockstep(trainers: dict, warmup_steps: int) -> dict[str, list[float]]:
+    """Train every trainer at once, one thread each, their steps interleaved (`Lockstep`: step k of each runs within
+    one cycle, so machine noise hits them alike); each one's seconds per step after `warmup_steps`."""
+    lockstep = Lockstep(list(trainers))
+    timers = {name: StepTimer(name, lockstep) for name in trainers}
     errors = {}
 
     def train(name):
@@ -325,7 +322,7 @@ def measure_training(preset: Preset, output_dir: str, compile_model: bool) -> di
             errors[name] = error
             lockstep.leave(name, failed=True)
 
-    threads = [threading.Thread(target=train, args=(name,)) for name in TRAIN_CONFIGS]
+    threads = [threading.Thread(target=train, args=(name,)) for name in trainers]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -333,8 +330,16 @@ def measure_training(preset: Preset, output_dir: str, compile_model: bool) -> di
     if errors:
         name, error = next(iter(errors.items()))
         raise RuntimeError(f"training {name} failed: {error!r}") from error
+    return {name: timer.seconds[warmup_steps:] for name, timer in timers.items()}
 
-    seconds = {name: timer.seconds[preset.warmup_steps :] for name, timer in timers.items()}
+
+# ------------------------------------------------------------------------------------------------ measurements
+
+
+def measure_training(preset: Preset, output_dir: str, compile_model: bool) -> dict:
+    """(a) and (b): seconds per Trainer iteration, the three configurations' steps interleaved in lockstep."""
+    trainers = {name: build_trainer(name, preset, f"{output_dir}/{name}", compile_model) for name in TRAIN_CONFIGS}
+    seconds = train_in_lockstep(trainers, preset.warmup_steps)
     # Step k of each configuration ran within one cycle, seconds apart: compare them pairwise.
     per_step = {
         "multitask_vs_baseline": [b / m for b, m in zip(seconds["baseline"], seconds["multitask"])],

@@ -36,7 +36,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from perf import Lockstep, StepTimer, clock, clock_name, machine, summary  # noqa: E402
+from perf import clock, clock_name, machine, summary, train_in_lockstep  # noqa: E402
 from transformers import AutoModel, BertConfig, BertTokenizer, PrinterCallback, Trainer, TrainingArguments  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
@@ -314,28 +313,7 @@ def measure_training(preset: ScalePreset, workdir: str) -> dict:
         preset, preset.ks[-1], f"{workdir}/train_{walking}", trainer_class=WalkingTrainer
     )
     names = [*names, walking]
-    lockstep = Lockstep(names)
-    timers = {name: StepTimer(name, lockstep) for name in names}
-    errors = {}
-
-    def train(name):
-        trainers[name].add_callback(timers[name])
-        try:
-            trainers[name].train()
-        except BaseException as error:  # noqa: B036 - reported below, after every thread has stopped
-            errors[name] = error
-            lockstep.leave(name, failed=True)
-
-    threads = [threading.Thread(target=train, args=(name,)) for name in names]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        name, error = next(iter(errors.items()))
-        raise RuntimeError(f"training {name} failed: {error!r}") from error
-
-    seconds = {name: timers[name].seconds[preset.warmup_steps :] for name in names}
+    seconds = train_in_lockstep(trainers, preset.warmup_steps)
     reference = names[0]
     results = {}
 
