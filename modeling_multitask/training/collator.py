@@ -5,9 +5,10 @@ from dataclasses import dataclass
 import torch
 
 from configuration_multitask import TASK_TYPES, TaskType
+from configuration_multitask.task_type import ENCODER_INPUTS
 
 
-INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+INPUT_KEYS = ENCODER_INPUTS  # its former name here
 
 
 @dataclass
@@ -46,8 +47,9 @@ class MultiTaskDataCollator:
         # multiple-choice question: `TaskType.encoder_rows`); they are flattened into the batch.
         rows, owners = [], []
         for index, feature in enumerate(features):
-            definition = self._definition(task_ids[index]) if task_ids and self.task_types else None
-            feature_rows = definition.encoder_rows(feature) if definition else [_inputs(feature)]
+            # Without task types, every feature is one row, as the four original types encode it.
+            definition = self._definition(task_ids[index]) if task_ids and self.task_types else TaskType()
+            feature_rows = definition.encoder_rows(feature)
             rows += feature_rows
             owners += [index] * len(feature_rows)
         batch = dict(
@@ -85,10 +87,6 @@ class MultiTaskDataCollator:
                 torch.tensor(first)[:, None], per_feature[torch.tensor(owners)], torch.tensor(-100.0)
             )
         return batch
-
-
-def _inputs(feature: dict) -> dict:
-    return {key: feature[key] for key in INPUT_KEYS if key in feature}
 
 
 def _mixed_labels(labels: list, definitions: list[TaskType], seq_len: int, padding_side: str) -> torch.Tensor:

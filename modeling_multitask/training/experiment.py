@@ -361,11 +361,11 @@ def _parse_task(raw: Any, index: int, base: Path) -> TaskSpec:
         if not isinstance(task.labels, list) or not all(isinstance(x, (str, int)) for x in task.labels):
             raise ExperimentError(f"{where}.labels must be a list of label names or a label file path.")
         task.labels = [str(label) for label in task.labels]  # labels written as 0/1 match the data's "0"/"1"
-    # The model-side keys are checked by the config's own validator, the one every rule of a task lives in.
-    for key in raw:
+    for key in raw:  # another type's data-side key (the config reports model-side ones the same way)
         owners = [name for name, kind in TASK_TYPES.items() if key in kind.data_settings]
         if owners and key not in definition.data_settings:
             raise ExperimentError(f"{where}.{key} is for {' and '.join(owners)} tasks only.")
+    # The model-side keys are checked by the config's own validator, the one every rule of a task lives in.
     other_settings = {key for kind in TASK_TYPES.values() for key in kind.settings}
     model_side = {key: raw[key] for key in ("name", "type", "loss_weight", *other_settings) if key in raw}
     model_side.update(labels=task.labels, num_labels=task.num_labels)
