@@ -30,6 +30,7 @@ time (wall: it reads files). Benchmarks are not assertions: the script reports w
 """
 
 import argparse
+import dataclasses
 import json
 import random
 import shutil
@@ -100,47 +101,34 @@ class ScalePreset:
     num_threads: int = 1
 
 
+# perf.py's CPU encoder (hidden 256, 6 layers: MiniLM width at DistilBERT depth), so a step costs what it costs
+# there; a few minutes on 2 cores.
+CPU_PRESET = ScalePreset(
+    name="cpu",
+    hidden_size=256,
+    num_layers=6,
+    num_heads=4,
+    intermediate_size=1024,
+    vocab_size=8192,
+    ks=(1, 10, 100, 500),
+    num_train_examples=500 * 32,
+    min_words=20,
+    max_words=60,
+    batch_size=16,
+    warmup_steps=3,
+    measured_steps=40,
+    component_repeats=15,
+    eval_examples_per_task=16,
+    eval_batch_size=16,
+    load_repeats=3,
+)
+
+
 PRESETS = {
-    # perf.py's CPU encoder (hidden 256, 6 layers: MiniLM width at DistilBERT depth), so a step costs what it costs
-    # there; a few minutes on 2 cores.
-    "cpu": ScalePreset(
-        name="cpu",
-        hidden_size=256,
-        num_layers=6,
-        num_heads=4,
-        intermediate_size=1024,
-        vocab_size=8192,
-        ks=(1, 10, 100, 500),
-        num_train_examples=500 * 32,
-        min_words=20,
-        max_words=60,
-        batch_size=16,
-        warmup_steps=3,
-        measured_steps=40,
-        component_repeats=15,
-        eval_examples_per_task=16,
-        eval_batch_size=16,
-        load_repeats=3,
-    ),
+    "cpu": CPU_PRESET,
     # A small encoder (hidden 128, 2 layers): a step is short, so any per-step cost that grows with K shows.
-    "cpu_small": ScalePreset(
-        name="cpu_small",
-        hidden_size=128,
-        num_layers=2,
-        num_heads=4,
-        intermediate_size=512,
-        vocab_size=8192,
-        ks=(1, 10, 100, 500),
-        num_train_examples=500 * 32,
-        min_words=20,
-        max_words=60,
-        batch_size=16,
-        warmup_steps=3,
-        measured_steps=60,
-        component_repeats=15,
-        eval_examples_per_task=16,
-        eval_batch_size=16,
-        load_repeats=3,
+    "cpu_small": dataclasses.replace(
+        CPU_PRESET, name="cpu_small", hidden_size=128, num_layers=2, intermediate_size=512, measured_steps=60
     ),
     # Seconds: checks that the harness runs (its numbers mean nothing).
     "smoke": ScalePreset(
