@@ -3,15 +3,17 @@
     python benchmarks/run_quality.py atis [--seeds 1 2 3] [--variants fusion,no_fusion,single_task] [--epochs 3]
                                          [--set training.learning_rate=1e-4 ...] [--threads 1 | --jobs 2]
 
-BENCHMARK is `atis`, `snips`, `glue` (the experiment files next to this script), the path of any experiment file,
+BENCHMARK is `atis`, `snips`, `glue`, `squad`, `csqa`, `mixed` (the experiment files next to this script), the path of
+any experiment file,
 or `smoke`: a tiny random encoder and generated data (`smoke_data.py`), a few seconds per seed, which checks that the
 harness runs (its numbers mean nothing; its results go under `--runs-dir`, not to benchmarks/results).
 For every seed it trains
   fusion       the multi-task model of the experiment file (AttentionFusion), through `multitask-train`;
   no_fusion    the same with `--set model.fusion=null` (heads read the mean-pooled / token encoder output);
-  single_task  one standard transformers model per task (`AutoModelForSequenceClassification` /
-               `AutoModelForTokenClassification` + `Trainer`) on the same encoder, data, tokenisation, epochs,
-               learning rate, batch size and schedule;
+  single_task  one standard transformers model per task (the task type's `transformers_model`:
+               `AutoModelForSequenceClassification`, `...ForTokenClassification`, `...ForQuestionAnswering`,
+               `...ForMultipleChoice`) + `Trainer` on the same encoder, data, tokenisation, epochs, learning rate,
+               batch size and schedule;
 and writes `benchmarks/results/<name>.json` (every run, with its metrics, wall time and command) and
 `benchmarks/results/<name>.md` (mean ± sample std over seeds of each task's published-protocol metric).
 Runs accumulate: a later call with other seeds or variants adds to the results of earlier calls made with the same
@@ -36,7 +38,11 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+
+import torch
+from transformers.utils import ModelOutput
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -50,14 +56,18 @@ from modeling_multitask.training.experiment import Experiment, TaskSpec, load_ex
 logger = logging.getLogger("run_quality")
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-BENCHMARKS = {name: Path(__file__).resolve().parent / f"{name}.yaml" for name in ("atis", "snips", "glue")}
+BENCHMARKS = {
+    name: Path(__file__).resolve().parent / f"{name}.yaml"
+    for name in ("atis", "snips", "glue", "squad", "csqa", "mixed")
+}
 VARIANTS = ("fusion", "no_fusion", "single_task")
 DEFAULT_SEEDS = [1, 2, 3]
 
 # The split and metrics each published table uses (README of ../shared/data). A benchmark not listed here (any
 # other experiment file) is scored on test where every task has one, else on validation, with each task's primary
-# metric (the first of its `metrics`, else the task type's default), Pearson and Spearman for regression, entity F1
-# for token tasks and sentence accuracy for joint sentence + token groups.
+# metric (the first of its `metrics`, else the task type's default) or the metrics its type reports
+# (`TaskType.reported_metrics`: Pearson and Spearman for regression, exact match and F1 for question answering), and
+# sentence accuracy for joint sentence + token groups.
 PROTOCOLS = {
     "atis": {
         "split": "test",
@@ -191,14 +201,37 @@ def single_task_model(task: TaskSpec, encoder_path: str, labels: list[str] | Non
     set_seed = transformers.set_seed
     set_seed(seed)  # the Trainer seeds only once the model exists: without this every seed starts the same head
 
-    # The task's type names the standard transformers model for it (`TaskType.transformers_model`).
-    model_class, problem_type = task.definition.transformers_model
-    kwargs = {"num_labels": task.definition.num_outputs(labels)}
-    if problem_type is not None:
-        kwargs["problem_type"] = problem_type
-    if labels is not None:
-        kwargs.update(id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})
-    return getattr(transformers, model_class).from_pretrained(encoder_path, **kwargs)
+    # The task's type names the standard transformers model for it and its config (`TaskType.transformers_model`).
+    model_class, _ = task.definition.transformers_model
+    return getattr(transformers, model_class).from_pretrained(
+        encoder_path, **task.definition.transformers_config(labels)
+    )
+
+
+@dataclass
+class BaselineOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+
+
+class TransformersBaseline(torch.nn.Module):
+    """A standard single-task transformers model (`TaskType.transformers_model`) fed our batches: the task's definition
+    turns a batch into that model's inputs (`transformers_inputs`) and its outputs into the logits our head gives
+    (`transformers_logits`), so one collator, Trainer and evaluation serve the baseline and the multi-task model."""
+
+    def __init__(self, model, task):
+        super().__init__()
+        self.model, self.task, self.config = model, task, model.config
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, task_ids=None):
+        # The arguments are named, as the Trainer reads the batch keys a model takes from its signature.
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        batch = {key: value for key, value in batch.items() if value is not None}
+        if labels is not None:
+            batch["labels"] = labels
+        definition = self.task.definition  # a transformers model takes no task_ids: it has one task
+        outputs = self.model(**definition.transformers_inputs(self.task, batch))
+        return BaselineOutput(loss=outputs.loss, logits=definition.transformers_logits(self.task, outputs))
 
 
 def single_task_run(
@@ -210,18 +243,14 @@ def single_task_run(
     `sampling.max_examples_per_task` caps an epoch of the multi-task run, the baseline's epoch is capped the same way
     (as many steps, drawn from the whole train set). Returns (record, predictions per split for sentence accuracy).
     """
-    from transformers import (
-        AutoTokenizer,
-        DataCollatorForTokenClassification,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
-    )
+    from transformers import AutoTokenizer, Trainer, TrainingArguments
 
     from modeling_multitask.training.cli import check_base_model
+    from modeling_multitask.training.collator import MultiTaskDataCollator
     from modeling_multitask.training.data import prepare_data
     from modeling_multitask.training.evaluation import SPLITS, evaluate_model
     from modeling_multitask.training.experiment import TRAINING_DEFAULTS
+    from modeling_multitask.training.metrics import task_view
     from modeling_multitask.training.trainer import FeatureDataset
 
     start = time.time()
@@ -229,12 +258,7 @@ def single_task_run(
     encoder_path, _ = check_base_model(alone)
     tokenizer = AutoTokenizer.from_pretrained(encoder_path)
     prepared = prepare_data(alone, tokenizer)
-
-    def features(rows) -> FeatureDataset:
-        # A single-task transformers model takes no task_ids.
-        return FeatureDataset(rows.remove_columns([name for name in rows.column_names if name == "task_ids"]))
-
-    train = features(prepared.train[task.name])
+    train = FeatureDataset(prepared.train[task.name])
     settings = {
         **TRAINING_DEFAULTS,
         **experiment.training,
@@ -257,20 +281,19 @@ def single_task_run(
             settings["train_sampling_strategy"] = "group_by_length"
         else:
             settings["group_by_length"] = True
+    # Batches as the multi-task model gets them (padded per batch, labels shaped by the task type); the baseline
+    # wrapper hands them to the transformers model in its own layout.
     args = experiment.training_arguments(**settings)
-    # transformers' collators: token labels are padded with -100 beside the tokens, the others stacked.
-    collator = (
-        DataCollatorForTokenClassification(tokenizer)
-        if task.definition.head_input == "token"
-        else DataCollatorWithPadding(tokenizer)
-    )
+    collator = MultiTaskDataCollator(tokenizer, task_types=[task.type], task_names=[task.name])
     labels = prepared.labels[task.name]
+    view = task_view(task.type, labels, task.name, **task.settings)
     # Re-scoring a saved baseline (`checkpoint`): the same model class and evaluation, no training.
-    model = single_task_model(task, str(checkpoint or encoder_path), labels, seed)
+    model = TransformersBaseline(single_task_model(task, str(checkpoint or encoder_path), labels, seed), view)
     trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=collator, processing_class=tokenizer)
     if checkpoint is None:
         trainer.train()
-        trainer.save_model()  # to output_dir, so that a later change of scoring can re-score it (--rescore)
+        # To output_dir, as a transformers checkpoint, so that a later change of scoring can re-score it (--rescore).
+        model.model.save_pretrained(output_dir)
 
     # Scored by the library's own evaluation, as the multi-task runs are (the task's metrics, tag decoding and
     # truncation rule apply to the baseline too), so the comparison isolates sharing the encoder.
@@ -342,10 +365,8 @@ def protocol(name: str, experiment: Experiment) -> dict:
     )
     metrics = []
     for task in experiment.tasks:
-        if task.type == "regression":
-            metrics += [(task.name, "pearson"), (task.name, "spearman")]
-        else:
-            metrics.append((task.name, primary_metric(task.type, task.metrics)))
+        reported = task.definition.reported_metrics or [primary_metric(task.type, task.metrics)]
+        metrics += [(task.name, metric) for metric in reported]
     metrics += [("+".join(judged), "sentence_accuracy") for judged in joint_groups(experiment)]
     return {"split": split, "metrics": metrics}
 

@@ -142,6 +142,16 @@ class MultipleChoice(TaskType):
         inputs = {key: feature[key] for key in ENCODER_INPUTS if key in feature}
         return [{key: values[row] for key, values in inputs.items()} for row in range(len(inputs["input_ids"]))]
 
+    # -------------------------------------------------------------------------------------------- baseline
+    def transformers_inputs(self, task, batch):
+        """`AutoModelForMultipleChoice` takes the choices as a dimension of their own: `(examples, num_choices, seq)`,
+        not flattened into the batch."""
+        num_choices = task.settings["num_choices"]
+        return {
+            key: value.reshape(-1, num_choices, value.shape[-1]) if key in ENCODER_INPUTS else value
+            for key, value in batch.items()
+        }
+
     # -------------------------------------------------------------------------------------------- head
     def build_head(self, task, hidden_size, dropout, token_context=False):
         return MultipleChoiceHead(hidden_size, task.settings["num_choices"], dropout, task_name=task.name)

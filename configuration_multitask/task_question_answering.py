@@ -223,6 +223,7 @@ class QuestionAnswering(TaskType):
     settings = {"doc_stride": 128, "max_answer_length": 30, "allow_unanswerable": False, "null_threshold": 0.0}
     default_columns = {"text_column": "question", "text_pair_column": "context", "label_column": "answers"}
     metrics = (Metric("f1"), Metric("exact_match"))
+    reported_metrics = ("exact_match", "f1")
     transformers_model = ("AutoModelForQuestionAnswering", None)
 
     def check_settings(self, task, settings, labels):
@@ -299,6 +300,20 @@ class QuestionAnswering(TaskType):
     # -------------------------------------------------------------------------------------------- head
     def build_head(self, task, hidden_size, dropout, token_context=False):
         return QuestionAnsweringHead(hidden_size, dropout, task_name=task.name)
+
+    # -------------------------------------------------------------------------------------------- baseline
+    def transformers_config(self, labels):
+        return {"num_labels": 2}  # its qa_outputs layer: a start and an end logit
+
+    def transformers_inputs(self, task, batch):
+        """`AutoModelForQuestionAnswering` takes the answer as `start_positions` and `end_positions`."""
+        inputs = {key: value for key, value in batch.items() if key != "labels"}
+        if "labels" in batch:
+            inputs["start_positions"], inputs["end_positions"] = batch["labels"].unbind(-1)
+        return inputs
+
+    def transformers_logits(self, task, outputs):
+        return torch.stack((outputs.start_logits, outputs.end_logits), dim=-1)
 
     # -------------------------------------------------------------------------------------------- metrics
     def reduce_logits(self, task, logits, labels):

@@ -53,6 +53,7 @@ class Regression(TaskType):
     transformers_model = ("AutoModelForSequenceClassification", "regression")
     min_labels = None
     metrics = (Metric("pearson_spearman"), Metric("pearson"), Metric("spearman"), Metric("mse", False))
+    reported_metrics = ("pearson", "spearman")
 
     def read_label(self, value, options):
         try:

@@ -9,6 +9,10 @@ name. A definition owns:
   its own, such as a token task's `decoding`, stored in `config.json`), `data_settings` (data-side keys of its own),
   `text_pair` (whether a second text may be given).
 - **Names elsewhere.** `problem_type` (transformers' name for the problem) and `hub_task` (the Hub pipeline tag).
+- **Its transformers counterpart** (the benchmarks' single-task baseline). `transformers_model` (the standard
+  `AutoModelFor...` class and its `problem_type`), `transformers_config` (its config keyword arguments),
+  `transformers_inputs` (one of our single-task batches -> that
+  model's keyword arguments) and `transformers_logits` (its outputs -> the logits our head would give).
 - **Data.** `default_columns`; `word_level` (its examples are words, each with a label: such tasks are tokenised
   from word lists, joint with any task on the same examples); `read_label` (one raw column value -> label name(s)
   or value, or a `ValueError` saying what is wrong); `label_names` (the names in a read label, to infer the label
@@ -121,6 +125,9 @@ class TaskType:
     data_settings: dict[str, Any] = {}  # data-side keys of this type -> default
     default_columns: dict[str, str] = {"text_column": "text", "label_column": "label"}
     metrics: tuple[Metric, ...] = ()
+    # The metrics a results table reports for this type by default, where one number is not its published protocol
+    # (SQuAD reports exact match and F1); `None`: the primary metric.
+    reported_metrics: tuple[str, ...] | None = None
     # The standard single-task transformers model for this type and its `problem_type` (the benchmarks' baseline).
     transformers_model: tuple[str, str | None] = ("AutoModelForSequenceClassification", None)
 
@@ -235,6 +242,25 @@ class TaskType:
     featurize = None  # or a method (task spec, records, encoded labels, tokenizer, max_length) -> features per record
     input_keys: tuple[str, ...] | None = None  # the keys of the pipeline inputs it answers (None: text, text pair)
     pipeline_features = None  # or a method (task, inputs, tokenizer, max_length) -> (model inputs, example)
+
+    # ------------------------------------------------------------------------------------------------ baseline
+    def transformers_config(self, labels: list[str] | None) -> dict:
+        """The config keyword arguments of `transformers_model` for a task with these label names."""
+        settings = {"num_labels": self.num_outputs(labels)}
+        if self.transformers_model[1] is not None:
+            settings["problem_type"] = self.transformers_model[1]
+        if labels is not None:
+            settings.update(id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})
+        return settings
+
+    def transformers_inputs(self, task: TaskView, batch: dict) -> dict:
+        """The keyword arguments of `transformers_model` for one of our collated single-task batches (no
+        `task_ids`): the batch itself where that model reads our layout, `labels` included."""
+        return batch
+
+    def transformers_logits(self, task: TaskView, outputs) -> torch.Tensor:
+        """The logits our head gives (what `reduce_logits` reads) from `transformers_model`'s outputs."""
+        return outputs.logits
 
     # ------------------------------------------------------------------------------------------------ serving
     def predict(self, task: TaskView, logits: torch.Tensor, example: dict, options: dict) -> dict:

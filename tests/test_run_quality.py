@@ -308,3 +308,116 @@ def test_paired_bootstrap_compares_two_trained_models(tmp_path, tiny_encoder, ca
     for task, (_, a, b, gap, interval, differ) in itself.items():
         assert a == b and float(gap) == 0 and interval == "[+0.00, +0.00]", task
         assert differ in ("0.0%", "–"), task
+
+
+def span_and_choice_experiment(folder: Path, encoder: Path) -> Path:
+    """Question answering (the SQuAD layout) and multiple choice (CommonsenseQA's layout) in one model."""
+    from test_multiple_choice import write_csqa
+    from test_question_answering import write_qa_data
+
+    for subfolder, write in (("qa", write_qa_data), ("mc", write_csqa)):
+        (folder / subfolder).mkdir()
+        write(folder / subfolder)
+    raw = {
+        "model": {"base_model": str(encoder), "fusion": {"type": "attention"}},
+        "tasks": [
+            {
+                "name": "qa",
+                "type": "question_answering",
+                "data": {"train": "qa/train.json", "validation": "qa/dev.json", "format": "squad"},
+                "max_length": 24,
+                "doc_stride": 8,
+            },
+            {
+                "name": "csqa",
+                "type": "multiple_choice",
+                "num_choices": 3,
+                "data": {"train": "mc/csqa.jsonl", "validation": "mc/csqa.jsonl"},
+                "text_column": "question.stem",
+                "choices_column": "question.choices",
+                "label_column": "answerKey",
+            },
+        ],
+        "training": {
+            "output_dir": "unused",
+            "num_train_epochs": 1,
+            "per_device_train_batch_size": 2,
+            "learning_rate": 1e-3,
+            "disable_tqdm": True,
+            "report_to": "none",
+        },
+    }
+    path = folder / "spans.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_question_answering_and_multiple_choice_baselines(tmp_path, tiny_encoder, run_quality):
+    """The single-task baselines of the two types that read more than a text: `AutoModelForQuestionAnswering` and
+    `AutoModelForMultipleChoice`, fed our batches through their definitions, trained, saved and scored like the
+    multi-task model."""
+    experiment = span_and_choice_experiment(tmp_path, tiny_encoder)
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    argv = [str(experiment), "--seeds", "1", "--results-dir", str(results), "--runs-dir", str(runs)]
+    assert run_quality.main([*argv, "--variants", "fusion,single_task"]) == 0
+
+    record = json.loads((results / "spans.json").read_text())
+    assert record["protocol"]["split"] == "validation"  # no task has a test split
+    assert {tuple(pair) for pair in record["protocol"]["metrics"]} == {
+        ("qa", "f1"),
+        ("qa", "exact_match"),
+        ("csqa", "accuracy"),
+    }
+    for variant in ("fusion", "single_task"):
+        for key in ("validation/qa/f1", "validation/qa/exact_match", "validation/csqa/accuracy"):
+            entry = record["summary"][variant]["metrics"][key]
+            assert entry["n"] == 1 and 0 <= entry["values"][0] <= 100, (variant, key)
+    # The baselines are the standard transformers models, saved as such.
+    for task, architecture in (("qa", "BertForQuestionAnswering"), ("csqa", "BertForMultipleChoice")):
+        saved = json.loads((runs / "spans" / f"single_{task}_s1" / "config.json").read_text())
+        assert saved["architectures"] == [architecture]
+
+    # Re-scoring loads the saved transformers models and scores them the same way.
+    baseline = next(run for run in record["runs"] if run["variant"] == "single_task")
+    assert run_quality.main([*argv[:1], "--rescore", "--variants", "single_task", *argv[3:]]) == 0
+    rescored = next(
+        run for run in json.loads((results / "spans.json").read_text())["runs"] if run["variant"] == "single_task"
+    )
+    for task, metric in (("qa", "f1"), ("qa", "exact_match"), ("csqa", "accuracy")):
+        expected = baseline["metrics"]["validation"][task][metric]
+        assert rescored["metrics"]["validation"][task][metric] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("task_type", ["question_answering", "multiple_choice"])
+def test_baseline_wrapper_gives_the_transformers_model_its_own_inputs(tiny_encoder, run_quality, task_type):
+    """The wrapper's loss is the transformers model's own loss on its own input layout, and its logits are laid out as
+    our head's: start/end positions from our `(batch, 2)` labels; choices unflattened from our rows."""
+    import torch
+
+    from modeling_multitask.training.metrics import task_view
+
+    settings = {"num_choices": 3} if task_type == "multiple_choice" else {}
+    view = task_view(task_type, None, "task", **settings)
+    model_class, _ = view.definition.transformers_model
+    import transformers
+
+    torch.manual_seed(0)
+    model = getattr(transformers, model_class).from_pretrained(str(tiny_encoder)).eval()
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(5, 50, (6, 10), generator=generator)
+    attention_mask = torch.ones_like(input_ids)
+    if task_type == "question_answering":
+        labels = torch.tensor([[1, 3], [0, 0], [4, 9], [2, 2], [5, 6], [7, 8]])
+        own = model(input_ids=input_ids, attention_mask=attention_mask, start_positions=labels[:, 0],
+                    end_positions=labels[:, 1])  # fmt: skip
+        own_logits = torch.stack((own.start_logits, own.end_logits), -1)
+        assert own_logits.shape == (6, 10, 2)
+    else:  # 2 questions x 3 choices, flattened as the collator lays them out
+        labels = torch.tensor([2, 0])
+        own = model(input_ids=input_ids.view(2, 3, 10), attention_mask=attention_mask.view(2, 3, 10), labels=labels)
+        own_logits = own.logits
+        assert own_logits.shape == (2, 3)
+    wrapped = run_quality.TransformersBaseline(model, view)(
+        input_ids=input_ids, attention_mask=attention_mask, labels=labels, task_ids=0
+    )
+    assert torch.allclose(wrapped.loss, own.loss) and torch.allclose(wrapped.logits, own_logits)
