@@ -422,7 +422,9 @@ def markdown(name: str, spec: dict, summary: dict, settings: dict, commands: lis
     if "fusion" in summary and "no_fusion" in summary:
         header.append("fusion − no fusion")
     header.append("published")
-    for split in dict.fromkeys([spec["split"], "validation"]):
+    for split in dict.fromkeys([spec["split"], "validation", "test"]):
+        if not any(key.startswith(f"{split}/") for table in summary.values() for key in table["metrics"]):
+            continue  # a split no run was scored on (GLUE has no labelled test set); a mixed benchmark shows both
         lines += [f"## {split}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for task, metric in spec["metrics"]:
             key = f"{split}/{task}/{metric}"
