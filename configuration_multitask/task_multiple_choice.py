@@ -142,6 +142,10 @@ class MultipleChoice(TaskType):
         inputs = {key: feature[key] for key in ENCODER_INPUTS if key in feature}
         return [{key: values[row] for key, values in inputs.items()} for row in range(len(inputs["input_ids"]))]
 
+    def pipeline_example(self, task):
+        choices = ", ".join(f'"option {i + 1}"' for i in range(task.get("num_choices") or 2))
+        return f'{{"question": "Which one fits?", "choices": [{choices}]}}'
+
     # -------------------------------------------------------------------------------------------- baseline
     def transformers_inputs(self, task, batch):
         """`AutoModelForMultipleChoice` takes the choices as a dimension of their own: `(examples, num_choices, seq)`,

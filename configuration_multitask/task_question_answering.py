@@ -301,6 +301,9 @@ class QuestionAnswering(TaskType):
     def build_head(self, task, hidden_size, dropout, token_context=False):
         return QuestionAnsweringHead(hidden_size, dropout, task_name=task.name)
 
+    def pipeline_example(self, task):
+        return '{"question": "Where is the tower?", "context": "The tower stands in the old town of Bern."}'
+
     # -------------------------------------------------------------------------------------------- baseline
     def transformers_config(self, labels):
         return {"num_labels": 2}  # its qa_outputs layer: a start and an end logit

@@ -243,6 +243,11 @@ class TaskType:
     input_keys: tuple[str, ...] | None = None  # the keys of the pipeline inputs it answers (None: text, text pair)
     pipeline_features = None  # or a method (task, inputs, tokenizer, max_length) -> (model inputs, example)
 
+    def pipeline_example(self, task: dict) -> str:
+        """A pipeline input for a task of this type (its `config.json` entry), as Python source: the model card's
+        usage example for a type with `input_keys`."""
+        return '"your text here"'
+
     # ------------------------------------------------------------------------------------------------ baseline
     def transformers_config(self, labels: list[str] | None) -> dict:
         """The config keyword arguments of `transformers_model` for a task with these label names."""

@@ -46,6 +46,10 @@ KNOWN_BASE_MODELS = {
     "all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
 }
 _NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
+# Above this many tasks the card leads with a summary per task type, and its per-task table (folded away) and its
+# Hub metadata keep each task's primary metric only: hundreds of tasks stay a page, not hundreds of lines of scores.
+MANY_TASKS = 20
+SHOWN_LABELS = 8  # label names listed per task in a many-task card
 # Arguments of `from_pretrained` that transformers 5 stores in the tokenizer's init kwargs and writes back into
 # tokenizer_config.json on save: they describe how one machine loaded it, not the tokenizer.
 TOKENIZER_LOADING_KEYS = (
@@ -149,6 +153,40 @@ def _task_metrics(split: dict | None, task: str) -> dict[str, float]:
     return clean
 
 
+def type_summary(split: dict | None, tasks: list[dict], primaries: dict[str, str] | None = None) -> dict[str, dict]:
+    """Per task type, its tasks' primary metric over one split: `{type: {"tasks", "metric", "mean", "min", "min_task",
+    "max", "max_task"}}`, for tasks scored by the same primary metric (a type whose tasks chose different ones gets
+    one entry per metric, keyed `type/metric`). `primaries` maps task names to their primary metric (what the run
+    judged them by); a task left out is judged by its type's first metric. What `metrics.json` and the model card
+    show first when a model has many tasks."""
+    groups: dict[tuple[str, str], list[tuple[str, float]]] = {}  # (type, metric) -> [(task, value)]
+    for task in tasks:
+        definition = TASK_TYPES.get(task["type"])
+        if definition is None or not definition.metrics:
+            continue
+        metric = (primaries or {}).get(task["name"]) or definition.metrics[0].name
+        value = _task_metrics(split, task["name"]).get(metric)
+        if value is not None:
+            groups.setdefault((task["type"], metric), []).append((task["name"], value))
+    by_type: dict[str, list[str]] = {}
+    for task_type, metric in groups:
+        by_type.setdefault(task_type, []).append(metric)
+    summary = {}
+    for (task_type, metric), scored in groups.items():
+        key = task_type if len(by_type[task_type]) == 1 else f"{task_type}/{metric}"
+        low, high = min(scored, key=lambda item: item[1]), max(scored, key=lambda item: item[1])
+        summary[key] = {
+            "tasks": len(scored),
+            "metric": metric,
+            "mean": sum(value for _, value in scored) / len(scored),
+            "min": low[1],
+            "min_task": low[0],
+            "max": high[1],
+            "max_task": high[0],
+        }
+    return summary
+
+
 def _hub_id(base_model) -> str | None:
     """A Hub model id for `base_model`, or None for a local folder whose Hub id is unknown."""
     if not base_model:
@@ -201,6 +239,55 @@ def _training_data_lines(metrics: dict) -> list[str]:
     return ["## Training data", "", *lines, ""] if lines else []
 
 
+def _summary_rows(tasks: list[dict], metrics: dict, splits: list[str], primaries: dict) -> list[str]:
+    """A many-task card's first table: per task type, how many tasks and their primary metric's mean and range."""
+    counts: dict[str, int] = {}
+    for task in tasks:
+        counts[task["type"]] = counts.get(task["type"], 0) + 1
+    rows = [
+        "| Type | Tasks | " + " | ".join(f"{split.capitalize()}: mean (lowest, highest)" for split in splits) + " |",
+        "|---" * (2 + len(splits)) + "|",
+    ]
+    summaries = {split: type_summary(metrics[split], tasks, primaries) for split in splits}
+    for task_type, count in counts.items():
+        cells = []
+        for split in splits:
+            entries = [
+                entry for key, entry in summaries[split].items() if key == task_type or key.startswith(f"{task_type}/")
+            ]
+            cells.append(
+                "; ".join(
+                    f"{entry['metric']} {_format(entry['mean'])} ({_format(entry['min'])} `{entry['min_task']}`, "
+                    f"{_format(entry['max'])} `{entry['max_task']}`)"
+                    for entry in entries
+                )
+                or "n/a"
+            )
+        rows.append(f"| {task_type} | {count} | " + " | ".join(cells) + " |")
+    return [*rows, ""]
+
+
+def _pipeline_examples(tasks: list[dict]) -> list[str]:
+    """The card's pipeline calls: text for the tasks that read text, and one call per input shape of the others
+    (a question and a context, a question and its choices), as each task type's `pipeline_example` writes it."""
+    text_tasks = [task["name"] for task in tasks if TASK_TYPES[task["type"]].input_keys is None]
+    lines = []
+    if text_tasks:
+        lines += [
+            'pipe("your text here")  # every task that reads text, from one encoder pass',
+            f'pipe("your text here", task="{text_tasks[0]}")  # one task',
+            'pipe("your text here", return_fusion_weights=True)  # what each task attends to',
+        ]
+    shown = set()
+    for task in tasks:
+        definition = TASK_TYPES[task["type"]]
+        if definition.input_keys is not None and task["type"] not in shown:
+            shown.add(task["type"])
+            names = [other["name"] for other in tasks if other["type"] == task["type"]]
+            lines.append(f"pipe({definition.pipeline_example(task)})  # {task['type']}: {', '.join(names)}")
+    return lines
+
+
 def _format(value: float) -> str:
     return f"{value:.4f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
 
@@ -223,10 +310,21 @@ def render_model_card(
     splits = [split for split in ("validation", "test") if isinstance(metrics.get(split), dict)]
     model_name = (repo_id or "multitask-model").split("/")[-1]
 
+    many = len(tasks) > MANY_TASKS
+    primaries = metrics.get("primary_metrics") or {}
+
+    def shown_metrics(split: str, task: dict) -> dict[str, float]:
+        scores = _task_metrics(metrics[split], task["name"])
+        if not many:
+            return scores
+        definition = TASK_TYPES.get(task["type"])
+        primary = primaries.get(task["name"]) or (definition.metrics[0].name if definition.metrics else None)
+        return {primary: scores[primary]} if primary in scores else {}
+
     eval_results = []
     for task in tasks:
         for split in splits:
-            for metric, value in sorted(_task_metrics(metrics[split], task["name"]).items()):
+            for metric, value in sorted(shown_metrics(split, task).items()):
                 eval_results.append(
                     EvalResult(
                         task_type=HUB_TASK_TYPES[task["type"]],
@@ -258,17 +356,30 @@ def render_model_card(
         eval_results=eval_results or None,
     )
 
-    columns = [f"{split.capitalize()} metrics" for split in splits] or ["Metrics"]
+    columns = [f"{split.capitalize()} {'primary metric' if many else 'metrics'}" for split in splits] or ["Metrics"]
     rows = ["| Task | Type | Labels | " + " | ".join(columns) + " |", "|---" * (3 + len(columns)) + "|"]
     for task in tasks:
-        labels = ", ".join(f"`{label}`" for label in task.get("labels") or []) or "(a number)"
+        names = task.get("labels") or []
+        shown = names[:SHOWN_LABELS] if many else names
+        labels = ", ".join(f"`{label}`" for label in shown) or "(a number)"
+        if len(shown) < len(names):
+            labels += f" and {len(names) - len(shown)} more"
         cells = []
         for split in splits:
-            scores = _task_metrics(metrics[split], task["name"])
+            scores = shown_metrics(split, task)
             cells.append(", ".join(f"{name} {_format(value)}" for name, value in sorted(scores.items())) or "n/a")
         rows.append(
             f"| `{task['name']}` | {task['type']} | {labels} | " + " | ".join(cells or ["not evaluated"]) + " |"
         )
+    if many:
+        rows = _summary_rows(tasks, metrics, splits, primaries) + [
+            "<details>",
+            f"<summary>All {len(tasks)} tasks</summary>",
+            "",
+            *rows,
+            "",
+            "</details>",
+        ]
 
     encoder = config.get("encoder_config", {})
     fusion = (
@@ -277,7 +388,6 @@ def render_model_card(
         if config.get("fusion")
         else "no fusion layer"
     )
-    example_task = tasks[0]["name"]
     where = repo_id or "path/to/checkpoint"
     combined = metrics.get("combined_score")
     lines = [
@@ -315,21 +425,22 @@ def render_model_card(
         "from transformers import pipeline",
         "",
         f'pipe = pipeline(model="{where}", trust_remote_code=True)',
-        'pipe("your text here")  # every task, from one encoder pass',
-        f'pipe("your text here", task="{example_task}")  # one task',
-        'pipe("your text here", return_fusion_weights=True)  # what each task attends to',
-        "```",
-        "",
-        "```python",
-        "from transformers import AutoModel, AutoTokenizer",
-        "",
-        f'model = AutoModel.from_pretrained("{where}", trust_remote_code=True)',
-        f'tokenizer = AutoTokenizer.from_pretrained("{where}", trust_remote_code=True)',
-        'outputs = model(**tokenizer("your text here", return_tensors="pt"))',
-        "outputs.task_logits  # {task name: logits}",
+        *_pipeline_examples(tasks),
         "```",
         "",
     ]
+    if any(TASK_TYPES[task["type"]].input_keys is None for task in tasks):
+        lines += [
+            "```python",
+            "from transformers import AutoModel, AutoTokenizer",
+            "",
+            f'model = AutoModel.from_pretrained("{where}", trust_remote_code=True)',
+            f'tokenizer = AutoTokenizer.from_pretrained("{where}", trust_remote_code=True)',
+            'outputs = model(**tokenizer("your text here", return_tensors="pt"))',
+            "outputs.task_logits  # {task name: logits} of every task that reads text",
+            "```",
+            "",
+        ]
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n" + "\n".join(lines))
 
 

@@ -135,6 +135,56 @@ def test_model_card_names_hub_datasets_in_its_metadata():
     assert "this checkpoint was saved with transformers 5.24.0" in card.text
 
 
+def test_type_summary_reads_each_tasks_primary_metric():
+    from modeling_multitask.hub import type_summary
+
+    tasks = [
+        {"name": "sst2", "type": "sequence_classification"},
+        {"name": "rte", "type": "sequence_classification"},
+        {"name": "cola", "type": "sequence_classification"},
+        {"name": "stsb", "type": "regression"},
+        {"name": "unscored", "type": "token_classification"},
+    ]
+    split = {
+        "sst2": {"accuracy": 0.9, "mcc": 0.8},
+        "rte": {"accuracy": 0.6},
+        "cola": {"accuracy": 0.8, "mcc": 0.5},
+        "stsb": {"pearson_spearman": 0.85, "mse": 0.6},
+    }
+    summary = type_summary(split, tasks, {"cola": "mcc"})  # CoLA is judged by MCC, the others by their default
+    assert summary["sequence_classification/accuracy"] == {
+        "tasks": 2, "metric": "accuracy", "mean": pytest.approx(0.75), "min": 0.6, "min_task": "rte", "max": 0.9,
+        "max_task": "sst2",
+    }  # fmt: skip
+    assert (
+        summary["sequence_classification/mcc"]["tasks"] == 1 and summary["sequence_classification/mcc"]["mean"] == 0.5
+    )
+    assert summary["regression"]["metric"] == "pearson_spearman" and summary["regression"]["mean"] == 0.85
+    assert "token_classification" not in summary  # no scores, no row
+
+
+def test_a_many_task_card_leads_with_a_summary_per_type():
+    """At hundreds of tasks the card stays a page: a summary per type first, the per-task table folded away with
+    each task's primary metric and at most 8 label names, and one Hub result per task and split."""
+    intents = [f"intent_{i}" for i in range(12)]
+    tasks = [{"name": f"cls{i}", "type": "sequence_classification", "labels": intents} for i in range(40)]
+    tasks += [{"name": f"ner{i}", "type": "token_classification", "labels": ["O", "B-x", "I-x"]} for i in range(20)]
+    validation = {f"cls{i}": {"accuracy": 0.5 + i / 100, "f1": 0.1, "mcc": 0.2} for i in range(40)}
+    validation |= {f"ner{i}": {"f1": 0.7, "precision": 0.7, "recall": 0.7, "accuracy": 0.9} for i in range(20)}
+    card = render_model_card({"tasks": tasks}, {"validation": validation})
+
+    visible, folded = card.text.split("<details>")
+    assert "| sequence_classification | 40 | accuracy 0.695 (0.5 `cls0`, 0.89 `cls39`) |" in visible
+    assert "| token_classification | 20 | f1 0.7 (0.7 `ner0`, 0.7 `ner0`) |" in visible
+    assert "cls7" not in visible and "<summary>All 60 tasks</summary>" in folded
+    assert "| `cls3` | sequence_classification | `intent_0`, " in folded and "`intent_7` and 4 more |" in folded
+    assert "accuracy 0.53 |" in folded and "mcc" not in folded  # the primary metric only
+    assert len(card.data.eval_results) == 60 and {r.metric_type for r in card.data.eval_results} == {"accuracy", "f1"}
+
+    few = render_model_card({"tasks": tasks[:3]}, {"validation": validation})
+    assert "<details>" not in few.text and "mcc 0.2" in few.text  # a few tasks: every metric, every label
+
+
 def test_experiment_copy_drops_secrets_and_absolute_paths(tmp_path):
     raw = {
         "model": {"base_model": str(tmp_path / "encoders" / "mini")},

@@ -183,7 +183,10 @@ def test_mixed_model_with_qa_trains_scores_and_serves(tmp_path, tiny_encoder, ca
     assert 0 <= metrics["validation"]["qa"]["f1"] <= 1
     config = json.loads((output / "config.json").read_text())
     assert config["tasks"][0]["type"] == "question_answering" and config["tasks"][0]["doc_stride"] == 8
-    assert "question-answering" in (output / "README.md").read_text()
+    assert metrics["primary_metrics"] == {"qa": "f1", "intent": "accuracy"}
+    assert metrics["validation_summary"]["question_answering"]["metric"] == "f1"
+    card = (output / "README.md").read_text()
+    assert "question-answering" in card
 
     model = MultiTaskModel.from_pretrained(output).eval()
     pipe = MultiTaskPipeline(model=model, tokenizer=AutoTokenizer.from_pretrained(output), max_length=24)
@@ -192,6 +195,10 @@ def test_mixed_model_with_qa_trains_scores_and_serves(tmp_path, tiny_encoder, ca
     qa = answer["qa"]
     assert set(qa) == {"answer", "score", "start", "end"} and LONG_CONTEXT[qa["start"] : qa["end"]] == qa["answer"]
     assert set(pipe("book a flight to boston")) == {"intent"}  # text inputs go to the text tasks
+    # The card's usage examples run as written: one per input shape, each answered by the tasks that read it.
+    examples = [line.split("  #")[0] for line in card.splitlines() if line.startswith("pipe(")]
+    answered = [set(eval(example, {"pipe": pipe})) for example in examples]  # noqa: S307 (the card's own code)
+    assert {"qa"} in answered and {"intent"} in answered
     with pytest.raises(ValueError, match="Cannot read input with keys"):
         pipe({"question": "which city ?"})
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
+from ..hub import type_summary
 from .collator import MultiTaskDataCollator
 from .data import PreparedData, prepare_data
 from .experiment import TRAINING_DEFAULTS, Experiment, ExperimentError
@@ -93,6 +94,10 @@ def evaluate_splits(
     """Every task's metrics on each of `splits` the data has (each task's first `cap` examples, when given), their
     combined score and sentence accuracy."""
     results = {}
+    # Each task's primary metric, and per task type a summary of it (mean, lowest and highest task): what a reader
+    # of a many-task run looks at first, and what the model card shows.
+    primaries = {task.name: task.primary_metric for task in trainer.tasks if task.name in names}
+    tasks = [{"name": task.name, "type": task.type} for task in trainer.tasks if task.name in names]
     for split in splits:
         data = evaluation_data(prepared, split, names, cap)
         if not data:
@@ -100,6 +105,8 @@ def evaluate_splits(
         trainer.last_eval_predictions.clear()  # this split's predictions only
         split_metrics = trainer.evaluate(data, metric_key_prefix=split)
         results[split] = per_task(split_metrics, split, names)
+        results["primary_metrics"] = primaries
+        results[f"{split}_summary"] = type_summary(results[split], tasks, primaries)
         if f"{split}_combined_score" in split_metrics:
             results[f"{split}_combined_score"] = split_metrics[f"{split}_combined_score"]
         accuracy = joint_sentence_accuracy(trainer, prepared)
