@@ -195,6 +195,30 @@ def test_a_hub_stream_needs_its_size_and_labels(tmp_path, tiny_encoder):
         load_experiment(tmp_path / "experiment.yaml")
 
 
+def test_a_hub_dataset_streams_with_its_size_and_labels_given(tmp_path, tiny_encoder, capsys):
+    """`load_dataset(..., streaming=True)`, here on a local folder (the Hub is out of reach): trains, and its rows are
+    numbered for errors."""
+    write_data(tmp_path)
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    (hub / "train.jsonl").write_text((tmp_path / "assistant_train.jsonl").read_text())
+    data = {"dataset": str(hub), "splits": {"train": "train"}, "streaming": True, "num_examples": 6}
+    experiment(
+        tmp_path,
+        tiny_encoder,
+        **{"tasks.0.data": data, "tasks.1.data": data, "tasks.0.labels": ["book", "weather", "greet"]},
+        **{"tasks.1.labels": ["O", "B-city", "I-city", "B-date"], **STEPS},
+    )
+    assert main([str(tmp_path / "experiment.yaml")]) == 0
+    trained = {key for entry in _logged_losses(capsys.readouterr().out) for key in entry}
+    assert {"loss_intent", "loss_slots"} <= trained
+    stream = data_module.stream_split(load_experiment(tmp_path / "experiment.yaml").tasks[0].data, "train")
+    assert [rows.where(0) for rows in stream.shard(1, 2).batches(2)] == [
+        f"{hub}[train], row 2",
+        f"{hub}[train], row 6",
+    ]
+
+
 def test_missing_max_steps_fails_in_the_cli_before_training(tmp_path, tiny_encoder, capsys):
     write_data(tmp_path)
     experiment(tmp_path, tiny_encoder, **{"tasks.0.data.streaming": True})

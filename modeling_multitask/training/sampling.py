@@ -14,6 +14,9 @@ replacement and reshuffled when exhausted. With `lengths`, each shuffled order i
 `MEGA_BATCH_FACTOR` batches sorted by length (as transformers' LengthGroupedSampler), so a batch holds examples of
 similar length and dynamic padding wastes little. The stream is a pure function of (seed, epoch): deterministic, and it
 resumes exactly where an interrupted run stopped.
+
+When some task group streams (`data.streaming: true`), `TaskBatchStream` draws the groups with the same schedule and
+hands each rank collated batches instead (an index sampler cannot draw from iterators).
 """
 
 import math
