@@ -13,7 +13,7 @@ from test_train_cli import DATA, experiment, write_data
 
 from modeling_multitask.training import data as data_module
 from modeling_multitask.training.cli import main
-from modeling_multitask.training.data import StreamedFeatures, prepare_data
+from modeling_multitask.training.data import StreamedFeatures, group_size, prepare_data
 from modeling_multitask.training.experiment import ExperimentError, load_experiment
 
 
@@ -84,6 +84,20 @@ def test_streamed_features_equal_map_mode_features(tmp_path, tiny_encoder, tiny_
         assert [_features(row) for row in features.examples()] == expected, name
     assert any(row["truncated"] for row in map(_features, mapped.train["ner"]))
     assert len(mapped.train["intent+slots"]) == 18
+
+
+def test_a_second_run_reads_the_streams_size_and_labels_from_the_cache(
+    tmp_path, tiny_encoder, tiny_tokenizer, monkeypatch
+):
+    write_data(tmp_path)
+    experiment(tmp_path, tiny_encoder, **STREAM_ALL, **STEPS)
+    first = prepare_data(load_experiment(tmp_path / "experiment.yaml"), tiny_tokenizer)
+    assert first.cache_hits == []
+    monkeypatch.setattr(data_module, "_checked_labels", lambda *args: pytest.fail("the stream was read again"))
+    second = prepare_data(load_experiment(tmp_path / "experiment.yaml"), tiny_tokenizer)
+    assert second.cache_hits == ["intent+slots", "similarity", "ner"]
+    assert second.labels == first.labels
+    assert [group_size(second.train[name]) for name in second.train] == [6, 4, 2]
 
 
 def _rank_trainer(folder: Path, encoder: Path, tokenizer):
