@@ -6,6 +6,7 @@ examples it draws per epoch (for throughput), the train data loader when some ta
 so metrics come back as `eval_<task>_<metric>`.
 """
 
+import logging
 import math
 import time
 from collections import defaultdict
@@ -22,6 +23,9 @@ from .collator import MultiTaskDataCollator
 from .data import scoring_column
 from .metrics import combined_score, primary_metric, score_task, task_view
 from .sampling import TaskBatchStream, TaskBlockSampler
+
+
+logger = logging.getLogger(__name__)
 
 
 class FeatureDataset(Dataset):
@@ -158,6 +162,12 @@ class MultiTaskTrainer(Trainer):
         )
         # Batches come collated from the stream (batch_size=None). One process: worker processes would each
         # produce the whole stream again.
+        if self.args.dataloader_num_workers:
+            logger.warning(
+                "dataloader_num_workers=%d is not used when a task streams: its batches are read in the training "
+                "process.",
+                self.args.dataloader_num_workers,
+            )
         return DataLoader(stream, batch_size=None, collate_fn=_already_collated, num_workers=0)
 
     # ------------------------------------------------------------------------------------------ per-step costs
