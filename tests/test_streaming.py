@@ -100,27 +100,21 @@ def test_a_second_run_reads_the_streams_size_and_labels_from_the_cache(
     assert [group_size(second.train[name]) for name in second.train] == [6, 4, 2]
 
 
-def _rank_trainer(folder: Path, encoder: Path, tokenizer):
-    """A MultiTaskTrainer over the experiment in `folder`, built as the CLI builds it, for calling its data loader."""
+class _Built(Exception):
+    """Raised in place of training, carrying the trainer the CLI built."""
+
+
+def _rank_trainer(folder: Path, tokenizer, monkeypatch):
+    """The MultiTaskTrainer the CLI builds for the experiment in `folder` (stopped before training), and its data."""
     from modeling_multitask.training import cli
 
-    exp = load_experiment(folder / "experiment.yaml")
-    prepared = prepare_data(exp, tokenizer)
-    captured = {}
+    def stop(trainer, *args, **kwargs):
+        raise _Built(trainer)
 
-    class Capture(cli.MultiTaskTrainer):
-        def train(self, *args, **kwargs):
-            captured["trainer"] = self
-            raise KeyboardInterrupt  # stop before training: only the trainer is wanted
-
-    original = cli.MultiTaskTrainer
-    cli.MultiTaskTrainer = Capture
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            cli.run(exp)
-    finally:
-        cli.MultiTaskTrainer = original
-    return captured["trainer"], prepared
+    monkeypatch.setattr(cli.MultiTaskTrainer, "train", stop)
+    with pytest.raises(_Built) as built:
+        cli.run(load_experiment(folder / "experiment.yaml"))
+    return built.value.args[0], prepare_data(load_experiment(folder / "experiment.yaml"), tokenizer)
 
 
 def _group_of(batch: dict) -> tuple:
@@ -129,12 +123,12 @@ def _group_of(batch: dict) -> tuple:
 
 
 def test_two_ranks_read_disjoint_records_and_train_the_same_group_at_every_step(
-    tmp_path, tiny_encoder, tiny_tokenizer
+    tmp_path, tiny_encoder, tiny_tokenizer, monkeypatch
 ):
     write_data(tmp_path)
     # intent + slots streamed (6 records), similarity (4) and ner (2) in map mode.
     experiment(tmp_path, tiny_encoder, **{"tasks.0.data.streaming": True, **STEPS, "sampling.strategy": "uniform"})
-    trainer, prepared = _rank_trainer(tmp_path, tiny_encoder, tiny_tokenizer)
+    trainer, prepared = _rank_trainer(tmp_path, tiny_tokenizer, monkeypatch)
     stream = prepared.train["intent+slots"]
 
     lines = {rank: [line for rows in stream.rows.shard(rank, 2).batches() for line in rows.lines] for rank in (0, 1)}
@@ -148,11 +142,11 @@ def test_two_ranks_read_disjoint_records_and_train_the_same_group_at_every_step(
     assert groups[0] == groups[1]
     assert {("intent", "slots"), (2,), (3,)} <= set(groups[0])  # uniform: every group within 20 steps
     for step_0, step_1 in zip(*steps):
+        assert step_0["input_ids"].shape[0] == step_1["input_ids"].shape[0] == 2
         ids = [{tuple(row.tolist()) for row in step["input_ids"]} for step in (step_0, step_1)]
-        if _group_of(step_0) != (3,):  # ner's two sentences make one block per rank; the others differ per rank
-            assert step_0["input_ids"].shape[0] == 2
-        if _group_of(step_0) == ("intent", "slots"):
-            assert not ids[0] & ids[1]  # disjoint records (the six sentences are all different)
+        if _group_of(step_0) != (3,):  # ner has 2 sentences for the step's 4 places: both ranks see both
+            # Disjoint examples: intent+slots from each rank's records, similarity's 4 pairs split 2 + 2.
+            assert not ids[0] & ids[1]
 
 
 def test_a_bad_row_mid_stream_names_its_file_and_line(tmp_path, tiny_encoder, capsys, monkeypatch):
