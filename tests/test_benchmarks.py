@@ -127,5 +127,9 @@ def test_scale_data_part_measures_start_up_and_rss_per_size(tmp_path, capsys):
             assert measured[mode]["batch_shape"][0] == 32, (size, mode)
         assert ("in_memory" in measured) == (int(size) in data.in_memory_sizes), size
         assert measured["cache_bytes"] > 0
+        streamed = measured["stream_first"]  # counts the stream and reads its labels, then draws a batch
+        assert streamed["cache_hits"] == [] and streamed["peak_rss_mb"] > 0 and streamed["batch_shape"][0] == 32
+    assert results["data"]["stream_rss_ratio"] > 0
     assert results["table"] in capsys.readouterr().out
     assert "| map, cached run: start-up (s) |" in results["table"]
+    assert "| streaming, first run: peak RSS (MB) |" in results["table"] and "streaming: " in results["table"]

@@ -27,7 +27,7 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGH
 
 from ..push_cli import HUB_ERRORS, describe_hub_error
 from .collator import MultiTaskDataCollator
-from .data import PreparedData, example_lengths, prepare_data
+from .data import PreparedData, StreamedFeatures, example_lengths, group_size, prepare_data
 from .evaluation import (  # noqa: F401  (evaluate_checkpoint: public here too)
     evaluate_checkpoint,
     evaluate_splits,
@@ -43,7 +43,7 @@ from .publishing import (
     split_publish_settings,
     training_data,
 )
-from .trainer import FeatureDataset, MultiTaskTrainer
+from .trainer import FeatureDataset, MultiTaskTrainer, StreamedTrainData
 
 
 logger = logging.getLogger("multitask")
@@ -106,10 +106,15 @@ def training_arguments(experiment: Experiment, has_validation: bool):
     defaults["ddp_find_unused_parameters"] = len(experiment.tasks) > 1
     if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         defaults["use_cpu"] = True  # otherwise each torchrun process on a CPU machine trains alone
+    strategy = "epoch"
+    if any(task.data.streaming for task in experiment.tasks):
+        # A stream has no epochs: training is max_steps long, in one "epoch" that would end only with the run.
+        strategy = "steps"
+        defaults["eval_steps"] = experiment.training.get("save_steps", 500)
     if has_validation:
-        defaults.update(eval_strategy="epoch", save_strategy="epoch")
+        defaults.update(eval_strategy=strategy, save_strategy=strategy)
     else:
-        defaults.update(save_strategy="epoch")
+        defaults.update(save_strategy=strategy)
     settings = {**defaults, **experiment.training}
     if settings.get("fsdp") and not torch.cuda.is_available():
         # accelerate sets up FSDP only on an accelerator: on CPU it silently trains unsharded data parallel instead.
@@ -208,7 +213,13 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
 
     set_seed(args.seed)  # the heads and fusion start from the same weights in every run with this seed
     model = build_model(experiment, encoder_path, prepared)
-    train_dataset = ConcatDataset([FeatureDataset(prepared.train[group.name]) for group in prepared.groups])
+    train_features = [prepared.train[group.name] for group in prepared.groups]
+    if any(isinstance(features, StreamedFeatures) for features in train_features):
+        train_dataset = StreamedTrainData(
+            [f if isinstance(f, StreamedFeatures) else FeatureDataset(f) for f in train_features]
+        )
+    else:
+        train_dataset = ConcatDataset([FeatureDataset(features) for features in train_features])
     names, eval_cap = [task.name for task in experiment.tasks], experiment.sampling.eval_max_examples_per_task
     trainer = MultiTaskTrainer(
         model=model,
@@ -221,12 +232,12 @@ def run(experiment: Experiment, resume: bool = False, overwrite: bool = False) -
             task_names=[task.name for task in experiment.tasks],
         ),
         processing_class=tokenizer,
-        group_sizes=[len(prepared.train[group.name]) for group in prepared.groups],
+        group_sizes=[group_size(features) for features in train_features],
         tasks=task_infos,
         sampling_strategy=experiment.sampling.strategy,
         temperature=experiment.sampling.temperature,
         max_examples_per_task=experiment.sampling.max_examples_per_task,
-        group_lengths=[example_lengths(prepared.train[group.name]) for group in prepared.groups]
+        group_lengths=[example_lengths(features) for features in train_features]
         if experiment.sampling.group_by_length
         else None,
         callbacks=[ServableCheckpoints()],

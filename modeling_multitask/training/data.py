@@ -307,6 +307,69 @@ def load_split(source: DataSource, split: str, cache_dir: Path) -> ArrowRows | N
         ) from error
 
 
+class StreamedRows(ArrowRows):
+    """The records of a streamed train split: `dataset` is a `datasets.IterableDataset`, read lazily each time it is
+    iterated, every record with the line it starts on (a Hub stream's: its row number), so errors still name it."""
+
+    def __len__(self) -> int:
+        raise TypeError(f"{self.origin} is streamed: it has no length (its size is data.num_examples or one count).")
+
+    def raw_batches(self, size: int = 1000):
+        """The records as batches of columns (as `dataset[i:j]` gives them), read from the file as they are asked for."""
+        records = iter(self.dataset.iter(batch_size=size))
+        while True:
+            try:
+                batch = next(records)
+            except StopIteration:
+                return
+            except UnicodeDecodeError as error:
+                raise ExperimentError(
+                    f"{self.origin} is not UTF-8 text ({error.reason} at byte {error.start}): save it as UTF-8."
+                ) from error
+            yield batch
+
+    def batches(self, size: int = 1000):
+        for batch in self.raw_batches(size):
+            yield self.rows(batch, [])
+
+    def shard(self, rank: int, world_size: int) -> "StreamedRows":
+        """This rank's share of the records (`datasets.distributed.split_dataset_by_node`): with one file, every
+        `world_size`-th record from the `rank`-th on, so ranks read disjoint records."""
+        if world_size == 1:
+            return self
+        from datasets.distributed import split_dataset_by_node
+
+        shared = split_dataset_by_node(self.dataset, rank=rank, world_size=world_size)
+        return StreamedRows(shared, self.origin, self.identity, self.unit)
+
+
+def stream_split(source: DataSource, split: str) -> StreamedRows:
+    """The records of `split`, read lazily (`data.streaming: true`): from the same record readers as map mode, so
+    every check and error is the same, or a Hub dataset streamed (`load_dataset(..., streaming=True)`)."""
+    import datasets
+
+    if source.dataset is not None:
+        try:
+            data = datasets.load_dataset(source.dataset, source.config, split=source.splits[split], streaming=True)
+        except Exception as error:  # datasets raises many types (connection, missing config, ...)
+            raise ExperimentError(
+                f"Could not stream Hub dataset '{source.dataset}' ({source.config}, split "
+                f"'{source.splits[split]}'): {error}. Offline, point data.train at a local file instead."
+            ) from error
+        data = data.map(lambda record, index: {LINE: index + 1}, with_indices=True)
+        return StreamedRows(data, f"{source.dataset}[{source.splits[split]}]", _hub_stream_identity(source), "row")
+    reader = _local_reader(source, source.files[split])
+    # datasets reads a list in gen_kwargs as shards, one generator call each: pass none.
+    options = {key: tuple(value) if isinstance(value, list) else value for key, value in reader.options.items()}
+    data = datasets.IterableDataset.from_generator(reader.generator, gen_kwargs=options)
+    return StreamedRows(data, reader.origin, reader.identity, reader.unit)
+
+
+def _hub_stream_identity(source: DataSource) -> str:
+    """A Hub stream is not read before training: it is named by what the experiment says (its revision is not known)."""
+    return f"hub-stream:{json.dumps([source.dataset, source.config, source.splits.get('train')])}"
+
+
 def _from_generator(generator, gen_kwargs: dict, cache_dir: Path):
     """`Dataset.from_generator`, re-raising our readers' errors as they were (datasets wraps them)."""
     import datasets
@@ -325,14 +388,27 @@ def _from_generator(generator, gen_kwargs: dict, cache_dir: Path):
         raise cause from None
 
 
-def _load_local(source: DataSource, location, cache_dir: Path) -> ArrowRows:
+@dataclass
+class _Reader:
+    """How one split of local files is read: a record generator and its arguments, and what to name in errors."""
+
+    generator: Any
+    options: dict
+    origin: str
+    identity: str
+    unit: str = "line"
+    parquet: Path | None = None  # parquet files are Arrow already: read as such in map mode
+
+
+def _local_reader(source: DataSource, location) -> _Reader:
     if isinstance(location, dict):
         for path in location.values():
             _require_file(path)
         columns = {column: str(path) for column, path in location.items()}
         stamp = [_stamp(path) for path in location.values()]
-        data = _from_generator(_line_file_records, {"columns": columns, "stamp": stamp}, cache_dir)
-        return ArrowRows(data, " + ".join(columns.values()), json.dumps(stamp))
+        return _Reader(
+            _line_file_records, {"columns": columns, "stamp": stamp}, " + ".join(columns.values()), json.dumps(stamp)
+        )
     _require_file(location)
     file_format = source.format or _SUFFIX_FORMATS.get(location.suffix.lower())
     if source.format is None and location.suffix.lower() == ".json" and _is_squad_layout(location):
@@ -344,24 +420,50 @@ def _load_local(source: DataSource, location, cache_dir: Path) -> ArrowRows:
         )
     stamp = _stamp(location)
     options = {"path": str(location), "stamp": stamp}
+    reader = _Reader(None, options, str(location), json.dumps(stamp))
     if file_format in ("csv", "tsv"):
         delimiter = source.delimiter or ("\t" if file_format == "tsv" else ",")
         options.update(
             delimiter=delimiter, has_header=source.has_header, column_names=source.column_names, quoting=source.quoting
         )
-        data = _from_generator(_delimited_records, options, cache_dir)
+        reader.generator = _delimited_records
     elif file_format in ("jsonl", "json"):
-        data = _from_generator(_jsonl_records, options, cache_dir)
+        reader.generator = _jsonl_records
     elif file_format == "squad":
-        data = _from_generator(_squad_records, options, cache_dir)
-        return ArrowRows(data, str(location), json.dumps(stamp), unit="question")
+        reader.generator, reader.unit = _squad_records, "question"
     elif file_format == "conll":
-        data = _from_generator(_conll_records, options, cache_dir)
+        reader.generator = _conll_records
     elif file_format == "parquet":
-        data = _read_parquet(location, cache_dir)
+        reader.generator, reader.unit, reader.parquet = _parquet_records, "row", location
     else:
         raise ExperimentError(f"data.format '{file_format}' needs a mapping of column -> line file per split.")
-    return ArrowRows(data, str(location), json.dumps(stamp))
+    return reader
+
+
+def _load_local(source: DataSource, location, cache_dir: Path) -> ArrowRows:
+    reader = _local_reader(source, location)
+    if reader.parquet is not None:
+        # Map mode names a parquet row by its number as a "line" (the reader's LINE column is for streams).
+        return ArrowRows(_read_parquet(reader.parquet, cache_dir), reader.origin, reader.identity)
+    data = _from_generator(reader.generator, reader.options, cache_dir)
+    return ArrowRows(data, reader.origin, reader.identity, unit=reader.unit)
+
+
+def _parquet_records(path: str, stamp):
+    """A parquet file's rows, a record batch at a time (for streaming; map mode memory-maps the file instead)."""
+    import pyarrow.parquet
+
+    try:
+        parquet = pyarrow.parquet.ParquetFile(path)
+    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        raise ExperimentError(f"{path} is not a readable parquet file: {error}") from error
+    if not parquet.metadata.num_rows:
+        raise ExperimentError(f"{path} holds no examples.")
+    number = 0
+    for batch in parquet.iter_batches(batch_size=BATCH_SIZE):
+        for record in batch.to_pylist():
+            number += 1
+            yield {**record, LINE: number}
 
 
 def _read_parquet(location: Path, cache_dir: Path):
@@ -736,6 +838,8 @@ def _tokenizer_identity(tokenizer) -> str:
 def _split_identity(source: DataSource, split: str, rows_of) -> str | None:
     """What a split's records depend on, read without reading the data (except a Hub dataset, whose fingerprint is
     known once `datasets` has it at hand)."""
+    if source.dataset is not None and source.streaming and split == "train":
+        return _hub_stream_identity(source)
     if source.dataset is not None:
         rows = rows_of(source, split)
         return None if rows is None else rows.identity
@@ -775,10 +879,11 @@ class _GroupFeatures:
     """One group's features, as read from (or written to) its cache folder."""
 
     labels: dict[str, list[str] | None]
-    train: Any  # datasets.Dataset
+    train: Any  # datasets.Dataset; None for a streamed train split, tokenised while training
     evaluation: dict[str, dict[str, Any]]  # split -> task -> datasets.Dataset
     truncated: dict[str, dict[str, int]]
     warnings: list[str]
+    train_size: int | None = None  # a streamed train split's examples (data.num_examples, or counted once)
 
 
 def _load_cached(folder: Path) -> _GroupFeatures | None:
@@ -791,8 +896,10 @@ def _load_cached(folder: Path) -> _GroupFeatures | None:
             split: {name: _open_features(folder, files) for name, files in tasks.items()}
             for split, tasks in meta["evaluation"].items()
         }
-        train = _open_features(folder, meta["train"])
-        return _GroupFeatures(meta["labels"], train, evaluation, meta["truncated"], meta["warnings"])
+        train = None if meta["train"] is None else _open_features(folder, meta["train"])
+        return _GroupFeatures(
+            meta["labels"], train, evaluation, meta["truncated"], meta["warnings"], meta.get("train_size")
+        )
     except (OSError, ValueError, KeyError) as error:  # a damaged entry (a file deleted by hand...): build it again
         logger.warning("Ignoring the damaged data cache entry %s (%s); tokenising again.", folder, error)
         shutil.rmtree(folder, ignore_errors=True)
@@ -836,16 +943,24 @@ class _HeldWarnings(logging.Filter):
         return messages
 
 
-def _featurize_split(
-    rows: ArrowRows, group: TaskGroup, tokenizer, labels, task_indices, split, word_splitting, path, num_proc
-):
-    """One split of a group, checked, labelled and tokenised batch by batch into the Arrow file `path`."""
+def _featurizer(rows: ArrowRows, group: TaskGroup, tokenizer, labels, task_indices, split, word_splitting):
+    """The function that checks, labels and tokenises one batch of records (`dataset[i:j]`, a `.map` batch, or a
+    stream's batch) into feature columns: the one featurisation of map mode and streaming."""
 
     def featurize(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         batch_rows = rows.rows(batch, indices)
         label_ids = {task.name: encode_labels(task, batch_rows, labels[task.name], split) for task in group.tasks}
         joint = len(group.tasks) > 1
         return _feature_columns(tokenize(group, batch_rows, tokenizer, label_ids, task_indices, joint, word_splitting))
+
+    return featurize
+
+
+def _featurize_split(
+    rows: ArrowRows, group: TaskGroup, tokenizer, labels, task_indices, split, word_splitting, path, num_proc
+):
+    """One split of a group, checked, labelled and tokenised batch by batch into the Arrow file `path`."""
+    featurize = _featurizer(rows, group, tokenizer, labels, task_indices, split, word_splitting)
 
     processes = num_proc if num_proc > 1 and len(rows) > BATCH_SIZE else None
     # In one process, tokenize's per-batch warnings are held back and logged once per split (and again from the
@@ -932,11 +1047,56 @@ def scoring_column(features) -> list:
     return [json.loads(text) for text in features[SCORING]]
 
 
+class _OncePerMessage(logging.Filter):
+    """Lets each of `tokenize`'s per-batch warnings (truncation...) through once per stream, not once per batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg in self.seen:
+            return False
+        self.seen.add(record.msg)
+        return True
+
+
+@dataclass
+class StreamedFeatures:
+    """A streamed group's train features (`data.streaming: true`): read, checked, labelled and tokenised a batch of
+    `BATCH_SIZE` records at a time while training draws them, by the same function as map mode (`_featurizer`).
+
+    `examples(rank, world_size)` is one pass over that rank's share of the records; nothing is written to disk."""
+
+    rows: StreamedRows
+    group: TaskGroup
+    featurize: Any  # batch of records -> feature columns
+    num_examples: int  # data.num_examples, or counted once: the group's sampling weight
+
+    def examples(self, rank: int = 0, world_size: int = 1):
+        once = _OncePerMessage()
+        for batch in self.rows.shard(rank, world_size).raw_batches(BATCH_SIZE):
+            logger.addFilter(once)
+            try:
+                columns = self.featurize(batch, [])
+            finally:
+                logger.removeFilter(once)
+            names = list(columns)
+            for values in zip(*columns.values()):
+                yield dict(zip(names, values))
+
+
+def group_size(features) -> int:
+    """Examples of one group's train features: a map-mode dataset's length, or a stream's size."""
+    return features.num_examples if isinstance(features, StreamedFeatures) else len(features)
+
+
 @dataclass
 class PreparedData:
     """Everything training needs from the data: label names per task, train features per group, eval features.
 
-    Features are `datasets.Dataset`s (memory-mapped Arrow) whose rows read as the feature dicts `tokenize` returns."""
+    Features are `datasets.Dataset`s (memory-mapped Arrow) whose rows read as the feature dicts `tokenize` returns;
+    a streamed group's train features are a [`StreamedFeatures`] (see [`group_size`])."""
 
     labels: dict[str, list[str] | None]
     train: dict[str, Any]  # group name -> features
@@ -947,17 +1107,33 @@ class PreparedData:
     cache_hits: list[str] = field(default_factory=list)  # the groups whose features came from the data cache
 
 
-def _checked_labels(group: TaskGroup, train: ArrowRows) -> dict[str, list[str] | None]:
-    """Every train record's columns checked and every task's label names inferred, batch by batch."""
+def _checked_labels(group: TaskGroup, train: ArrowRows) -> tuple[dict[str, list[str] | None], int]:
+    """Every train record's columns checked and every task's label names inferred, batch by batch; and the records
+    counted (a stream's size)."""
     seen = {task.name: set() for task in group.tasks}
     infer = [task for task in group.tasks if task.labels is None and task.num_labels is None]
+    count = 0
     for rows in train.batches(BATCH_SIZE):
+        count += len(rows.records)
         for task in group.tasks:
             _check_columns(task, rows)
         for task in infer:
             if task.definition.min_labels is not None:
                 seen[task.name] |= seen_labels(task, rows)
-    return {task.name: label_list(task, seen[task.name]) for task in group.tasks}
+    return {task.name: label_list(task, seen[task.name]) for task in group.tasks}, count
+
+
+def _stream_labels_and_size(group: TaskGroup, train: StreamedRows) -> tuple[dict[str, list[str] | None], int]:
+    """A streamed group's label names and size: from the experiment (`labels` or `num_labels`, `data.num_examples`)
+    where it gives both, else from one pass over the file that checks every record's columns and labels."""
+    needs_labels = any(
+        task.definition.min_labels is not None and task.labels is None and task.num_labels is None
+        for task in group.tasks
+    )
+    if group.source.num_examples is not None and not needs_labels:
+        return {task.name: label_list(task, set()) for task in group.tasks}, group.source.num_examples
+    labels, count = _checked_labels(group, train)
+    return labels, group.source.num_examples or count
 
 
 def _check_split(group: TaskGroup, rows: ArrowRows, labels: dict, split: str) -> None:
@@ -988,10 +1164,17 @@ def prepare_data(experiment: Experiment, tokenizer) -> PreparedData:
             loaded[key] = load_split(source, split, root)
         return loaded[key]
 
+    streams: dict[tuple, StreamedRows] = {}
+
+    def stream_of(source: DataSource) -> StreamedRows:
+        if source.key() not in streams:
+            streams[source.key()] = stream_split(source, "train")
+        return streams[source.key()]
+
     prepared = PreparedData(labels={}, train={}, groups=groups)
     with _quiet_datasets():
         tokenizer_id = _tokenizer_identity(tokenizer)
-        plans = []  # (group, cache folder, cached features or None, (train rows, labels, eval rows) or None)
+        plans = []  # (group, cache folder, cached features or None, (train rows, labels, eval rows, size) or None)
         for group in groups:
             identities = {
                 split: _split_identity(group.source, split, rows_of) for split in ("train", "validation", "test")
@@ -1003,16 +1186,22 @@ def prepare_data(experiment: Experiment, tokenizer) -> PreparedData:
             if cached is not None:
                 plans.append((group, folder, cached, None))
                 continue
-            train = rows_of(group.source, "train")
-            labels = _checked_labels(group, train)
-            _check_split(group, train, labels, "train")
+            size = None
+            if group.source.streaming:
+                # Only its evaluation splits are tokenised now (and cached), with its labels and size.
+                labels, size = _stream_labels_and_size(group, stream_of(group.source))
+                train = None
+            else:
+                train = rows_of(group.source, "train")
+                labels, _ = _checked_labels(group, train)
+                _check_split(group, train, labels, "train")
             evaluation = {}
             for split in ("validation", "test"):
                 rows = rows_of(group.source, split)
                 if rows is not None:
                     _check_split(group, rows, labels, split)
                     evaluation[split] = rows
-            plans.append((group, folder, None, (train, labels, evaluation)))
+            plans.append((group, folder, None, (train, labels, evaluation, size)))
 
         for group, folder, cached, checked in plans:
             if cached is None:
@@ -1022,7 +1211,12 @@ def prepare_data(experiment: Experiment, tokenizer) -> PreparedData:
                 for message in cached.warnings:
                     logger.warning("%s", message)
             prepared.labels.update(cached.labels)
-            prepared.train[group.name] = cached.train
+            if group.source.streaming:
+                stream = stream_of(group.source)
+                featurize = _featurizer(stream, group, tokenizer, cached.labels, task_indices, "train", word_splitting)
+                prepared.train[group.name] = StreamedFeatures(stream, group, featurize, cached.train_size)
+            else:
+                prepared.train[group.name] = cached.train
             for split, tasks in cached.evaluation.items():
                 getattr(prepared, split).update(tasks)
             for split, counts in cached.truncated.items():
@@ -1033,18 +1227,19 @@ def prepare_data(experiment: Experiment, tokenizer) -> PreparedData:
 def _build_group(group, folder: Path, checked, tokenizer, task_indices, word_splitting, settings) -> _GroupFeatures:
     """Tokenise one group's splits into a fresh cache folder, then move it into place (a concurrent run that got
     there first wins: its files are the same)."""
-    train, labels, evaluation = checked
+    train, labels, evaluation, size = checked
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     num_proc = settings.num_proc
-    meta = {"labels": labels, "train": [], "evaluation": {}, "truncated": {}, "warnings": []}
-    features, warnings = _featurize_split(
-        train, group, tokenizer, labels, task_indices, "train", word_splitting, scratch / "train.arrow", num_proc
-    )
-    meta["warnings"] += warnings
-    meta["train"] = _file_names(features)
-    for task in group.tasks:
-        meta["truncated"].setdefault("train", {})[task.name] = count_truncated(features)
+    meta = {"labels": labels, "train": None, "train_size": size, "evaluation": {}, "truncated": {}, "warnings": []}
+    if train is not None:  # a streamed train split is tokenised while training
+        features, warnings = _featurize_split(
+            train, group, tokenizer, labels, task_indices, "train", word_splitting, scratch / "train.arrow", num_proc
+        )
+        meta["warnings"] += warnings
+        meta["train"] = _file_names(features)
+        for task in group.tasks:
+            meta["truncated"].setdefault("train", {})[task.name] = count_truncated(features)
     for split, rows in evaluation.items():
         meta["evaluation"][split] = {}
         for i, task in enumerate(group.tasks):

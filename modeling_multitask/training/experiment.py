@@ -89,10 +89,18 @@ class DataSource:
     has_header: bool = True
     column_names: list[str] | None = None  # for csv/tsv files without a header
     quoting: bool | None = None  # csv/tsv: honour "..." quotes; None: on for csv, off for tsv (GLUE's bare quotes)
+    streaming: bool = False  # read the train split lazily while training (see docs/PERFORMANCE.md, "Streaming")
+    num_examples: int | None = None  # a streamed train split's size, for the sampling weights (else one counting pass)
 
     def key(self) -> tuple:
         """Identifies the data, so that tasks reading the same examples can share one encoder pass."""
-        return (repr(sorted(self.files.items())), self.dataset, self.config, repr(sorted(self.splits.items())))
+        return (
+            repr(sorted(self.files.items())),
+            self.dataset,
+            self.config,
+            repr(sorted(self.splits.items())),
+            self.streaming,
+        )
 
 
 @dataclasses.dataclass
@@ -243,6 +251,8 @@ def _parse_data(raw: Any, base: Path, where: str) -> DataSource:
         "has_header",
         "column_names",
         "quoting",
+        "streaming",
+        "num_examples",
     ]
     raw = _check_keys(raw, allowed, where)
     source = DataSource(
@@ -253,8 +263,10 @@ def _parse_data(raw: Any, base: Path, where: str) -> DataSource:
         has_header=raw.get("has_header", True),
         column_names=raw.get("column_names"),
         quoting=raw.get("quoting"),
+        streaming=raw.get("streaming", False),
+        num_examples=raw.get("num_examples"),
     )
-    for flag in ("has_header", "quoting"):
+    for flag in ("has_header", "quoting", "streaming"):
         value = getattr(source, flag)
         if value is not None and not isinstance(value, bool):
             raise ExperimentError(f"{where}.{flag} must be true or false, got {value!r}.")
@@ -263,6 +275,7 @@ def _parse_data(raw: Any, base: Path, where: str) -> DataSource:
             f"{where}.format '{source.format}' is unknown.{_nearest(source.format, FILE_FORMATS)} "
             f"Allowed: {', '.join(FILE_FORMATS)}."
         )
+    _check_streaming_keys(source, where)
     if source.dataset is not None:
         splits = raw.get("splits") or {"train": "train", "validation": "validation"}
         source.splits = dict(_check_keys(splits, SPLITS, f"{where}.splits"))
@@ -284,6 +297,50 @@ def _parse_data(raw: Any, base: Path, where: str) -> DataSource:
     if "train" not in source.files:
         raise ExperimentError(f"{where} needs a 'train' file (or a Hub 'dataset').")
     return source
+
+
+def _check_streaming_keys(source: DataSource, where: str) -> None:
+    count = source.num_examples
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
+        raise ExperimentError(f"{where}.num_examples must be a positive integer (the train examples), got {count!r}.")
+    if count is not None and not source.streaming:
+        raise ExperimentError(
+            f"{where}.num_examples is read only for a streamed train split: set {where}.streaming: true, or drop "
+            "num_examples (a split read in full is counted)."
+        )
+    if source.streaming and source.dataset is not None and count is None:
+        raise ExperimentError(
+            f"{where}: a streamed Hub dataset cannot be counted before training; give its train size as "
+            f"{where}.num_examples (it sets the task's sampling weight)."
+        )
+
+
+def _check_streamed_tasks(tasks: list[TaskSpec], sampling: SamplingSpec, training: dict) -> None:
+    """What a stream cannot do without: a step count (it has no length, so no epochs), label names it cannot infer
+    (a Hub stream is not read before training), and lengths read up front (`group_by_length`)."""
+    streamed = [(index, task) for index, task in enumerate(tasks) if task.data.streaming]
+    if not streamed:
+        return
+    index, task = streamed[0]
+    where = f"tasks[{index}] ({task.name}).data.streaming"
+    max_steps = training.get("max_steps")
+    if max_steps is None or max_steps == -1:
+        raise ExperimentError(
+            f"{where} is true, so training.max_steps is required: a stream has no length, so num_train_epochs cannot "
+            "be counted. Set training.max_steps (e.g. --set training.max_steps=10000)."
+        )
+    if sampling.group_by_length:
+        raise ExperimentError(
+            f"{where} is true, but sampling.group_by_length needs every example's length before training: set "
+            "sampling.group_by_length: false, or stream no task."
+        )
+    for index, task in streamed:
+        needs_labels = task.definition.min_labels is not None and task.labels is None and task.num_labels is None
+        if task.data.dataset is not None and needs_labels:
+            raise ExperimentError(
+                f"tasks[{index}] ({task.name}) streams the Hub dataset '{task.data.dataset}', which is not read "
+                "before training, so its labels cannot be inferred: list them in the task's labels."
+            )
 
 
 # TaskSpec keys whose value is one plain scalar: a wrong type fails here, not deep inside reading or training.
@@ -457,6 +514,7 @@ def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = N
     training = _read_training_numbers(training)
     _check_training_numbers(training)
     _check_report_to(training.get("report_to"))
+    _check_streamed_tasks(tasks, sampling, training)
     _set_best_model_direction(training, tasks)
     return Experiment(
         model=model,

@@ -14,12 +14,15 @@ replacement and reshuffled when exhausted. With `lengths`, each shuffled order i
 `MEGA_BATCH_FACTOR` batches sorted by length (as transformers' LengthGroupedSampler), so a batch holds examples of
 similar length and dynamic padding wastes little. The stream is a pure function of (seed, epoch): deterministic, and it
 resumes exactly where an interrupted run stopped.
+
+When some task group streams (`data.streaming: true`), `TaskBatchStream` draws the groups with the same schedule and
+hands each rank collated batches instead (an index sampler cannot draw from iterators).
 """
 
 import math
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import IterableDataset, Sampler
 
 
 def task_probabilities(
@@ -123,3 +126,99 @@ class TaskBlockSampler(Sampler[int]):
                         positions[group] = 0
                     yield self.offsets[group] + orders[group][positions[group]]
                     positions[group] += 1
+
+
+class TaskBatchStream(IterableDataset):
+    """
+    One rank's training batches when some task groups stream (`data.streaming: true`): an endless iterable of
+    collated batches, each from one group, the group of every step drawn as `TaskBlockSampler` draws it (same
+    strategies, same seed on every rank, so all ranks train the same group at a step).
+
+    A streamed group's batch is the next `batch_size` examples of this rank's share of the stream (its `examples(rank,
+    world_size)`: ranks read disjoint records), started again when it runs out. A map-mode group's batch is this
+    rank's block of the step's `batch_size x world_size` indices of its shuffled order, as with `TaskBlockSampler`.
+
+    Args:
+        groups (`list`): per group, a sequence of features (map mode) or an object with `examples(rank, world_size)`.
+        sizes (`list[int]`): examples per group (a stream's `num_examples`), for the sampling weights.
+        batch_size (`int`): the per-device batch size.
+        collate (`Callable`): features -> batch.
+        rank, world_size (`int`): this process's data-parallel rank and the number of ranks.
+        strategy, temperature, max_examples_per_task, seed: see `TaskBlockSampler`.
+    """
+
+    def __init__(
+        self,
+        groups: list,
+        sizes: list[int],
+        batch_size: int,
+        collate,
+        rank: int = 0,
+        world_size: int = 1,
+        strategy: str = "temperature",
+        temperature: float = 2.0,
+        max_examples_per_task: int | None = None,
+        seed: int = 0,
+    ):
+        if len(groups) != len(sizes):
+            raise ValueError(f"TaskBatchStream: {len(groups)} groups but {len(sizes)} sizes.")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"TaskBatchStream: rank {rank} is not in 0 .. {world_size - 1}.")
+        self.groups = groups
+        self.collate = collate
+        self.rank = rank
+        self.sampler = TaskBlockSampler(
+            sizes,
+            batch_size,
+            strategy=strategy,
+            temperature=temperature,
+            max_examples_per_task=max_examples_per_task,
+            num_replicas=world_size,
+            seed=seed,
+        )
+
+    def group_steps(self):
+        """The group of every step, endlessly: `TaskBlockSampler.group_schedule` epoch after epoch."""
+        epoch = 0
+        while True:
+            generator = torch.Generator().manual_seed(self.sampler.seed + 1_000_003 * epoch)
+            yield from self.sampler.group_schedule(generator)
+            epoch += 1
+
+    def __iter__(self):
+        sampler, batch_size, world_size = self.sampler, self.sampler.batch_size, self.sampler.num_replicas
+        # Map-mode orders come from their own generator, advanced identically on every rank (every rank walks the
+        # same schedule), so that all ranks agree on each step's indices and take disjoint blocks of them.
+        order_generator = torch.Generator().manual_seed(sampler.seed + 7)
+        orders, positions, streams = {}, {}, {}
+        for step_group in self.group_steps():
+            source = self.groups[step_group]
+            if hasattr(source, "examples"):
+                batch = self._next_streamed(step_group, source, streams, batch_size)
+            else:
+                block = []
+                for _ in range(batch_size * world_size):
+                    if positions.get(step_group, sampler.sizes[step_group]) == sampler.sizes[step_group]:
+                        orders[step_group] = sampler._order(step_group, order_generator)
+                        positions[step_group] = 0
+                    block.append(orders[step_group][positions[step_group]])
+                    positions[step_group] += 1
+                batch = [source[index] for index in block[self.rank * batch_size : (self.rank + 1) * batch_size]]
+            yield self.collate(batch)
+
+    def _next_streamed(self, group: int, source, streams: dict, batch_size: int) -> list:
+        """The next `batch_size` examples of this rank's share of a stream, starting a new pass when one ends."""
+        batch = []
+        while len(batch) < batch_size:
+            if group not in streams:
+                streams[group] = [iter(source.examples(self.rank, self.sampler.num_replicas)), False]
+            examples, any_read = streams[group]
+            example = next(examples, None)
+            if example is None:
+                del streams[group]
+                if not any_read:  # a fresh pass gave nothing: looping again would never end
+                    raise ValueError(f"Task group {group} streams no examples to rank {self.rank}.")
+                continue
+            streams[group][1] = True
+            batch.append(example)
+        return batch

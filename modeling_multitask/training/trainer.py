@@ -1,18 +1,19 @@
 """`MultiTaskTrainer`: the HF Trainer with task sampling, per-task losses in the logs and per-task evaluation.
 
 Only what differs from `transformers.Trainer` is overridden: the train sampler (one task group per batch) and the
-examples it draws per epoch (for throughput), the loss (to record each task's loss), `log` (to report them), and
+examples it draws per epoch (for throughput), the train data loader when some task streams (`streaming_dataloader`), the loss (to record each task's loss), `log` (to report them), and
 `evaluate` (each task scored as itself, plus the combined score). Evaluation data is a dict of task name -> dataset,
 so metrics come back as `eval_<task>_<metric>`.
 """
 
+import logging
 import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 from transformers import EvalPrediction, Trainer
 from transformers.trainer_utils import speed_metrics
 
@@ -21,7 +22,10 @@ from configuration_multitask import TaskView
 from .collator import MultiTaskDataCollator
 from .data import scoring_column
 from .metrics import combined_score, primary_metric, score_task, task_view
-from .sampling import TaskBlockSampler
+from .sampling import TaskBatchStream, TaskBlockSampler
+
+
+logger = logging.getLogger(__name__)
 
 
 class FeatureDataset(Dataset):
@@ -40,6 +44,20 @@ class FeatureDataset(Dataset):
     def scoring(self) -> list:
         """Each example's `scoring` entry (`None` where it has none), in order."""
         return scoring_column(self.features)
+
+
+class StreamedTrainData(IterableDataset):
+    """The train data of a run where some task group streams (`data.streaming: true`): per group, in the order of
+    `group_sizes`, its map-mode features (a `FeatureDataset`) or its stream (a `data.StreamedFeatures`).
+
+    An `IterableDataset`, so the Trainer counts training in `max_steps`, not epochs. Only
+    [`MultiTaskTrainer.streaming_dataloader`] reads it: each rank's batches need the rank."""
+
+    def __init__(self, groups: list):
+        self.groups = groups
+
+    def __iter__(self):
+        raise TypeError("StreamedTrainData is read through MultiTaskTrainer.streaming_dataloader(rank, world_size).")
 
 
 @dataclass
@@ -118,6 +136,39 @@ class MultiTaskTrainer(Trainer):
             seed=self.args.seed,
             **self.sampling,
         )
+
+    def get_train_dataloader(self) -> DataLoader:
+        if isinstance(self.train_dataset, StreamedTrainData):
+            return self.streaming_dataloader(self.args.process_index, self.args.world_size)
+        return super().get_train_dataloader()
+
+    def streaming_dataloader(self, rank: int, world_size: int) -> DataLoader:
+        """Rank `rank`'s train batches when some task group streams (see `sampling.TaskBatchStream`): each step's
+        group drawn with the shared seed, a streamed group's examples from this rank's share of its records.
+
+        Not passed through `accelerator.prepare`: for an `IterableDataset` accelerate would either dispatch every
+        batch from rank 0 or wrap it in `IterableDatasetShard`, which makes every rank read the whole stream and keep
+        its slice of each global batch; here each rank reads its own records. The Trainer moves the batches to the
+        device itself (`_prepare_inputs`)."""
+        stream = TaskBatchStream(
+            self.train_dataset.groups,
+            self.group_sizes,
+            self._train_batch_size,
+            self._get_collator_with_removed_columns(self.data_collator, description="training"),
+            rank=rank,
+            world_size=world_size,
+            seed=self.args.seed,
+            **{key: value for key, value in self.sampling.items() if key != "lengths"},
+        )
+        # Batches come collated from the stream (batch_size=None). One process: worker processes would each
+        # produce the whole stream again.
+        if self.args.dataloader_num_workers:
+            logger.warning(
+                "dataloader_num_workers=%d is not used when a task streams: its batches are read in the training "
+                "process.",
+                self.args.dataloader_num_workers,
+            )
+        return DataLoader(stream, batch_size=None, collate_fn=_already_collated, num_workers=0)
 
     # ------------------------------------------------------------------------------------------ per-step costs
     # With hundreds of tasks a model has thousands of modules and parameters. Trainer walks all of them several times
@@ -295,6 +346,10 @@ class MultiTaskTrainer(Trainer):
         self.last_eval_predictions[task.name] = (predictions, labels)
         scoring = self._scoring if len(self._scoring or []) == len(labels) else None
         return score_task(task.view, predictions, labels, task.extra_metrics, scoring)
+
+
+def _already_collated(batch):
+    return batch
 
 
 def _zero_grad(parameters: list, set_to_none: bool = True) -> None:
