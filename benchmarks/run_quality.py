@@ -313,6 +313,16 @@ def single_task_run(
     return record, predictions
 
 
+def merged_baselines(earlier: dict, new: dict) -> dict:
+    """One seed's baseline record from an earlier call's and a new call's (`--single-tasks`): the new call's tasks
+    replace the earlier ones' metrics and wall times, the others stay."""
+    wall = {**earlier["per_task_wall_s"], **new["per_task_wall_s"]}
+    metrics = {split: dict(tasks) for split, tasks in earlier["metrics"].items()}
+    for split, tasks in new["metrics"].items():
+        metrics.setdefault(split, {}).update(tasks)
+    return {**new, "metrics": metrics, "per_task_wall_s": wall, "wall_s": round(sum(wall.values()), 1)}
+
+
 def joint_groups(experiment: Experiment) -> list[list[str]]:
     """The tasks JointBERT's sentence accuracy combines, per group trained jointly (see `evaluation.jointly_judged`)."""
     from modeling_multitask.training.data import group_tasks
@@ -321,14 +331,18 @@ def joint_groups(experiment: Experiment) -> list[list[str]]:
     return [judged for group in group_tasks(experiment) if (judged := jointly_judged(group))]
 
 
-def single_task_seed(experiment: Experiment, seed: int, run_dir: Path, rescore: bool = False) -> dict:
-    """Every task alone for one seed, merged into one record; sentence accuracy pairs the two separate models.
-    With `rescore`, the saved models of an earlier call are scored again instead of trained."""
+def single_task_seed(
+    experiment: Experiment, seed: int, run_dir: Path, rescore: bool = False, only: list[str] | None = None
+) -> dict:
+    """Every task alone (or the tasks named in `only`) for one seed, merged into one record; sentence accuracy pairs
+    the two separate models. With `rescore`, the saved models of an earlier call are scored again instead of trained."""
     from modeling_multitask.training.metrics import examples_correct, task_view
 
     merged = {"variant": "single_task", "seed": seed, "wall_s": 0.0, "metrics": {}, "per_task_wall_s": {}}
     predictions = {}
     for task in experiment.tasks:
+        if only is not None and task.name not in only:
+            continue
         folder = run_dir / f"single_{task.name}_s{seed}"
         record, predictions[task.name] = single_task_run(experiment, task, seed, folder, folder if rescore else None)
         merged["wall_s"] += record["wall_s"]
@@ -338,6 +352,8 @@ def single_task_seed(experiment: Experiment, seed: int, run_dir: Path, rescore: 
         logger.info("single_task %s seed %d: %s", task.name, seed, json.dumps(record["metrics"]))
     tasks = {task.name: task for task in experiment.tasks}
     for judged in joint_groups(experiment):
+        if not all(name in predictions for name in judged):
+            continue  # a joint group's sentence accuracy needs both of its baselines from the same call
         for split in predictions[judged[0]]:
             scored = []
             for name in judged:
@@ -535,6 +551,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. a new tag decoding), without training; runs not re-scored leave the table",
     )
     parser.add_argument(
+        "--single-tasks",
+        default=None,
+        metavar="TASK,TASK",
+        help="train the single_task baselines of these tasks only (comma-separated); their metrics are merged into "
+        "the seed's recorded baseline run, so a benchmark's baselines may be trained a few tasks at a time",
+    )
+    parser.add_argument(
         "--jobs",
         type=int,
         default=1,
@@ -554,6 +577,7 @@ def run_in_parallel(args, variants: list[str], results_dir: Path, run_dir: Path)
     shared = [
         *(f"--set={override}" for override in args.set),
         *([f"--epochs={args.epochs:g}"] if args.epochs else []),
+        *([f"--single-tasks={args.single_tasks}"] if args.single_tasks else []),
         f"--results-dir={results_dir}",
         f"--runs-dir={run_dir.parent}",
         "--threads=1",
@@ -644,6 +668,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SKIPPED {name}: {reason}")
         return 0
     experiment = load_experiment(experiment_path, overrides)
+    single_tasks = None
+    if args.single_tasks is not None:
+        single_tasks = [name.strip() for name in args.single_tasks.split(",") if name.strip()]
+        unknown = [name for name in single_tasks if name not in {task.name for task in experiment.tasks}]
+        if unknown or not single_tasks:
+            names = ", ".join(task.name for task in experiment.tasks)
+            print(
+                f"error: --single-tasks {args.single_tasks!r} names no task or unknown ones {unknown}; the tasks: {names}.",
+                file=sys.stderr,
+            )
+            return 2
 
     env = dict(os.environ)
     if args.threads:
@@ -692,6 +727,9 @@ def main(argv: list[str] | None = None) -> int:
                 commands = list(dict.fromkeys(r["command"] for r in runs))
             if invocation not in commands:
                 commands.append(invocation)
+            same = [r for r in runs if (r["variant"], r["seed"]) == (record["variant"], record["seed"])]
+            if same and record["variant"] == "single_task" and "per_task_wall_s" in same[0]:
+                record = merged_baselines(same[0], record)
             runs = [r for r in runs if (r["variant"], r["seed"]) != (record["variant"], record["seed"])] + [record]
             summary = summarise(runs, spec, VARIANTS)
             environment = {
@@ -728,7 +766,7 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("%s: %s, seed %d", name, variant, seed)
             version = code_version()  # before the run: the code it starts with
             if variant == "single_task":
-                record = single_task_seed(experiment, seed, run_dir)
+                record = single_task_seed(experiment, seed, run_dir, only=single_tasks)
                 record["command"] = invocation
             else:
                 record = multitask_run(experiment_path, variant, seed, overrides, run_dir / f"{variant}_s{seed}", env)

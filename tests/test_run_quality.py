@@ -359,9 +359,15 @@ def test_question_answering_and_multiple_choice_baselines(tmp_path, tiny_encoder
     experiment = span_and_choice_experiment(tmp_path, tiny_encoder)
     results, runs = tmp_path / "results", tmp_path / "runs"
     argv = [str(experiment), "--seeds", "1", "--results-dir", str(results), "--runs-dir", str(runs)]
-    assert run_quality.main([*argv, "--variants", "fusion,single_task"]) == 0
+    assert run_quality.main([*argv, "--variants", "fusion,single_task", "--single-tasks", "qa"]) == 0
+    first = json.loads((results / "spans.json").read_text())
+    assert set(next(r for r in first["runs"] if r["variant"] == "single_task")["per_task_wall_s"]) == {"qa"}
+    # The other baseline in a later call: merged into the same seed's baseline record.
+    assert run_quality.main([*argv, "--variants", "single_task", "--single-tasks", "csqa"]) == 0
+    assert run_quality.main([*argv, "--variants", "single_task", "--single-tasks", "nope"]) == 2
 
     record = json.loads((results / "spans.json").read_text())
+    assert len(record["runs"]) == 2
     assert record["protocol"]["split"] == "validation"  # no task has a test split
     assert {tuple(pair) for pair in record["protocol"]["metrics"]} == {
         ("qa", "f1"),
