@@ -40,6 +40,15 @@ GLUE_ROWS = [
     ("stsb", "spearman", "Spearman"),
     ("stsb", "pearson_spearman", "Pearson/Spearman mean"),
 ]
+SQUAD_ROWS = [("squad", "exact_match", "exact match"), ("squad", "f1", "F1")]
+ROWS = {
+    "atis": JOINT_ROWS,
+    "snips": JOINT_ROWS,
+    "glue": GLUE_ROWS,
+    "csqa": [("csqa", "accuracy", "accuracy")],
+    "squad": SQUAD_ROWS,
+    "mixed": [*SQUAD_ROWS, *JOINT_ROWS, ("sst2", "accuracy", "SST-2 accuracy")],
+}
 # Published numbers (sources: docs/RESULTS.md, "How to read the tables"), on the split each protocol reports.
 PUBLISHED = {
     "atis": (
@@ -54,6 +63,11 @@ PUBLISHED = {
         "DistilBERT / BERT-base",
         {"sst2/accuracy": "91.3 / 92.7", "cola/mcc": "51.3 / 56.3", "stsb/pearson_spearman": "86.9 / 89.0"},
     ),
+    # Not comparable: BERT-large on the test set; a 20x larger encoder trained on all of train.
+    "csqa": ("BERT-large, test (Talmor et al. 2019)", {"csqa/accuracy": "about 56"}),
+    # Not comparable: trained on all 87,599 training questions, these runs on a 3,807-question excerpt.
+    "squad": ("BERT-base, full train (Devlin et al. 2019)", {"squad/exact_match": "80.8", "squad/f1": "88.5"}),
+    "mixed": ("published (see each benchmark)", {}),
 }
 VARIANT_NAMES = {"fusion": "fusion", "no_fusion": "no fusion", "single_task": "single task"}
 SPLIT_NAMES = {"test": "test", "validation": "dev"}
@@ -92,6 +106,8 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def full_cell(results: dict, variant: str, split: str, task: str, metric: str, bold: bool = True) -> str:
     """`**mean** ± std (n=k: v1, v2, ...)`, the values in seed order."""
+    if f"{split}/{task}/{metric}" not in results["summary"][variant]["metrics"]:
+        return "–"  # e.g. a baseline left to another benchmark's identical run (run_quality.py --single-tasks)
     e = entry(results, variant, split, task, metric)
     seeds = per_seed(results, variant, split, task, metric)
     mean = f"**{e['mean']:.2f}**" if bold else f"{e['mean']:.2f}"
@@ -120,9 +136,10 @@ def quality_table(name: str) -> str:
     published_name, published = PUBLISHED[name]
     variants = [v for v in VARIANT_NAMES if v in results["summary"]]
     lines = header(["split", "task", "metric", *(VARIANT_NAMES[v] for v in variants), published_name])
-    rows = GLUE_ROWS if name == "glue" else JOINT_ROWS
-    for split in dict.fromkeys([results["protocol"]["split"], "validation"]):
-        for task, metric, label in rows:
+    for split in dict.fromkeys([results["protocol"]["split"], "validation", "test"]):
+        for task, metric, label in ROWS[name]:
+            if not any(f"{split}/{task}/{metric}" in results["summary"][v]["metrics"] for v in variants):
+                continue  # not scored on this split (a mixed benchmark's SQuAD and SST-2 have no test set)
             cells = [full_cell(results, v, split, task, metric) for v in variants]
             reference = published.get(f"{task}/{metric}") if split == results["protocol"]["split"] else None
             lines.append(row([SPLIT_NAMES[split], task, label, *cells, reference or "–"]))
@@ -443,6 +460,12 @@ TABLES = {
     "snips-wall": lambda: wall_table("snips"),
     "glue": lambda: quality_table("glue"),
     "glue-wall": lambda: wall_table("glue"),
+    "csqa": lambda: quality_table("csqa"),
+    "csqa-wall": lambda: wall_table("csqa"),
+    "squad": lambda: quality_table("squad"),
+    "squad-wall": lambda: wall_table("squad"),
+    "mixed": lambda: quality_table("mixed"),
+    "mixed-wall": lambda: wall_table("mixed"),
     "glue-private-layers": private_layers_table,
     "cola-alone": cola_alone_table,
     "cola-partners": cola_partners_table,
