@@ -311,44 +311,23 @@ def test_paired_bootstrap_compares_two_trained_models(tmp_path, tiny_encoder, ca
 
 
 def span_and_choice_experiment(folder: Path, encoder: Path) -> Path:
-    """Question answering (the SQuAD layout) and multiple choice (CommonsenseQA's layout) in one model."""
-    from test_multiple_choice import write_csqa
-    from test_question_answering import write_qa_data
+    """Question answering (the SQuAD layout) and multiple choice (CommonsenseQA's layout) in one model: the tasks of
+    those types' own CLI tests, each with its data in a subfolder."""
+    from test_multiple_choice import csqa_experiment, write_csqa
+    from test_question_answering import qa_experiment, write_qa_data
 
-    for subfolder, write in (("qa", write_qa_data), ("mc", write_csqa)):
+    tasks = []
+    for subfolder, write, experiment in (("qa", write_qa_data, qa_experiment), ("mc", write_csqa, csqa_experiment)):
         (folder / subfolder).mkdir()
         write(folder / subfolder)
-    raw = {
-        "model": {"base_model": str(encoder), "fusion": {"type": "attention"}},
-        "tasks": [
-            {
-                "name": "qa",
-                "type": "question_answering",
-                "data": {"train": "qa/train.json", "validation": "qa/dev.json", "format": "squad"},
-                "max_length": 24,
-                "doc_stride": 8,
-            },
-            {
-                "name": "csqa",
-                "type": "multiple_choice",
-                "num_choices": 3,
-                "data": {"train": "mc/csqa.jsonl", "validation": "mc/csqa.jsonl"},
-                "text_column": "question.stem",
-                "choices_column": "question.choices",
-                "label_column": "answerKey",
-            },
-        ],
-        "training": {
-            "output_dir": "unused",
-            "num_train_epochs": 1,
-            "per_device_train_batch_size": 2,
-            "learning_rate": 1e-3,
-            "disable_tqdm": True,
-            "report_to": "none",
-        },
-    }
+        task = experiment(folder / subfolder, encoder)["tasks"][0]
+        task["data"] = {
+            split: f"{subfolder}/{name}" if split != "format" else name for split, name in task["data"].items()
+        }
+        tasks.append(task)
+    raw = yaml.safe_load((held_back_experiment(folder, encoder)).read_text())
     path = folder / "spans.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path.write_text(yaml.safe_dump({**raw, "tasks": tasks}))
     return path
 
 
