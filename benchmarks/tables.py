@@ -363,49 +363,37 @@ def tuning_table() -> str:
 # ------------------------------------------------------------------------------------------------ performance
 
 
-def perf_table(preset: str = "cpu") -> str:
-    """The perf.py table of a preset's results file, as perf.py prints it, with the run's provenance."""
-    from perf import markdown
-
-    results = load(f"perf_{preset}")
+def benchmark_table(name: str, render) -> str:
+    """A benchmark script's table of the results file `name`, as the script prints it (`render`), with the run's
+    provenance: command, wall time, date, versions and the file."""
+    results = load(name)
     machine = results["machine"]
     stamp = results["timestamp"].replace("T", " ")[:16]
     provenance = (
         f"Command: `{results['command']}` ({results['wall_seconds']:.0f} s), {stamp} UTC; Python "
         f"{machine['python']}, torch {machine['torch']}, transformers {machine['transformers']}. "
-        f"Results file: `benchmarks/results/perf_{preset}.json`."
+        f"Results file: `benchmarks/results/{name}.json`."
     )
-    return provenance + "\n\n" + markdown(results)
+    return provenance + "\n\n" + render(results)
+
+
+def perf_table(preset: str = "cpu") -> str:
+    from perf import markdown
+
+    return benchmark_table(f"perf_{preset}", markdown)
 
 
 def scale_table(preset: str = "cpu") -> str:
-    """The scale.py table of a preset's results file, as scale.py prints it, with the run's provenance."""
     from scale import markdown
 
-    results = load(f"scale_{preset}")
-    machine = results["machine"]
-    stamp = results["timestamp"].replace("T", " ")[:16]
-    provenance = (
-        f"Command: `{results['command']}` ({results['wall_seconds']:.0f} s), {stamp} UTC; Python "
-        f"{machine['python']}, torch {machine['torch']}, transformers {machine['transformers']}. "
-        f"Results file: `benchmarks/results/scale_{preset}.json`."
-    )
-    return provenance + "\n\n" + markdown(results)
+    return benchmark_table(f"scale_{preset}", markdown)
 
 
 def scale_data_table(preset: str = "cpu") -> str:
-    """The data-pipeline table of `scale.py --part data`, as it prints it, with the run's provenance."""
+    """The data-pipeline table of `scale.py --part data`."""
     from scale import data_markdown
 
-    results = load(f"scale_data_{preset}")
-    machine = results["machine"]
-    stamp = results["timestamp"].replace("T", " ")[:16]
-    provenance = (
-        f"Command: `{results['command']}` ({results['wall_seconds']:.0f} s), {stamp} UTC; Python "
-        f"{machine['python']}, torch {machine['torch']}, transformers {machine['transformers']}. "
-        f"Results file: `benchmarks/results/scale_data_{preset}.json`."
-    )
-    return provenance + "\n\n" + data_markdown(results)
+    return benchmark_table(f"scale_data_{preset}", data_markdown)
 
 
 # ------------------------------------------------------------------------------------------------ README
