@@ -15,7 +15,6 @@ What runs here, and what cannot (docs/PERFORMANCE.md, "Sharded training (FSDP)")
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,32 +22,11 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import FIXTURES, random_batch, run_fresh
+from test_distributed import environment, finish
 
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = FIXTURES / "fsdp" / "train_fsdp.py"
-TIMEOUT = 300  # seconds: a hang fails the test instead of blocking the run
-
-
-def environment(**extra) -> dict:
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        "OMP_NUM_THREADS": "1",
-        "CUDA_VISIBLE_DEVICES": "",
-        **extra,
-    }
-
-
-def finish(process: subprocess.Popen, what: str) -> str:
-    try:
-        output, _ = process.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-        pytest.fail(f"{what} did not finish in {TIMEOUT} s (hang?). Output:\n{output[-4000:]}")
-    assert process.returncode == 0, f"{what} failed with exit code {process.returncode}:\n{output[-4000:]}"
-    return output
 
 
 @pytest.fixture(scope="module")
