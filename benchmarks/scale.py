@@ -43,11 +43,13 @@ from pathlib import Path
 
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 from perf import clock, clock_name, machine, summary, train_in_lockstep  # noqa: E402
+from perf_presets import PRESETS as PERF_PRESETS  # noqa: E402
 from transformers import AutoModel, BertConfig, BertTokenizer, PrinterCallback, Trainer, TrainingArguments  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
@@ -62,6 +64,7 @@ TARGETS = {"train_ratio_at_max_k": 0.95}
 TOKEN_TASK_EVERY = 10  # task k is token classification when k % 10 == 9
 TAGS = ["O", "B-a", "I-a", "B-b", "I-b"]
 LOGGING_STEPS = 10  # the CLI's default: per-task losses are averaged and logged every 10 steps
+ENCODER_FIELDS = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size")  # the random BERT
 
 
 @dataclass
@@ -101,15 +104,11 @@ class ScalePreset:
     num_threads: int = 1
 
 
-# perf.py's CPU encoder (hidden 256, 6 layers: MiniLM width at DistilBERT depth), so a step costs what it costs
-# there; a few minutes on 2 cores.
+# perf.py's CPU encoder (hidden 256, 6 layers: MiniLM width at DistilBERT depth), taken from its preset, so a step
+# costs what it costs there; a few minutes on 2 cores.
 CPU_PRESET = ScalePreset(
     name="cpu",
-    hidden_size=256,
-    num_layers=6,
-    num_heads=4,
-    intermediate_size=1024,
-    vocab_size=8192,
+    **{key: getattr(PERF_PRESETS["cpu"], key) for key in ENCODER_FIELDS},
     ks=(1, 10, 100, 500),
     num_train_examples=500 * 32,
     min_words=20,
@@ -743,6 +742,21 @@ def _stream_summary(data: dict, sizes: list[str]) -> str:
     )
 
 
+def save_results(results: dict, started: float, render, out: Path) -> int:
+    """Stamp a part's results (command, date, wall time, its table from `render`), write them to `out` and print
+    the table."""
+    results["command"] = " ".join([Path(sys.executable).name, *sys.argv])
+    results["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    results["wall_seconds"] = time.time() - started
+    results["table"] = render(results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print()
+    print(results["table"])
+    print(f"\nWrote {out} ({results['wall_seconds']:.0f} s).")
+    return 0
+
+
 def main_data(args) -> int:
     preset, data = PRESETS[args.preset], DATA_PRESETS[args.preset]
     workdir = args.workdir or tempfile.mkdtemp(prefix="scale_data_")
@@ -753,18 +767,8 @@ def main_data(args) -> int:
         "machine": machine(),
         "data": measure_data(preset, data, workdir),
         "targets": DATA_TARGETS,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    results["wall_seconds"] = time.time() - started
-    results["table"] = data_markdown(results)
-    out = Path(args.out or REPO / "benchmarks" / "results" / f"scale_data_{preset.name}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print()
-    print(results["table"])
-    print(f"\nWrote {out} ({results['wall_seconds']:.0f} s).")
-    return 0
+    return save_results(results, started, data_markdown, Path(args.out or RESULTS / f"scale_data_{preset.name}.json"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -820,18 +824,8 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoints": checkpoints,
         "evaluation": evaluation,
         "targets": TARGETS,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "wall_seconds": time.time() - started,
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    results["table"] = markdown(results)
-    out = Path(args.out or REPO / "benchmarks" / "results" / f"scale_{preset.name}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print()
-    print(results["table"])
-    print(f"\nWrote {out} ({results['wall_seconds']:.0f} s).")
-    return 0
+    return save_results(results, started, markdown, Path(args.out or RESULTS / f"scale_{preset.name}.json"))
 
 
 if __name__ == "__main__":
