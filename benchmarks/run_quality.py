@@ -317,7 +317,12 @@ def merged_baselines(earlier: dict, new: dict) -> dict:
     """One seed's baseline record from an earlier call's and a new call's (`--single-tasks`): the new call's tasks
     replace the earlier ones' metrics and wall times, the others stay."""
     wall = {**earlier["per_task_wall_s"], **new["per_task_wall_s"]}
-    metrics = {split: dict(tasks) for split, tasks in earlier["metrics"].items()}
+    retrained = set(new["per_task_wall_s"])
+    metrics = {
+        # A joint group's sentence accuracy pairs two models: stale once one of them is trained again without it.
+        split: {key: value for key, value in tasks.items() if not (set(key.split("+")) & retrained and "+" in key)}
+        for split, tasks in earlier["metrics"].items()
+    }
     for split, tasks in new["metrics"].items():
         metrics.setdefault(split, {}).update(tasks)
     return {**new, "metrics": metrics, "per_task_wall_s": wall, "wall_s": round(sum(wall.values()), 1)}
@@ -630,7 +635,9 @@ def rescore(args, variants, experiment, settings, invocation, json_path, run_dir
     for old in chosen:
         logger.info("re-scoring %s seed %d", old["variant"], old["seed"])
         if old["variant"] == "single_task":
-            metrics = single_task_seed(experiment, old["seed"], run_dir, rescore=True)["metrics"]
+            # The tasks it has baselines of (`--single-tasks` may have left some to another benchmark's runs).
+            trained = list(old.get("per_task_wall_s") or [task.name for task in experiment.tasks])
+            metrics = single_task_seed(experiment, old["seed"], run_dir, rescore=True, only=trained)["metrics"]
         else:
             metrics = record_metrics(evaluate_checkpoint(experiment, run_dir / f"{old['variant']}_s{old['seed']}"))
         scored = {"decoding": settings.get("decoding", {}), "code": version, "command": invocation}

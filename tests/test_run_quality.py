@@ -341,6 +341,8 @@ def test_question_answering_and_multiple_choice_baselines(tmp_path, tiny_encoder
     assert run_quality.main([*argv, "--variants", "fusion,single_task", "--single-tasks", "qa"]) == 0
     first = json.loads((results / "spans.json").read_text())
     assert set(next(r for r in first["runs"] if r["variant"] == "single_task")["per_task_wall_s"]) == {"qa"}
+    # Re-scoring scores the baselines that were trained (csqa's is not there yet).
+    assert run_quality.main([*argv[:1], "--rescore", "--variants", "single_task", *argv[3:]]) == 0
     # The other baseline in a later call: merged into the same seed's baseline record.
     assert run_quality.main([*argv, "--variants", "single_task", "--single-tasks", "csqa"]) == 0
     assert run_quality.main([*argv, "--variants", "single_task", "--single-tasks", "nope"]) == 2
@@ -406,3 +408,24 @@ def test_baseline_wrapper_gives_the_transformers_model_its_own_inputs(tiny_encod
         input_ids=input_ids, attention_mask=attention_mask, labels=labels, task_ids=0
     )
     assert torch.allclose(wrapped.loss, own.loss) and torch.allclose(wrapped.logits, own_logits)
+
+
+def test_a_partial_baseline_call_replaces_only_its_tasks(run_quality):
+    earlier = {
+        "variant": "single_task",
+        "seed": 1,
+        "per_task_wall_s": {"intent": 10.0, "slots": 20.0, "sst2": 5.0},
+        "metrics": {
+            "test": {"intent": {"accuracy": 0.9}, "slots": {"f1": 0.8}, "intent+slots": {"sentence_accuracy": 0.7}}
+        },
+    }
+    new = {
+        "variant": "single_task",
+        "seed": 1,
+        "per_task_wall_s": {"intent": 12.0},
+        "metrics": {"test": {"intent": {"accuracy": 0.95}}},
+    }
+    merged = run_quality.merged_baselines(earlier, new)
+    # The retrained intent replaces its metrics; slots stay; the old intent+slots pairing is gone (its intent model is).
+    assert merged["metrics"] == {"test": {"intent": {"accuracy": 0.95}, "slots": {"f1": 0.8}}}
+    assert merged["per_task_wall_s"] == {"intent": 12.0, "slots": 20.0, "sst2": 5.0} and merged["wall_s"] == 37.0
