@@ -153,6 +153,13 @@ def _task_metrics(split: dict | None, task: str) -> dict[str, float]:
     return clean
 
 
+def _primary_metric(task: dict, primaries: dict[str, str] | None) -> str | None:
+    """The metric a task was judged by: the run's choice (`metrics.json`'s `primary_metrics`), else its type's first."""
+    definition = TASK_TYPES.get(task["type"])
+    fallback = definition.metrics[0].name if definition is not None and definition.metrics else None
+    return (primaries or {}).get(task["name"]) or fallback
+
+
 def type_summary(split: dict | None, tasks: list[dict], primaries: dict[str, str] | None = None) -> dict[str, dict]:
     """Per task type, its tasks' primary metric over one split: `{type: {"tasks", "metric", "mean", "min", "min_task",
     "max", "max_task"}}`, for tasks scored by the same primary metric (a type whose tasks chose different ones gets
@@ -161,10 +168,9 @@ def type_summary(split: dict | None, tasks: list[dict], primaries: dict[str, str
     show first when a model has many tasks."""
     groups: dict[tuple[str, str], list[tuple[str, float]]] = {}  # (type, metric) -> [(task, value)]
     for task in tasks:
-        definition = TASK_TYPES.get(task["type"])
-        if definition is None or not definition.metrics:
+        metric = _primary_metric(task, primaries)
+        if metric is None:
             continue
-        metric = (primaries or {}).get(task["name"]) or definition.metrics[0].name
         value = _task_metrics(split, task["name"]).get(metric)
         if value is not None:
             groups.setdefault((task["type"], metric), []).append((task["name"], value))
@@ -317,8 +323,7 @@ def render_model_card(
         scores = _task_metrics(metrics[split], task["name"])
         if not many:
             return scores
-        definition = TASK_TYPES.get(task["type"])
-        primary = primaries.get(task["name"]) or (definition.metrics[0].name if definition.metrics else None)
+        primary = _primary_metric(task, primaries)
         return {primary: scores[primary]} if primary in scores else {}
 
     eval_results = []

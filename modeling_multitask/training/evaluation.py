@@ -105,13 +105,14 @@ def evaluate_splits(
         trainer.last_eval_predictions.clear()  # this split's predictions only
         split_metrics = trainer.evaluate(data, metric_key_prefix=split)
         results[split] = per_task(split_metrics, split, names)
-        results["primary_metrics"] = primaries
         results[f"{split}_summary"] = type_summary(results[split], tasks, primaries)
         if f"{split}_combined_score" in split_metrics:
             results[f"{split}_combined_score"] = split_metrics[f"{split}_combined_score"]
         accuracy = joint_sentence_accuracy(trainer, prepared)
         if accuracy:
             results[f"{split}_sentence_accuracy"] = accuracy
+    if results:
+        results["primary_metrics"] = primaries
     return results
 
 
