@@ -114,18 +114,26 @@ class TaskBlockSampler(Sampler[int]):
         chunks = [sorted(order[i : i + size], key=lambda index: -lengths[index]) for i in range(0, len(order), size)]
         return [index for chunk in chunks for index in chunk]
 
+    def next_indices(self, group: int, count: int, orders: dict, positions: dict, generator) -> list[int]:
+        """The next `count` indices (within the group) of `group`'s shuffled order, drawing a new order from
+        `generator` when one runs out or none was drawn yet. `orders` and `positions` carry each group's order and
+        how far it was read, from call to call."""
+        taken = []
+        for _ in range(count):
+            if positions.get(group, self.sizes[group]) == self.sizes[group]:
+                orders[group] = self._order(group, generator)
+                positions[group] = 0
+            taken.append(orders[group][positions[group]])
+            positions[group] += 1
+        return taken
+
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed + 1_000_003 * self.epoch)
-        orders = [self._order(group, generator) for group in range(len(self.sizes))]
-        positions = [0] * len(self.sizes)
+        orders = {group: self._order(group, generator) for group in range(len(self.sizes))}
+        positions = dict.fromkeys(orders, 0)
         for group in self.group_schedule(generator):
-            for _ in range(self.num_replicas):
-                for _ in range(self.batch_size):
-                    if positions[group] == self.sizes[group]:
-                        orders[group] = self._order(group, generator)
-                        positions[group] = 0
-                    yield self.offsets[group] + orders[group][positions[group]]
-                    positions[group] += 1
+            for index in self.next_indices(group, self.batch_size * self.num_replicas, orders, positions, generator):
+                yield self.offsets[group] + index
 
 
 class TaskBatchStream(IterableDataset):
@@ -196,13 +204,7 @@ class TaskBatchStream(IterableDataset):
             if hasattr(source, "examples"):
                 batch = self._next_streamed(step_group, source, streams, batch_size)
             else:
-                block = []
-                for _ in range(batch_size * world_size):
-                    if positions.get(step_group, sampler.sizes[step_group]) == sampler.sizes[step_group]:
-                        orders[step_group] = sampler._order(step_group, order_generator)
-                        positions[step_group] = 0
-                    block.append(orders[step_group][positions[step_group]])
-                    positions[step_group] += 1
+                block = sampler.next_indices(step_group, batch_size * world_size, orders, positions, order_generator)
                 batch = [source[index] for index in block[self.rank * batch_size : (self.rank + 1) * batch_size]]
             yield self.collate(batch)
 
