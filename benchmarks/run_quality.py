@@ -521,7 +521,7 @@ def code_version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("benchmark", help="atis, snips, glue, or the path of an experiment file")
+    parser.add_argument("benchmark", help=f"{', '.join(BENCHMARKS)}, smoke, or the path of an experiment file")
     parser.add_argument(
         "--seeds",
         type=int,
