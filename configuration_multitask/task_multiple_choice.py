@@ -167,12 +167,20 @@ class MultipleChoice(TaskType):
         return [bool(p == g) for p, g in zip(predictions, labels, strict=True)]
 
     # -------------------------------------------------------------------------------------------- serving
-    def pipeline_features(self, task, inputs, tokenizer, max_length):
-        texts, _ = _choice_texts(inputs["choices"])
+    def pipeline_input_problem(self, task, inputs):
+        try:
+            texts, _ = _choice_texts(inputs["choices"])
+        except ValueError as error:
+            return f"Task {task.name!r}: {error}."
         if len(texts) != task.settings["num_choices"]:
-            raise ValueError(
-                f"Task {task.name!r} was trained on {task.settings['num_choices']} choices a question, got {len(texts)}."
-            )
+            return f"Task {task.name!r} was trained on {task.settings['num_choices']} choices a question, got {len(texts)}."
+        return None
+
+    def pipeline_features(self, task, inputs, tokenizer, max_length):
+        problem = self.pipeline_input_problem(task, inputs)
+        if problem is not None:
+            raise ValueError(problem)
+        texts, _ = _choice_texts(inputs["choices"])
         encoded = tokenizer(
             [inputs["question"]] * len(texts),
             texts,

@@ -31,8 +31,10 @@ name. A definition owns:
 - **Inputs of its own** (optional: types that read more than a text or a text pair). `featurize` (records and their
   encoded labels -> each record's features, e.g. several windows of a long context, each with a `scoring` entry for
   the metrics), `input_keys` (the keys of the pipeline input it answers, such as `("question", "context")`) and
-  `pipeline_features` (one such input -> model inputs, one row per window, and what `predict` needs). Left `None`,
-  the type reads text through the shared featurisation, as the four original types do.
+  `pipeline_features` (one such input -> model inputs, one row per window, and what `predict` needs), and
+  `pipeline_input_problem` (why one task cannot read an input of those keys, e.g. a multiple-choice task trained on
+  five choices given four: the pipeline then sends it to the tasks that can). Left `None`, the type reads text
+  through the shared featurisation, as the four original types do.
 
 This file and the definitions are shipped as remote code beside every checkpoint (the config imports them), so they
 import only the standard library and torch. The libraries that compute metrics (scikit-learn, SciPy, seqeval) are
@@ -242,6 +244,11 @@ class TaskType:
     featurize = None  # or a method (task spec, records, encoded labels, tokenizer, max_length) -> features per record
     input_keys: tuple[str, ...] | None = None  # the keys of the pipeline inputs it answers (None: text, text pair)
     pipeline_features = None  # or a method (task, inputs, tokenizer, max_length) -> (model inputs, example)
+
+    def pipeline_input_problem(self, task: TaskView, inputs: dict) -> str | None:
+        """Why this task cannot read a pipeline input that has its `input_keys` (a multiple-choice task trained on five
+        choices given four, say), or `None`. The pipeline sends an input to every task that can read it."""
+        return None
 
     def pipeline_example(self, task: dict) -> str:
         """A pipeline input for a task of this type (its `config.json` entry), as Python source: the model card's
