@@ -17,7 +17,16 @@ its position, its probability, and every option's probability.
 import torch
 from torch.nn import functional as F
 
-from .task_type import ENCODER_INPUTS, Metric, SequenceHead, TaskType, any_set, first_value, not_a_class_id
+from .task_type import (
+    ENCODER_INPUTS,
+    Metric,
+    SequenceHead,
+    TaskType,
+    any_set,
+    first_value,
+    not_a_class_id,
+    require_texts,
+)
 
 
 class MultipleChoiceHead(SequenceHead):
@@ -180,6 +189,7 @@ class MultipleChoice(TaskType):
         problem = self.pipeline_input_problem(task, inputs)
         if problem is not None:
             raise ValueError(problem)
+        require_texts(inputs, ("question",))
         texts, _ = _choice_texts(inputs["choices"])
         encoded = tokenizer(
             [inputs["question"]] * len(texts),

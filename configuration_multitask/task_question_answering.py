@@ -33,7 +33,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .task_type import IGNORE_INDEX, LabelReading, Metric, TaskType, any_set, first_value, not_a_class_id
+from .task_type import (
+    IGNORE_INDEX,
+    LabelReading,
+    Metric,
+    TaskType,
+    any_set,
+    first_value,
+    not_a_class_id,
+    require_texts,
+)
 
 
 class QuestionAnsweringHead(LabelReading, nn.Module):
@@ -390,6 +399,7 @@ class QuestionAnswering(TaskType):
     # -------------------------------------------------------------------------------------------- serving
     def pipeline_features(self, task, inputs: dict, tokenizer, max_length: int) -> tuple[dict, dict]:
         """`(model inputs with one row per window, what `predict` needs)` for `{"question", "context"}`."""
+        require_texts(inputs, ("question", "context"))
         question, context = inputs["question"], inputs["context"]
         windows = window_features(tokenizer, question, context, max_length, task.settings["doc_stride"])
         rows = [window for window, _ in windows]

@@ -283,6 +283,15 @@ class TaskType:
         raise NotImplementedError
 
 
+def require_texts(inputs: dict, keys: tuple[str, ...]) -> None:
+    """Raise a `ValueError` unless every one of `keys` of a pipeline input is a non-blank string (as the training data
+    must be: an empty context would otherwise be answered with an empty span)."""
+    for key in keys:
+        value = inputs.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"Empty or non-string {key} {value!r}: every input needs some text to predict from.")
+
+
 def task_error(task: str, task_type: str, problem: str) -> ValueError:
     return ValueError(f"Task {task!r} ({task_type}): {problem}")
 

@@ -316,3 +316,25 @@ def test_answers_that_cannot_be_spans_and_csv_answers(tmp_path, tiny_encoder, ca
         assert main([str(tmp_path / "experiment.yaml")]) == 2
         error = capsys.readouterr().err
         assert f"train.csv, {message}" in error, error
+
+
+def test_pipeline_refuses_an_empty_question_or_context(tiny_encoder):
+    """As training does, and as the pipeline does for texts: no empty span is made up for an empty or missing
+    context (a `None` context was read as a single text)."""
+    config = MultiTaskConfig(
+        encoder_config=tiny_bert_config(),
+        tasks=[
+            {"name": "qa", "type": "question_answering", "doc_stride": 8},
+            {"name": "choice", "type": "multiple_choice", "num_choices": 2},
+        ],
+    )
+    pipe = MultiTaskPipeline(model=MultiTaskModel(config).eval(), tokenizer=fast_tokenizer(tiny_encoder))
+    assert set(pipe({"question": "which city ?", "context": "fly to boston"})) == {"qa"}
+    for inputs, key in (
+        ({"question": "which city ?", "context": ""}, "context"),
+        ({"question": "which city ?", "context": None}, "context"),
+        ({"question": " ", "context": "fly to boston"}, "question"),
+        ({"question": "", "choices": ["rain", "music"]}, "question"),
+    ):
+        with pytest.raises(ValueError, match=f"Empty or non-string {key} "):
+            pipe(inputs)
