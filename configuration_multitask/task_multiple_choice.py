@@ -138,8 +138,16 @@ class MultipleChoice(TaskType):
                 index = choice_labels.index(label)
             elif isinstance(label, int) or (isinstance(label, str) and label.lstrip("-").isdigit()):
                 index = int(label)
+            elif any(name is not None for name in choice_labels):
+                raise ValueError(
+                    f"answer {label!r} is neither a choice index in [0, {num_choices}) nor one of the choices' labels "
+                    f"{choice_labels}"
+                )
             else:
-                raise ValueError(f"answer {label!r} is neither a choice index nor one of the labels {choice_labels}")
+                raise ValueError(
+                    f"answer {label!r} is not a choice index, and the choices have no labels: give the right choice's "
+                    f"position in [0, {num_choices}), 0 for the first"
+                )
             if not 0 <= index < num_choices:
                 raise ValueError(f"answer index {index} is outside [0, {num_choices})")
             encoded = tokenizer([question] * num_choices, texts, truncation=True, max_length=max_length)

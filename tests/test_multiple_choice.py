@@ -164,6 +164,16 @@ def test_choice_columns_and_answers_that_do_not_fit(tmp_path, tiny_encoder, caps
         csv.writer(handle).writerow(["hello", "a", "b", "5"])
     assert main([str(tmp_path / "experiment.yaml")]) == 2
     assert "swag.csv, line 4: answer index 5 is outside [0, 2)" in capsys.readouterr().err
+    # Choices without labels: the answer must be an index, and the error says so (it listed "[None, None]").
+    rows = (tmp_path / "swag.csv").read_text().splitlines()
+    (tmp_path / "swag.csv").write_text("\n".join([*rows[:-1], "hello,a,b,to boston"]) + "\n")
+    assert main([str(tmp_path / "experiment.yaml")]) == 2
+    error = capsys.readouterr().err
+    assert (
+        "swag.csv, line 4: answer 'to boston' is not a choice index, and the choices have no labels: give the "
+        in error
+    )
+    assert "None" not in error
 
 
 def test_pipeline_sends_a_question_to_the_choice_tasks_with_its_number_of_choices(tiny_encoder):
