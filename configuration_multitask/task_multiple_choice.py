@@ -17,7 +17,16 @@ its position, its probability, and every option's probability.
 import torch
 from torch.nn import functional as F
 
-from .task_type import ENCODER_INPUTS, Metric, SequenceHead, TaskType, any_set, first_value, not_a_class_id
+from .task_type import (
+    ENCODER_INPUTS,
+    Metric,
+    SequenceHead,
+    TaskType,
+    any_set,
+    first_value,
+    not_a_class_id,
+    require_texts,
+)
 
 
 class MultipleChoiceHead(SequenceHead):
@@ -129,8 +138,16 @@ class MultipleChoice(TaskType):
                 index = choice_labels.index(label)
             elif isinstance(label, int) or (isinstance(label, str) and label.lstrip("-").isdigit()):
                 index = int(label)
+            elif any(name is not None for name in choice_labels):
+                raise ValueError(
+                    f"answer {label!r} is neither a choice index in [0, {num_choices}) nor one of the choices' labels "
+                    f"{choice_labels}"
+                )
             else:
-                raise ValueError(f"answer {label!r} is neither a choice index nor one of the labels {choice_labels}")
+                raise ValueError(
+                    f"answer {label!r} is not a choice index, and the choices have no labels: give the right choice's "
+                    f"position in [0, {num_choices}), 0 for the first"
+                )
             if not 0 <= index < num_choices:
                 raise ValueError(f"answer index {index} is outside [0, {num_choices})")
             encoded = tokenizer([question] * num_choices, texts, truncation=True, max_length=max_length)
@@ -167,12 +184,21 @@ class MultipleChoice(TaskType):
         return [bool(p == g) for p, g in zip(predictions, labels, strict=True)]
 
     # -------------------------------------------------------------------------------------------- serving
-    def pipeline_features(self, task, inputs, tokenizer, max_length):
-        texts, _ = _choice_texts(inputs["choices"])
+    def pipeline_input_problem(self, task, inputs):
+        try:
+            texts, _ = _choice_texts(inputs["choices"])
+        except ValueError as error:
+            return f"Task {task.name!r}: {error}."
         if len(texts) != task.settings["num_choices"]:
-            raise ValueError(
-                f"Task {task.name!r} was trained on {task.settings['num_choices']} choices a question, got {len(texts)}."
-            )
+            return f"Task {task.name!r} was trained on {task.settings['num_choices']} choices a question, got {len(texts)}."
+        return None
+
+    def pipeline_features(self, task, inputs, tokenizer, max_length):
+        problem = self.pipeline_input_problem(task, inputs)
+        if problem is not None:
+            raise ValueError(problem)
+        require_texts(inputs, ("question",))
+        texts, _ = _choice_texts(inputs["choices"])
         encoded = tokenizer(
             [inputs["question"]] * len(texts),
             texts,

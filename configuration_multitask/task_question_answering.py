@@ -2,9 +2,9 @@
 
 Data: a question (`text_column`, default `question`), a context (`text_pair_column`, default `context`) and the
 answers (`label_column`, default `answers`): a list of `{"text", "answer_start"}` with character offsets into the
-context, or SQuAD's `{"text": [...], "answer_start": [...]}`. The SQuAD JSON layout (`data -> paragraphs -> qas`) is
-read as such records (data format `squad`). An empty list is an unanswerable question (SQuAD 2.0), allowed with
-`allow_unanswerable: true`.
+context, or SQuAD's `{"text": [...], "answer_start": [...]}` (in a CSV or TSV file, either as JSON text). The SQuAD
+JSON layout (`data -> paragraphs -> qas`) is read as such records (data format `squad`). An empty list is an
+unanswerable question (SQuAD 2.0), allowed with `allow_unanswerable: true`; an answer's text is never empty.
 
 Features: the question and the context encoded as a pair. A context longer than `max_length` is split into
 overlapping windows that share `doc_stride` tokens, each a feature of its own; a window's label is the first and last
@@ -25,6 +25,7 @@ that of its end, in its window).
 """
 
 import collections
+import json
 import re
 import string
 
@@ -32,7 +33,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .task_type import IGNORE_INDEX, LabelReading, Metric, TaskType, any_set, first_value, not_a_class_id
+from .task_type import (
+    IGNORE_INDEX,
+    LabelReading,
+    Metric,
+    TaskType,
+    any_set,
+    first_value,
+    not_a_class_id,
+    require_texts,
+)
 
 
 class QuestionAnsweringHead(LabelReading, nn.Module):
@@ -158,6 +168,18 @@ def window_features(tokenizer, question: str, context: str, max_length: int, doc
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("question_answering needs a fast tokenizer (character offsets map answers to tokens).")
     question = question.lstrip()  # leading spaces would only take room from the context
+    question_tokens = len(tokenizer(question, add_special_tokens=False)["input_ids"])
+    room = (
+        max_length - question_tokens - tokenizer.num_special_tokens_to_add(pair=True)
+    )  # context tokens a window holds
+    # Windows that move on need room for more than the doc_stride tokens they share (the tokenizer panics otherwise);
+    # a context that fits beside the question needs no windows.
+    if room <= doc_stride and len(tokenizer(context, add_special_tokens=False)["input_ids"]) > room:
+        raise ValueError(
+            f"the question takes {question_tokens} tokens, leaving {max(room, 0)} of the {max_length} tokens of a "
+            f"window for the context, not more than doc_stride {doc_stride}: shorten the question, or raise max_length "
+            "or lower doc_stride"
+        )
     encoded = tokenizer(
         question,
         context,
@@ -193,7 +215,16 @@ def answer_positions(offsets: list, answer_start: int, answer_end: int) -> tuple
 
 
 def _answers(value) -> list[dict]:
-    """Answers as a list of `{"text", "answer_start"}`, from that or SQuAD's dict of parallel lists."""
+    """Answers as a list of `{"text", "answer_start"}`, from that or SQuAD's dict of parallel lists, or either as JSON
+    text (a CSV or TSV cell)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(
+                f"expected the answers as a list of {{'text', 'answer_start'}}, got the text {value!r}; in a CSV or TSV "
+                'file, write them as JSON: [{"text": "Bern", "answer_start": 36}]'
+            ) from None
     if isinstance(value, dict) and isinstance(value.get("text"), list):
         starts = value.get("answer_start") or []
         if len(starts) != len(value["text"]):
@@ -205,6 +236,11 @@ def _answers(value) -> list[dict]:
     for answer in value:
         if not isinstance(answer, dict) or not isinstance(answer.get("text"), str):
             raise ValueError(f"an answer must be {{'text': ..., 'answer_start': ...}}, got {answer!r}")
+        if not answer["text"].strip():
+            raise ValueError(
+                f"answer {answer!r} has no text; an unanswerable question has no answers (an empty list, with "
+                "allow_unanswerable: true)"
+            )
         start = answer.get("answer_start")
         if isinstance(start, bool) or not isinstance(start, int) or start < 0:
             raise ValueError(f"answer {answer['text']!r} needs a character offset 'answer_start' >= 0, got {start!r}")
@@ -363,6 +399,7 @@ class QuestionAnswering(TaskType):
     # -------------------------------------------------------------------------------------------- serving
     def pipeline_features(self, task, inputs: dict, tokenizer, max_length: int) -> tuple[dict, dict]:
         """`(model inputs with one row per window, what `predict` needs)` for `{"question", "context"}`."""
+        require_texts(inputs, ("question", "context"))
         question, context = inputs["question"], inputs["context"]
         windows = window_features(tokenizer, question, context, max_length, task.settings["doc_stride"])
         rows = [window for window, _ in windows]

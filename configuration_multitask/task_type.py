@@ -31,8 +31,10 @@ name. A definition owns:
 - **Inputs of its own** (optional: types that read more than a text or a text pair). `featurize` (records and their
   encoded labels -> each record's features, e.g. several windows of a long context, each with a `scoring` entry for
   the metrics), `input_keys` (the keys of the pipeline input it answers, such as `("question", "context")`) and
-  `pipeline_features` (one such input -> model inputs, one row per window, and what `predict` needs). Left `None`,
-  the type reads text through the shared featurisation, as the four original types do.
+  `pipeline_features` (one such input -> model inputs, one row per window, and what `predict` needs), and
+  `pipeline_input_problem` (why one task cannot read an input of those keys, e.g. a multiple-choice task trained on
+  five choices given four: the pipeline then sends it to the tasks that can). Left `None`, the type reads text
+  through the shared featurisation, as the four original types do.
 
 This file and the definitions are shipped as remote code beside every checkpoint (the config imports them), so they
 import only the standard library and torch. The libraries that compute metrics (scikit-learn, SciPy, seqeval) are
@@ -243,6 +245,11 @@ class TaskType:
     input_keys: tuple[str, ...] | None = None  # the keys of the pipeline inputs it answers (None: text, text pair)
     pipeline_features = None  # or a method (task, inputs, tokenizer, max_length) -> (model inputs, example)
 
+    def pipeline_input_problem(self, task: TaskView, inputs: dict) -> str | None:
+        """Why this task cannot read a pipeline input that has its `input_keys` (a multiple-choice task trained on five
+        choices given four, say), or `None`. The pipeline sends an input to every task that can read it."""
+        return None
+
     def pipeline_example(self, task: dict) -> str:
         """A pipeline input for a task of this type (its `config.json` entry), as Python source: the model card's
         usage example for a type with `input_keys`."""
@@ -274,6 +281,15 @@ class TaskType:
         `pipeline_features`, `logits` has one row per row it made and `example` is what it returned. `options` holds
         the call's options."""
         raise NotImplementedError
+
+
+def require_texts(inputs: dict, keys: tuple[str, ...]) -> None:
+    """Raise a `ValueError` unless every one of `keys` of a pipeline input is a non-blank string (as the training data
+    must be: an empty context would otherwise be answered with an empty span)."""
+    for key in keys:
+        value = inputs.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"Empty or non-string {key} {value!r}: every input needs some text to predict from.")
 
 
 def task_error(task: str, task_type: str, problem: str) -> ValueError:

@@ -215,9 +215,16 @@ class MultiTaskPipeline(Pipeline):
         if not isinstance(inputs, dict) or set(inputs) <= {"text", "text_pair"}:
             return []
         views = [view for view in self.model.config.task_views if view.definition.input_keys is not None]
-        fitting = [view.name for view in views if set(view.definition.input_keys) == set(inputs)]
+        fitting = [view for view in views if set(view.definition.input_keys) == set(inputs)]
         if task is not None:
-            fitting = [name for name in fitting if name == task]
+            fitting = [view for view in fitting if view.name == task]
+        # Of the tasks that read these keys, those that can read this input (a multiple-choice task reads questions
+        # with as many choices as it was trained on): a model with a 4-choice and a 5-choice task serves each question
+        # with the one that fits it.
+        problems = [view.definition.pipeline_input_problem(view, inputs) for view in fitting]
+        if fitting and all(problems):
+            raise ValueError(" ".join(problems))
+        fitting = [view.name for view, problem in zip(fitting, problems, strict=True) if problem is None]
         if not fitting:
             shapes = sorted({"{" + ", ".join(map(repr, view.definition.input_keys)) + "}" for view in views})
             raise ValueError(

@@ -164,3 +164,41 @@ def test_choice_columns_and_answers_that_do_not_fit(tmp_path, tiny_encoder, caps
         csv.writer(handle).writerow(["hello", "a", "b", "5"])
     assert main([str(tmp_path / "experiment.yaml")]) == 2
     assert "swag.csv, line 4: answer index 5 is outside [0, 2)" in capsys.readouterr().err
+    # Choices without labels: the answer must be an index, and the error says so (it listed "[None, None]").
+    rows = (tmp_path / "swag.csv").read_text().splitlines()
+    (tmp_path / "swag.csv").write_text("\n".join([*rows[:-1], "hello,a,b,to boston"]) + "\n")
+    assert main([str(tmp_path / "experiment.yaml")]) == 2
+    error = capsys.readouterr().err
+    assert (
+        "swag.csv, line 4: answer 'to boston' is not a choice index, and the choices have no labels: give the "
+        in error
+    )
+    assert "None" not in error
+
+
+def test_pipeline_sends_a_question_to_the_choice_tasks_with_its_number_of_choices(tiny_encoder):
+    """A model with a 3-choice and a 4-choice task (and a text task): each question goes to the task trained on as many
+    choices as it has; one that no task fits names every task's count."""
+    config = MultiTaskConfig(
+        encoder_config=tiny_bert_config(),
+        tasks=[
+            {"name": "three", "type": "multiple_choice", "num_choices": 3},
+            {"name": "four", "type": "multiple_choice", "num_choices": 4},
+            {"name": "intent", "type": "sequence_classification", "labels": ["a", "b"]},
+        ],
+    )
+    pipe = MultiTaskPipeline(
+        model=MultiTaskModel(config).eval(), tokenizer=AutoTokenizer.from_pretrained(tiny_encoder)
+    )
+    three = pipe({"question": "where do you fly", "choices": ["rain", "boston", "music"]})
+    four = pipe({"question": "where do you fly", "choices": ["rain", "boston", "music", "fare"]})
+    assert set(three) == {"three"} and len(three["three"]["scores"]) == 3
+    assert set(four) == {"four"} and len(four["four"]["scores"]) == 4
+    batched = pipe(["hello", {"question": "q", "choices": ["a", "b", "c", "d"]}], batch_size=2)
+    assert [set(result) for result in batched] == [{"intent"}, {"four"}]
+    with pytest.raises(
+        ValueError, match="'three' was trained on 3 choices a question, got 2.*'four' was trained on 4"
+    ):
+        pipe({"question": "q", "choices": ["a", "b"]})
+    with pytest.raises(ValueError, match="'three' was trained on 3 choices a question, got 4"):
+        pipe({"question": "q", "choices": ["a", "b", "c", "d"]}, task="three")

@@ -2,12 +2,14 @@
 over every window with exact character offsets, and a mixed model (QA + intent) trained through the CLI from the
 SQuAD JSON layout and served by the pipeline."""
 
+import csv
 import json
 
 import pytest
 import torch
 import yaml
 from conftest import run_fresh, tiny_bert_config
+from tokenizer_families import FAMILIES
 from transformers import AutoTokenizer
 
 from configuration_multitask import TASK_TYPES, MultiTaskConfig
@@ -66,6 +68,30 @@ def test_windows_cover_a_long_context_and_map_the_answer_back(tiny_encoder):
     # Every context character is covered by some window.
     covered = {c for _, offsets in windows for o in offsets if o for c in range(*o)}
     assert all(i in covered for i, char in enumerate(LONG_CONTEXT) if not char.isspace())
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_answers_map_to_their_tokens_and_back_in_every_tokenizer_family(family):
+    """Non-ASCII words and punctuation stuck to the answer, in windows of a context read with a stride: where a window
+    holds the answer, its first and last token spell exactly the answer's characters."""
+    tokenizer = FAMILIES[family]()
+    context = "fly from zürich, tomorrow. " * 4 + "then to são paulo! " + "what flights leave boston? " * 4
+    for answer in ("zürich", "são paulo", "boston"):
+        start = context.index(answer)
+        windows = window_features(tokenizer, "which city ?", context, max_length=24, doc_stride=8)
+        found = [(offsets, answer_positions(offsets, start, start + len(answer))) for _, offsets in windows]
+        spelled = {context[offsets[first][0] : offsets[last][1]] for offsets, (first, last) in found if first}
+        assert spelled == {answer}, (family, answer, spelled)
+
+
+def test_a_question_that_leaves_windows_no_room_is_an_error_not_a_tokenizer_panic(tiny_encoder):
+    """The tokenizer panics (a BaseException) when a window's room for the context is not above doc_stride."""
+    tokenizer = fast_tokenizer(tiny_encoder)
+    question = "which city do you want to fly to tomorrow morning ?"
+    with pytest.raises(ValueError, match="the question takes .* shorten the question, or raise max_length"):
+        window_features(tokenizer, question, LONG_CONTEXT, max_length=20, doc_stride=8)
+    # A context that fits beside the question needs no windows, whatever doc_stride is.
+    assert len(window_features(tokenizer, question, "fly to denver", max_length=20, doc_stride=8)) == 1
 
 
 def test_the_best_span_over_every_window_wins_with_exact_offsets():
@@ -254,3 +280,61 @@ def test_flat_jsonl_and_bad_answers_fail_with_the_line(tmp_path, tiny_encoder, c
     assert main([str(tmp_path / "experiment.yaml")]) == 2
     error = capsys.readouterr().err
     assert "dev.jsonl, line 5: answer 'boston' is not at character 2 of the context" in error, error
+
+
+def test_answers_that_cannot_be_spans_and_csv_answers(tmp_path, tiny_encoder, capsys):
+    """An answer without text and a question too long for a window stop the run with the line; a CSV (with a byte-order
+    mark and quoted fields) gives its answers as JSON text."""
+    from modeling_multitask.training.data import prepare_data
+    from modeling_multitask.training.experiment import load_experiment
+
+    write_qa_data(tmp_path)
+    raw = qa_experiment(tmp_path, tiny_encoder)
+    raw["tasks"][0]["data"] = {"train": "train.csv"}
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(raw))
+    rows = [(q, c, json.dumps([{"text": a, "answer_start": c.index(a)}])) for q, c, a in QUESTIONS]
+    with (tmp_path / "train.csv").open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.writer(handle, quoting=csv.QUOTE_ALL)
+        writer.writerows([("question", "context", "answers"), *rows])
+    prepared = prepare_data(load_experiment(tmp_path / "experiment.yaml"), AutoTokenizer.from_pretrained(tiny_encoder))
+    assert sum(feature["labels"] != [0, 0] for feature in prepared.train[prepared.groups[0].name]) >= len(QUESTIONS)
+
+    bad = {
+        "which city ?,fly to boston,boston": "line 6: expected the answers as a list of {'text', 'answer_start'}, got "
+        "the text 'boston'; in a CSV or TSV file, write them as JSON",
+        'which city ?,fly to boston,"[{""text"": """", ""answer_start"": 0}]"': "line 6: answer {'text': '', "
+        "'answer_start': 0} has no text; an unanswerable question has no answers (an empty list, with "
+        "allow_unanswerable: true)",
+        "which city is it that you want to fly to tomorrow morning or evening ?,"
+        + "fly to boston . " * 10
+        + ',"[{""text"": ""boston"", ""answer_start"": 7}]"': "line 6: the question takes",
+    }
+    for line, message in bad.items():
+        with (tmp_path / "train.csv").open("w", encoding="utf-8-sig", newline="") as handle:
+            csv.writer(handle).writerows([("question", "context", "answers"), *rows])
+            handle.write(line + "\n")
+        assert main([str(tmp_path / "experiment.yaml")]) == 2
+        error = capsys.readouterr().err
+        assert f"train.csv, {message}" in error, error
+
+
+def test_pipeline_refuses_an_empty_question_or_context(tiny_encoder):
+    """As training does, and as the pipeline does for texts: no empty span is made up for an empty or missing
+    context (a `None` context was read as a single text)."""
+    config = MultiTaskConfig(
+        encoder_config=tiny_bert_config(),
+        tasks=[
+            {"name": "qa", "type": "question_answering", "doc_stride": 8},
+            {"name": "choice", "type": "multiple_choice", "num_choices": 2},
+        ],
+    )
+    pipe = MultiTaskPipeline(model=MultiTaskModel(config).eval(), tokenizer=fast_tokenizer(tiny_encoder))
+    assert set(pipe({"question": "which city ?", "context": "fly to boston"})) == {"qa"}
+    for inputs, key in (
+        ({"question": "which city ?", "context": ""}, "context"),
+        ({"question": "which city ?", "context": None}, "context"),
+        ({"question": " ", "context": "fly to boston"}, "question"),
+        ({"question": "", "choices": ["rain", "music"]}, "question"),
+    ):
+        with pytest.raises(ValueError, match=f"Empty or non-string {key} "):
+            pipe(inputs)
