@@ -7,8 +7,9 @@ JSON layout (`data -> paragraphs -> qas`) is read as such records (data format `
 unanswerable question (SQuAD 2.0), allowed with `allow_unanswerable: true`; an answer's text is never empty.
 
 Features: the question and the context encoded as a pair. A context longer than `max_length` is split into
-overlapping windows that share `doc_stride` tokens, each a feature of its own; a window's label is the first and last
-token of the first answer, or `(0, 0)` (the first token: "no answer here") when the answer is not inside it.
+overlapping windows that share `doc_stride` tokens (left out: 128, or a quarter of `max_length` where 128 leaves a
+window no room to move on), each a feature of its own; a window's label is the first and last token of the first
+answer, or `(0, 0)` (the first token: "no answer here") when the answer is not inside it.
 
 Head: a linear layer on every token (`head_input = "token"`: with fusion, the task's fused tokens) gives a start and
 an end logit; the loss is the mean of the start and end cross-entropies, as in transformers' QA models.
@@ -248,6 +249,25 @@ def _answers(value) -> list[dict]:
     return answers
 
 
+DEFAULT_DOC_STRIDE = 128  # transformers' run_qa.py default, for windows of 384 tokens
+
+
+def resolve_doc_stride(settings: dict, max_length: int) -> int:
+    """The tokens consecutive windows share: the task's `doc_stride`, or by default 128 where windows of `max_length`
+    tokens leave room to move on beyond it, else a quarter of `max_length` (so a task that sets neither still runs)."""
+    if settings["doc_stride"] is not None:
+        return settings["doc_stride"]
+    return DEFAULT_DOC_STRIDE if DEFAULT_DOC_STRIDE < max_length // 2 else max_length // 4
+
+
+def _check_doc_stride(stride: int, max_length: int, task: str) -> None:
+    if stride >= max_length // 2:
+        raise ValueError(
+            f"Task {task!r}: doc_stride {stride} leaves windows of {max_length} tokens no room to move on: use a "
+            f"doc_stride below {max_length // 2}, or leave it out (it then follows max_length)."
+        )
+
+
 class QuestionAnswering(TaskType):
     name = "question_answering"
     problem_type = "question_answering"
@@ -256,7 +276,8 @@ class QuestionAnswering(TaskType):
     text_pair = False  # its pair is always (question, context), read by its own featurisation
     min_labels = None
     input_keys = ("question", "context")
-    settings = {"doc_stride": 128, "max_answer_length": 30, "allow_unanswerable": False, "null_threshold": 0.0}
+    # doc_stride None: follows max_length (resolve_doc_stride).
+    settings = {"doc_stride": None, "max_answer_length": 30, "allow_unanswerable": False, "null_threshold": 0.0}
     default_columns = {"text_column": "question", "text_pair_column": "context", "label_column": "answers"}
     metrics = (Metric("f1"), Metric("exact_match"))
     reported_metrics = ("exact_match", "f1")
@@ -266,8 +287,13 @@ class QuestionAnswering(TaskType):
         checked = super().check_settings(task, settings, labels)
         for key in ("doc_stride", "max_answer_length"):
             value = checked[key]
+            if key == "doc_stride" and value is None:
+                continue  # follows max_length, which may be known only once the encoder is
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Task {task!r}: {key} must be a positive integer, got {value!r}.")
+        max_length = settings.get("max_length")
+        if checked["doc_stride"] is not None and isinstance(max_length, int) and not isinstance(max_length, bool):
+            _check_doc_stride(checked["doc_stride"], max_length, task)
         if not isinstance(checked["allow_unanswerable"], bool):
             raise ValueError(f"Task {task!r}: allow_unanswerable must be true or false.")
         threshold = checked["null_threshold"]
@@ -294,11 +320,8 @@ class QuestionAnswering(TaskType):
                 "question_answering maps answers through token positions counted from the left: load the tokenizer "
                 "with padding_side='right'"
             )
-        if settings["doc_stride"] >= max_length // 2:
-            raise ValueError(
-                f"doc_stride {settings['doc_stride']} leaves windows of {max_length} tokens no room to move on: use "
-                f"a doc_stride below {max_length // 2}."
-            )
+        stride = resolve_doc_stride(settings, max_length)
+        _check_doc_stride(stride, max_length, task.name)  # here too: max_length may have been the encoder's default
         featurized = []
         for index, (record, answers) in enumerate(zip(records, labels, strict=True)):
             question, context = record[task.text_column], record[task.text_pair_column]
@@ -313,7 +336,7 @@ class QuestionAnswering(TaskType):
                     )
             if not answers and not settings["allow_unanswerable"]:
                 raise ValueError("no answer: set allow_unanswerable: true for SQuAD 2.0-style unanswerable questions")
-            windows = window_features(tokenizer, question, context, max_length, settings["doc_stride"])
+            windows = window_features(tokenizer, question, context, max_length, stride)
             features = []
             for window, offsets in windows:
                 if answers:
@@ -401,7 +424,9 @@ class QuestionAnswering(TaskType):
         """`(model inputs with one row per window, what `predict` needs)` for `{"question", "context"}`."""
         require_texts(inputs, ("question", "context"))
         question, context = inputs["question"], inputs["context"]
-        windows = window_features(tokenizer, question, context, max_length, task.settings["doc_stride"])
+        windows = window_features(
+            tokenizer, question, context, max_length, resolve_doc_stride(task.settings, max_length)
+        )
         rows = [window for window, _ in windows]
         model_inputs = {key: [row[key] for row in rows] for key in rows[0]}
         padded = tokenizer.pad(model_inputs, padding_side="right", return_tensors="pt")  # offsets index from the left

@@ -175,7 +175,8 @@ class TaskType:
 
     def check_settings(self, task: str, settings: dict, labels: list[str] | None) -> dict:
         """This type's own keys of a task spec with their defaults filled in, or a `ValueError`. `labels` is `None`
-        while they are not known yet (an experiment file read before its data); label-dependent checks wait."""
+        while they are not known yet (an experiment file read before its data); label-dependent checks wait. The
+        experiment reader passes the task's `max_length` too, where the file sets it, for rules that involve it."""
         return {key: settings.get(key, default) for key, default in self.settings.items()}
 
     # ------------------------------------------------------------------------------------------------ data

@@ -17,6 +17,7 @@ from configuration_multitask.task_question_answering import (
     answer_positions,
     decode_answer,
     normalize_answer,
+    resolve_doc_stride,
     squad_scores,
     window_features,
 )
@@ -338,3 +339,28 @@ def test_pipeline_refuses_an_empty_question_or_context(tiny_encoder):
     ):
         with pytest.raises(ValueError, match=f"Empty or non-string {key} "):
             pipe(inputs)
+
+
+def test_doc_stride_follows_max_length_when_left_out(tmp_path, tiny_encoder):
+    """A QA task that sets neither doc_stride nor max_length trains (the old fixed default of 128 stopped every such
+    run: windows of at most 128 tokens cannot share 128); a doc_stride that cannot fit its max_length is an error when
+    the experiment is read, before any data."""
+    from modeling_multitask.training.data import prepare_data
+    from modeling_multitask.training.experiment import ExperimentError, load_experiment
+
+    assert resolve_doc_stride({"doc_stride": None}, 384) == 128  # transformers' run_qa default, where it fits
+    assert resolve_doc_stride({"doc_stride": None}, 128) == 32
+    assert resolve_doc_stride({"doc_stride": 16}, 128) == 16
+
+    write_qa_data(tmp_path)
+    raw = qa_experiment(tmp_path, tiny_encoder)
+    del raw["tasks"][0]["doc_stride"], raw["tasks"][0]["max_length"]
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(raw))
+    experiment = load_experiment(tmp_path / "experiment.yaml")
+    prepared = prepare_data(experiment, AutoTokenizer.from_pretrained(tiny_encoder))
+    assert sum(feature["labels"] != [0, 0] for feature in prepared.train[prepared.groups[0].name]) >= len(QUESTIONS)
+
+    raw["tasks"][0].update(max_length=24, doc_stride=12)
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ExperimentError, match=r"tasks\[0\] \(qa\): doc_stride 12 leaves windows of 24 tokens"):
+        load_experiment(tmp_path / "experiment.yaml")

@@ -428,6 +428,8 @@ def _parse_task(raw: Any, index: int, base: Path) -> TaskSpec:
     model_side.update(labels=task.labels, num_labels=task.num_labels)
     try:
         checked = check_task_spec(model_side, index, labels_known=False)
+        if not task.max_length_is_default:  # the config has no max_length; rules tying a setting to it run here
+            definition.check_settings(task.name, {**checked, "max_length": task.max_length}, None)
     except ValueError as error:
         # The config's messages start "Task 'name' (type): ", which `where` already says.
         message = re.sub(rf"^Task {re.escape(repr(task.name))}( \([a-z_]+\))?: ", "", str(error))
