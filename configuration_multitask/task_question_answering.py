@@ -2,7 +2,7 @@
 
 Data: a question (`text_column`, default `question`), a context (`text_pair_column`, default `context`) and the
 answers (`label_column`, default `answers`): a list of `{"text", "answer_start"}` with character offsets into the
-context, or SQuAD's `{"text": [...], "answer_start": [...]}` (in a CSV or TSV file, either as JSON text). The SQuAD
+context (or one such answer without its list), or SQuAD's `{"text": [...], "answer_start": [...]}` (in a CSV or TSV file, either as JSON text). The SQuAD
 JSON layout (`data -> paragraphs -> qas`) is read as such records (data format `squad`). An empty list is an
 unanswerable question (SQuAD 2.0), allowed with `allow_unanswerable: true`; an answer's text is never empty.
 
@@ -216,8 +216,8 @@ def answer_positions(offsets: list, answer_start: int, answer_end: int) -> tuple
 
 
 def _answers(value) -> list[dict]:
-    """Answers as a list of `{"text", "answer_start"}`, from that or SQuAD's dict of parallel lists, or either as JSON
-    text (a CSV or TSV cell)."""
+    """Answers as a list of `{"text", "answer_start"}`, from that, one such answer alone or SQuAD's dict of parallel
+    lists, or any of them as JSON text (a CSV or TSV cell)."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -226,6 +226,8 @@ def _answers(value) -> list[dict]:
                 f"expected the answers as a list of {{'text', 'answer_start'}}, got the text {value!r}; in a CSV or TSV "
                 'file, write them as JSON: [{"text": "Bern", "answer_start": 36}]'
             ) from None
+    if isinstance(value, dict) and isinstance(value.get("text"), str):
+        value = [value]  # one answer, written without its list
     if isinstance(value, dict) and isinstance(value.get("text"), list):
         starts = value.get("answer_start") or []
         if len(starts) != len(value["text"]):

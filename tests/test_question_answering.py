@@ -293,7 +293,9 @@ def test_answers_that_cannot_be_spans_and_csv_answers(tmp_path, tiny_encoder, ca
     raw = qa_experiment(tmp_path, tiny_encoder)
     raw["tasks"][0]["data"] = {"train": "train.csv"}
     (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(raw))
-    rows = [(q, c, json.dumps([{"text": a, "answer_start": c.index(a)}])) for q, c, a in QUESTIONS]
+    # A list of answers, or one answer without its list.
+    rows = [(q, c, json.dumps([{"text": a, "answer_start": c.index(a)}])) for q, c, a in QUESTIONS[:-1]]
+    rows += [(q, c, json.dumps({"text": a, "answer_start": c.index(a)})) for q, c, a in QUESTIONS[-1:]]
     with (tmp_path / "train.csv").open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle, quoting=csv.QUOTE_ALL)
         writer.writerows([("question", "context", "answers"), *rows])
