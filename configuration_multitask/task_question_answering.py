@@ -2,9 +2,10 @@
 
 Data: a question (`text_column`, default `question`), a context (`text_pair_column`, default `context`) and the
 answers (`label_column`, default `answers`): a list of `{"text", "answer_start"}` with character offsets into the
-context (or one such answer without its list), or SQuAD's `{"text": [...], "answer_start": [...]}` (in a CSV or TSV file, either as JSON text). The SQuAD
-JSON layout (`data -> paragraphs -> qas`) is read as such records (data format `squad`). An empty list is an
-unanswerable question (SQuAD 2.0), allowed with `allow_unanswerable: true`; an answer's text is never empty.
+context (or one such answer without its list), or SQuAD's `{"text": [...], "answer_start": [...]}`; in a CSV or TSV
+file, any of these as JSON text. The SQuAD JSON layout (`data -> paragraphs -> qas`) is read as such records (data
+format `squad`). An empty list is an unanswerable question (SQuAD 2.0), allowed with `allow_unanswerable: true`; an
+answer's text is never empty.
 
 Features: the question and the context encoded as a pair. A context longer than `max_length` is split into
 overlapping windows that share `doc_stride` tokens (left out: 128, or a quarter of `max_length` where 128 leaves a
@@ -170,9 +171,7 @@ def window_features(tokenizer, question: str, context: str, max_length: int, doc
         raise ValueError("question_answering needs a fast tokenizer (character offsets map answers to tokens).")
     question = question.lstrip()  # leading spaces would only take room from the context
     question_tokens = len(tokenizer(question, add_special_tokens=False)["input_ids"])
-    room = (
-        max_length - question_tokens - tokenizer.num_special_tokens_to_add(pair=True)
-    )  # context tokens a window holds
+    room = max_length - question_tokens - tokenizer.num_special_tokens_to_add(pair=True)  # a window's context tokens
     # Windows that move on need room for more than the doc_stride tokens they share (the tokenizer panics otherwise);
     # a context that fits beside the question needs no windows.
     if room <= doc_stride and len(tokenizer(context, add_special_tokens=False)["input_ids"]) > room:
