@@ -3,7 +3,8 @@
 Data: a question or context (`text_column`, default `question`), the choices (`choices_column`, default `choices`: a
 list of strings, or of `{"label", "text"}` as CommonsenseQA ships them; or one column per choice with
 `choice_columns: [ending0, ending1, ...]`), and the answer (`label_column`, default `label`): the right choice's index,
-or its label (CommonsenseQA's `answerKey: "B"`). Nested JSON fields are columns too: `question.stem`.
+or its label (CommonsenseQA's `answerKey: "B"`). Nested JSON fields are columns too: `question.stem`. Every choice
+has text: an empty one, in training data or a pipeline input, is an error (it is nearly always a lost cell).
 
 Features: each (question, choice) pair is encoded; an example is `num_choices` encoder rows, flattened into the
 batch (`encoder_rows`), so its choices share one encoder pass with everything else in it.
@@ -75,6 +76,12 @@ def _choice_texts(choices) -> tuple[list[str], list[str | None]]:
             labels.append(None)
         else:
             raise ValueError(f"a choice must be a string or {{'label', 'text'}}, got {choice!r}")
+    # An empty choice is nearly always a lost cell (a missing column value); scored, it would pass as an option.
+    empty = [position for position, text in enumerate(texts) if not text.strip()]
+    if empty:
+        raise ValueError(
+            f"choice {empty[0]} (counting from 0) has no text; every choice of {choices!r} needs its text"
+        )
     return texts, labels
 
 

@@ -174,6 +174,11 @@ def test_choice_columns_and_answers_that_do_not_fit(tmp_path, tiny_encoder, caps
         in error
     )
     assert "None" not in error
+    # An empty cell for a choice is a lost value, not an option to score.
+    (tmp_path / "swag.csv").write_text("\n".join([*rows[:-1], "hello,a,,0"]) + "\n")
+    assert main([str(tmp_path / "experiment.yaml")]) == 2
+    assert "swag.csv, line 4: " in (error := capsys.readouterr().err)
+    assert "choice 1 (counting from 0) has no text" in error
 
 
 def test_pipeline_sends_a_question_to_the_choice_tasks_with_its_number_of_choices(tiny_encoder):
@@ -202,3 +207,5 @@ def test_pipeline_sends_a_question_to_the_choice_tasks_with_its_number_of_choice
         pipe({"question": "q", "choices": ["a", "b"]})
     with pytest.raises(ValueError, match="'three' was trained on 3 choices a question, got 4"):
         pipe({"question": "q", "choices": ["a", "b", "c", "d"]}, task="three")
+    with pytest.raises(ValueError, match="choice 2 .counting from 0. has no text"):
+        pipe({"question": "q", "choices": ["a", "b", "  "]}, task="three")
