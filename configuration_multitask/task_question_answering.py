@@ -3,7 +3,8 @@
 Data: a question (`text_column`, default `question`), a context (`text_pair_column`, default `context`) and the
 answers (`label_column`, default `answers`): a list of `{"text", "answer_start"}` with character offsets into the
 context (or one such answer without its list), or SQuAD's `{"text": [...], "answer_start": [...]}`; in a CSV or TSV
-file, any of these as JSON text. The SQuAD JSON layout (`data -> paragraphs -> qas`) is read as such records (data
+file, any of these as JSON text. Or flat, one answer a record (Kaggle's chaii layout): `label_column` holds the answer's
+text and `answer_start_column` its character offset (an empty text: no answer). The SQuAD JSON layout (`data -> paragraphs -> qas`) is read as such records (data
 format `squad`). An empty list is an unanswerable question (SQuAD 2.0), allowed with `allow_unanswerable: true`; an
 answer's text is never empty.
 
@@ -279,6 +280,7 @@ class QuestionAnswering(TaskType):
     input_keys = ("question", "context")
     # doc_stride None: follows max_length (resolve_doc_stride).
     settings = {"doc_stride": None, "max_answer_length": 30, "allow_unanswerable": False, "null_threshold": 0.0}
+    data_settings = {"answer_start_column": ""}  # set: label_column is one answer's text, this column its start
     default_columns = {"text_column": "question", "text_pair_column": "context", "label_column": "answers"}
     metrics = (Metric("f1"), Metric("exact_match"))
     reported_metrics = ("exact_match", "f1")
@@ -303,6 +305,21 @@ class QuestionAnswering(TaskType):
         return checked
 
     # -------------------------------------------------------------------------------------------- data
+    def label_value(self, task, record):
+        start_column = task.data_settings.get("answer_start_column")
+        if not start_column:
+            return super().label_value(task, record)
+        if start_column not in record:
+            raise ValueError(
+                f"missing column '{start_column}' (answer_start_column); the record has {', '.join(map(str, record))}"
+            )
+        text, start = record[task.label_column], record[start_column]
+        if text is None or (isinstance(text, str) and not text.strip()):
+            return []  # no answer: allowed with allow_unanswerable
+        if isinstance(start, str) and start.strip().isdigit():
+            start = int(start)  # a CSV or TSV cell
+        return [{"text": text, "answer_start": start}]
+
     def read_label(self, value, options):
         return _answers(value)
 

@@ -14,7 +14,8 @@ name. A definition owns:
   `transformers_inputs` (one of our single-task batches -> that
   model's keyword arguments) and `transformers_logits` (its outputs -> the logits our head would give).
 - **Data.** `default_columns`; `word_level` (its examples are words, each with a label: such tasks are tokenised
-  from word lists, joint with any task on the same examples); `read_label` (one raw column value -> label name(s)
+  from word lists, joint with any task on the same examples); `label_value` (a record -> its raw label, by default
+  the `label_column` value); `read_label` (one raw column value -> label name(s)
   or value, or a `ValueError` saying what is wrong); `label_names` (the names in a read label, to infer the label
   set); `encode_label` (read label -> what a feature stores); `feature_label` (stored label -> the feature's label,
   aligned to the tokens, plus what scoring needs beyond it).
@@ -180,6 +181,11 @@ class TaskType:
         return {key: settings.get(key, default) for key, default in self.settings.items()}
 
     # ------------------------------------------------------------------------------------------------ data
+    def label_value(self, task, record: dict):
+        """One record's raw label, before `read_label`: its `label_column` value. A type whose label may span several
+        columns (an answer's text and its start) gathers them here; a `ValueError` names a missing one."""
+        return record[task.label_column]
+
     def read_label(self, value, options: dict):
         """One example's label from its raw column value: a label name (or names, or a value). `options` holds the
         task's `data_settings`. Raises `ValueError` describing what is wrong; the caller adds where."""

@@ -321,6 +321,61 @@ def test_answers_that_cannot_be_spans_and_csv_answers(tmp_path, tiny_encoder, ca
         assert f"train.csv, {message}" in error, error
 
 
+def test_flat_answer_text_and_start_columns_as_kaggle_ships_them(tmp_path, tiny_encoder, capsys):
+    """One answer a row, its text and its character start in columns of their own (`answer_start_column`, the chaii
+    layout), in a CSV with a byte-order mark: each window's label maps back to the answer's exact characters, non-ASCII
+    words included; a row without text is a question with no answer; a missing column or a wrong start names the
+    line."""
+    from modeling_multitask.training.data import prepare_data, scoring_column
+    from modeling_multitask.training.experiment import load_experiment
+
+    write_qa_data(tmp_path)
+    raw = qa_experiment(tmp_path, tiny_encoder, label_column="answer_text", answer_start_column="answer_start")
+    raw["tasks"][0]["data"] = {"train": "train.csv"}
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(raw))
+    examples = [
+        *QUESTIONS,
+        ("wohin führt die brücke ?", "die brücke über den fluß führt nach zürich , sagt er .", "zürich"),
+    ]
+    header = ("id", "context", "question", "answer_text", "answer_start", "language")
+
+    def write(rows, extra=()):
+        with (tmp_path / "train.csv").open("w", encoding="utf-8-sig", newline="") as handle:
+            writer = csv.writer(handle, quoting=csv.QUOTE_ALL)
+            writer.writerows([header, *rows, *extra])
+
+    rows = [(f"q{i}", c, q, a, c.index(a), "en") for i, (q, c, a) in enumerate(examples)]
+    write(rows)
+    prepared = prepare_data(load_experiment(tmp_path / "experiment.yaml"), AutoTokenizer.from_pretrained(tiny_encoder))
+    features = prepared.train[prepared.groups[0].name]
+    found = []
+    for feature, scoring in zip(features, scoring_column(features)):
+        start, end = feature["labels"]
+        if (start, end) != (0, 0):
+            offsets, context = scoring["offsets"], scoring["context"]
+            found.append((context[offsets[start][0] : offsets[end][1]], scoring["answers"]))
+    assert sorted(found) == sorted((answer, [answer]) for _, _, answer in examples)
+
+    write(rows, [("q9", "fly to boston", "which city ?", "", "", "en")])
+    assert main([str(tmp_path / "experiment.yaml")]) == 2
+    assert "train.csv, line 7: no answer: set allow_unanswerable: true" in capsys.readouterr().err
+    for extra, message in {
+        ("q9", "fly to boston", "which city ?", "boston", "0", "en"): "line 7: answer 'boston' is not at character 0",
+        ("q9", "fly to boston", "which city ?", "boston", "seven", "en"): "line 7: answer 'boston' needs a character "
+        "offset 'answer_start' >= 0, got 'seven'",
+    }.items():
+        write(rows, [extra])
+        assert main([str(tmp_path / "experiment.yaml")]) == 2
+        error = capsys.readouterr().err
+        assert f"train.csv, {message}" in error, error
+    raw["tasks"][0]["answer_start_column"] = "start"
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(raw))
+    assert main([str(tmp_path / "experiment.yaml")]) == 2
+    assert "train.csv, line 2: missing column 'start' (answer_start_column); the record has id, context" in (
+        capsys.readouterr().err
+    )
+
+
 def test_pipeline_refuses_an_empty_question_or_context(tiny_encoder):
     """As training does, and as the pipeline does for texts: no empty span is made up for an empty or missing
     context (a `None` context was read as a single text)."""

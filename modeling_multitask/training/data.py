@@ -526,8 +526,8 @@ def _check_columns(task: TaskSpec, rows: Rows) -> None:
 
 def _raw_labels(task: TaskSpec, rows: Rows, index: int) -> Any:
     """The label of one record as its type reads it: name(s), or a value."""
-    value = rows.records[index][task.label_column]
     try:
+        value = task.definition.label_value(task, rows.records[index])
         return task.definition.read_label(value, task.data_settings)
     except ValueError as error:
         raise ExperimentError(
