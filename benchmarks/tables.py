@@ -360,6 +360,48 @@ def tuning_table() -> str:
     return "\n".join(lines)
 
 
+def mixed_tries_table() -> str:
+    """The mixed benchmark's tries at ATIS's gap: each task's gap to its single-task baseline of the same seed and
+    budget (the QA baseline is squad.yaml's single-task run, which has no 3-epoch counterpart)."""
+    tries = [
+        ("1 epoch (`mixed.yaml`)", "mixed", "fusion", "mixed"),
+        ("1 epoch (`mixed.yaml`)", "mixed", "no_fusion", "mixed"),
+        ("1 epoch, top 2 encoder layers private to each task", "tuning/mixed_private2", "fusion", "mixed"),
+        ("1 epoch, top 2 encoder layers private to each task", "tuning/mixed_private2", "no_fusion", "mixed"),
+        ("3 epochs (`--epochs 3`)", "tuning/mixed_3ep", "fusion", "tuning/mixed_3ep"),
+    ]
+    columns = [
+        ("validation", "squad", "exact_match", "dev QA EM"),
+        ("validation", "squad", "f1", "dev QA F1"),
+        ("test", "intent", "accuracy", "test intent acc"),
+        ("test", "slots", "f1", "test slot F1"),
+        ("validation", "sst2", "accuracy", "dev SST-2 acc"),
+    ]
+    squad = load("squad")
+    lines = header(["budget and model", "variant", "seeds", *(name for *_, name in columns)])
+    for label, source, variant, baseline_source in tries:
+        results, baseline = load(source), load(baseline_source)
+        if not any(run["variant"] == variant for run in results["runs"]):
+            continue
+        seeds = sorted(per_seed(results, variant, "test", "intent", "accuracy"))
+        cells = []
+        for split, task, metric, _ in columns:
+            if task == "squad":  # squad.yaml's single-task run: the same run at one epoch, none at three
+                base = per_seed(squad, "single_task", split, task, metric) if baseline_source == "mixed" else {}
+            else:
+                base = per_seed(baseline, "single_task", split, task, metric)
+            ours = per_seed(results, variant, split, task, metric)
+            gaps = [ours[seed] - base[seed] for seed in seeds if seed in base]
+            if not gaps:
+                cells.append(f"{statistics.fmean(ours[seed] for seed in seeds):.2f} (no baseline)")
+            elif len(gaps) == 1:
+                cells.append(signed(gaps[0]))
+            else:
+                cells.append(f"{signed(statistics.fmean(gaps))} ({', '.join(map(signed, gaps))})")
+        lines.append(row([label, VARIANT_NAMES[variant], ", ".join(map(str, seeds)), *cells]))
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------------------ performance
 
 
@@ -454,6 +496,7 @@ TABLES = {
     "squad-wall": lambda: wall_table("squad"),
     "mixed": lambda: quality_table("mixed"),
     "mixed-wall": lambda: wall_table("mixed"),
+    "mixed-tries": mixed_tries_table,
     "glue-private-layers": private_layers_table,
     "cola-alone": cola_alone_table,
     "cola-partners": cola_partners_table,
