@@ -377,13 +377,14 @@ def mixed_tries_table() -> str:
         ("test", "slots", "f1", "test slot F1"),
         ("validation", "sst2", "accuracy", "dev SST-2 acc"),
     ]
-    squad = load("squad")
+    files = {name: load(name) for name in ("squad", *(source for _, source, *_ in tries))}
+    squad = files["squad"]
     lines = header(["budget and model", "variant", "seeds", *(name for *_, name in columns)])
     for label, source, variant, baseline_source in tries:
-        results, baseline = load(source), load(baseline_source)
-        if not any(run["variant"] == variant for run in results["runs"]):
+        results, baseline = files[source], files[baseline_source]
+        seeds = sorted(run["seed"] for run in results["runs"] if run["variant"] == variant)
+        if not seeds:
             continue
-        seeds = sorted(per_seed(results, variant, "test", "intent", "accuracy"))
         cells = []
         for split, task, metric, _ in columns:
             if task == "squad":  # squad.yaml's single-task run: the same run at one epoch, none at three
