@@ -119,6 +119,13 @@ class MultipleChoice(TaskType):
     def encode_label(self, raw, to_id, num_labels, words=None):
         return raw
 
+    def record_columns(self, task):
+        columns = task.data_settings.get("choice_columns") or []
+        own = [(f"choice_columns[{i}]", column) for i, column in enumerate(columns)]
+        return super().record_columns(task) + (
+            own or [("choices_column", task.data_settings.get("choices_column") or "choices")]
+        )
+
     def choices_of(self, task, record: dict) -> tuple[list[str], list[str | None]]:
         columns = task.data_settings.get("choice_columns") or []
         if columns:

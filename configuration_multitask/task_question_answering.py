@@ -305,14 +305,14 @@ class QuestionAnswering(TaskType):
         return checked
 
     # -------------------------------------------------------------------------------------------- data
+    def record_columns(self, task):
+        start_column = task.data_settings.get("answer_start_column")
+        return super().record_columns(task) + ([("answer_start_column", start_column)] if start_column else [])
+
     def label_value(self, task, record):
         start_column = task.data_settings.get("answer_start_column")
         if not start_column:
             return super().label_value(task, record)
-        if start_column not in record:
-            raise ValueError(
-                f"missing column '{start_column}' (answer_start_column); the record has {', '.join(map(str, record))}"
-            )
         text, start = record[task.label_column], record[start_column]
         if text is None or (isinstance(text, str) and not text.strip()):
             return []  # no answer: allowed with allow_unanswerable

@@ -13,8 +13,9 @@ name. A definition owns:
   `AutoModelFor...` class and its `problem_type`), `transformers_config` (its config keyword arguments),
   `transformers_inputs` (one of our single-task batches -> that
   model's keyword arguments) and `transformers_logits` (its outputs -> the logits our head would give).
-- **Data.** `default_columns`; `word_level` (its examples are words, each with a label: such tasks are tokenised
-  from word lists, joint with any task on the same examples); `label_value` (a record -> its raw label, by default
+- **Data.** `default_columns`; `record_columns` (the columns every record must have, each with the setting that
+  names it, checked once per file before any label is read); `word_level` (its examples are words, each with a
+  label: such tasks are tokenised from word lists, joint with any task on the same examples); `label_value` (a record -> its raw label, by default
   the `label_column` value); `read_label` (one raw label -> label name(s) or value, or a `ValueError` saying what is
   wrong); `label_names` (the names in a read label, to infer the label set); `encode_label` (read label -> what a
   feature stores); `feature_label` (stored label -> the feature's label, aligned to the tokens, plus what scoring
@@ -181,9 +182,16 @@ class TaskType:
         return {key: settings.get(key, default) for key, default in self.settings.items()}
 
     # ------------------------------------------------------------------------------------------------ data
+    def record_columns(self, task) -> list[tuple[str, str]]:
+        """`(setting, column)` for every column a training record must have: the text (and pair) and label columns,
+        and any other column this type reads (a type that reads more adds its own). The data reader checks them once
+        per file, so a misspelt name fails before training with the setting to fix and the file's columns."""
+        settings = ("text_column", "text_pair_column", "label_column")
+        return [(setting, getattr(task, setting)) for setting in settings if getattr(task, setting) is not None]
+
     def label_value(self, task, record: dict):
-        """One record's raw label, before `read_label`: its `label_column` value. A type whose label may span several
-        columns (an answer's text and its start) gathers them here; a `ValueError` names a missing one."""
+        """One record's raw label, before `read_label`: its `label_column` value. A type whose label spans several
+        columns (an answer's text and its start) gathers them here, from the columns `record_columns` names."""
         return record[task.label_column]
 
     def read_label(self, value, options: dict):

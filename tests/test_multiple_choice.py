@@ -179,6 +179,17 @@ def test_choice_columns_and_answers_that_do_not_fit(tmp_path, tiny_encoder, caps
     assert main([str(tmp_path / "experiment.yaml")]) == 2
     assert "swag.csv, line 4: " in (error := capsys.readouterr().err)
     assert "choice 1 (counting from 0) has no text" in error
+    # A misspelt choice column fails on the file's header, naming the setting to fix and the columns there are.
+    for choice_columns, named in (
+        (["ending0", "ending_1"], "column 'ending_1' does not exist in "),
+        (None, "column 'choices' does not exist in "),  # no choice_columns: one list column, `choices` by default
+    ):
+        task = {**raw["tasks"][0], "choice_columns": choice_columns}
+        (tmp_path / "experiment.yaml").write_text(yaml.safe_dump({**raw, "tasks": [task]}))
+        assert main([str(tmp_path / "experiment.yaml")]) == 2
+        error = capsys.readouterr().err
+        assert named in error and "Available columns: context, ending0, ending1, label." in error, error
+    assert "(the task's choices_column)" in error
 
 
 def test_pipeline_sends_a_question_to_the_choice_tasks_with_its_number_of_choices(tiny_encoder):

@@ -324,8 +324,8 @@ def test_answers_that_cannot_be_spans_and_csv_answers(tmp_path, tiny_encoder, ca
 def test_flat_answer_text_and_start_columns_as_kaggle_ships_them(tmp_path, tiny_encoder, capsys):
     """One answer a row, its text and its character start in columns of their own (`answer_start_column`, the chaii
     layout), in a CSV with a byte-order mark: each window's label maps back to the answer's exact characters, non-ASCII
-    words included; a row without text is a question with no answer; a missing column or a wrong start names the
-    line."""
+    words included; a row without text is a question with no answer; a wrong start names its line, a misspelt start
+    column the setting and the file's columns."""
     from modeling_multitask.training.data import prepare_data, scoring_column
     from modeling_multitask.training.experiment import load_experiment
 
@@ -371,9 +371,9 @@ def test_flat_answer_text_and_start_columns_as_kaggle_ships_them(tmp_path, tiny_
     raw["tasks"][0]["answer_start_column"] = "start"
     (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(raw))
     assert main([str(tmp_path / "experiment.yaml")]) == 2
-    assert "train.csv, line 2: missing column 'start' (answer_start_column); the record has id, context" in (
-        capsys.readouterr().err
-    )
+    error = capsys.readouterr().err
+    assert "column 'start' does not exist in " in error and "(the task's answer_start_column)" in error, error
+    assert "Available columns: id, context, question, answer_text, answer_start, language." in error
 
 
 def test_pipeline_refuses_an_empty_question_or_context(tiny_encoder):

@@ -511,17 +511,19 @@ def _words(value: Any, rows: Rows, index: int, column: str) -> list[str]:
 
 
 def _check_columns(task: TaskSpec, rows: Rows) -> None:
+    """Every column the task's type reads (`record_columns`) present in the first record, then in every record."""
+    columns = task.definition.record_columns(task)
     available = list(rows.records[0])
-    for column in (task.text_column, task.text_pair_column, task.label_column):
-        if column is not None and column not in rows.records[0]:
+    for setting, column in columns:
+        if column not in rows.records[0]:
             raise ExperimentError(
-                f"Task '{task.name}': column '{column}' does not exist in {rows.origin}. "
+                f"Task '{task.name}': column '{column}' does not exist in {rows.origin} (the task's {setting}). "
                 f"Available columns: {', '.join(map(str, available))}."
             )
     for index, record in enumerate(rows.records):
-        missing = [c for c in (task.text_column, task.label_column, task.text_pair_column) if c and c not in record]
+        missing = [(setting, column) for setting, column in columns if column not in record]
         if missing:
-            raise ExperimentError(f"{rows.where(index)}: missing column '{missing[0]}'.")
+            raise ExperimentError(f"{rows.where(index)}: missing column '{missing[0][1]}' ({missing[0][0]}).")
 
 
 def _raw_labels(task: TaskSpec, rows: Rows, index: int) -> Any:
