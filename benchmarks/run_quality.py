@@ -708,8 +708,15 @@ def main(argv: list[str] | None = None) -> int:
     decoding = scoring_settings(experiment)
     if decoding:  # left out at the defaults, so results files written before decoding existed still match
         settings["decoding"] = decoding
-    if experiment.model.task_private_layers:  # likewise: a different model must not share a table
-        settings["model"] = {"task_private_layers": experiment.model.task_private_layers}
+    # Likewise, and left out at the defaults: a differently built or weighted multi-task model must not share a table
+    # (a loss weight in the experiment file, not a --set, would leave no other trace).
+    private = experiment.model.task_private_layers
+    model = {"task_private_layers": private} if private else {}
+    loss_weights = {task.name: task.loss_weight for task in experiment.tasks if task.loss_weight != 1.0}
+    if loss_weights:
+        model["loss_weights"] = loss_weights
+    if model:
+        settings["model"] = model
     invocation = "python benchmarks/run_quality.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     spec = protocol(name, experiment)
     run_dir = Path(args.runs_dir) / name

@@ -180,6 +180,15 @@ def test_every_variant_on_a_held_back_task_mix(tmp_path, tiny_encoder, run_quali
         and "--seeds 5" in private["commands"][-1]
     )
     assert json.loads((runs / "fusion_s5" / "config.json").read_text())["task_private_layers"] == 1
+    # So does a task's loss weight, though the file is the same experiment and the call the same command.
+    raw["tasks"][1]["loss_weight"] = 2.0
+    experiment.write_text(yaml.safe_dump(raw))
+    assert run_quality.main([*argv[:1], "--seeds", "6", "--variants", "fusion", *argv[4:]]) == 0
+    weighted = json.loads((results / "heldback.json").read_text())
+    assert weighted["settings"]["model"] == {"task_private_layers": 1, "loss_weights": {"slots": 2.0}}
+    assert sorted((run["variant"], run["seed"]) for run in weighted["runs"]) == [
+        ("fusion", 6), ("single_task", 1), ("single_task", 2)
+    ]  # fmt: skip
 
 
 def test_single_task_head_starts_from_the_seed(tmp_path, tiny_encoder, run_quality):
