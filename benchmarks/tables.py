@@ -92,6 +92,12 @@ def per_seed(results: dict, variant: str, split: str, task: str, metric: str) ->
     }
 
 
+def per_seed_if_scored(results: dict, variant: str, split: str, task: str, metric: str) -> dict[int, float]:
+    """`per_seed` over the runs that scored the metric (a results file whose baselines left one task out, say)."""
+    runs = [run for run in results["runs"] if task in run["metrics"].get(split, {})]
+    return per_seed({**results, "runs": runs}, variant, split, task, metric)
+
+
 def signed(value: float) -> str:
     """`+0.28` / `−0.04`, with the minus sign the prose uses."""
     return f"{value:+.2f}".replace("-", "−")
@@ -130,9 +136,23 @@ def header(cells) -> list[str]:
 # ------------------------------------------------------------------------------------------------ quality tables
 
 
-def quality_table(name: str) -> str:
-    """The main table of one benchmark: every variant's mean ± std with each seed, published split first."""
-    results = load(name)
+def with_baselines(results: dict, source: str) -> dict:
+    """`results` with the single-task runs of the results file `source`: for a try that changed only the multi-task
+    model (its architecture or loss weights), whose baselines, which never used it, ran once in the benchmark's file."""
+    baselines = load(source)
+    runs = [run for run in results["runs"] if run["variant"] != "single_task"]
+    return {
+        **results,
+        "summary": {**results["summary"], "single_task": baselines["summary"]["single_task"]},
+        "runs": runs + [run for run in baselines["runs"] if run["variant"] == "single_task"],
+    }
+
+
+def quality_table(name: str, baselines: str | None = None) -> str:
+    """The main table of one benchmark: every variant's mean ± std with each seed, published split first (the
+    single-task column from the results file `baselines`, where given)."""
+    results = load(name) if baselines is None else with_baselines(load(name), baselines)
+    name = results["benchmark"]
     published_name, published = PUBLISHED[name]
     variants = [v for v in VARIANT_NAMES if v in results["summary"]]
     lines = header(["split", "task", "metric", *(VARIANT_NAMES[v] for v in variants), published_name])
@@ -361,14 +381,14 @@ def tuning_table() -> str:
 
 
 def mixed_tries_table() -> str:
-    """The mixed benchmark's tries at ATIS's gap: each task's gap to its single-task baseline of the same seed and
-    budget (the QA baseline is squad.yaml's single-task run, which has no 3-epoch counterpart)."""
-    tries = [
-        ("1 epoch (`mixed.yaml`)", "mixed", "fusion", "mixed"),
-        ("1 epoch (`mixed.yaml`)", "mixed", "no_fusion", "mixed"),
-        ("1 epoch, top 2 encoder layers private to each task", "tuning/mixed_private2", "fusion", "mixed"),
-        ("1 epoch, top 2 encoder layers private to each task", "tuning/mixed_private2", "no_fusion", "mixed"),
-        ("3 epochs (`--epochs 3`)", "tuning/mixed_3ep", "fusion", "tuning/mixed_3ep"),
+    """The mixed benchmark's tries at ATIS's gap: each model's gap to the single-task baseline of the same seed and
+    budget (the QA baseline is squad.yaml's single-task run, which has no 3-epoch counterpart), and fusion − no fusion
+    paired by seed where a try has both."""
+    tries = [  # (budget and model, results file, the file of its single-task baselines)
+        ("1 epoch (`mixed.yaml`)", "mixed", "mixed"),
+        ("1 epoch, top 2 encoder layers private to each task", "tuning/mixed_private2", "mixed"),
+        ("1 epoch, top 2 layers private, slot loss weight 2", "tuning/mixed_private2_slotw2", "mixed"),
+        ("3 epochs (`--epochs 3`)", "tuning/mixed_3ep", "tuning/mixed_3ep"),
     ]
     columns = [
         ("validation", "squad", "exact_match", "dev QA EM"),
@@ -377,29 +397,34 @@ def mixed_tries_table() -> str:
         ("test", "slots", "f1", "test slot F1"),
         ("validation", "sst2", "accuracy", "dev SST-2 acc"),
     ]
-    files = {name: load(name) for name in ("squad", *(source for _, source, *_ in tries))}
-    squad = files["squad"]
+    files = {name: load(name) for name in ("squad", *(source for _, source, _ in tries))}
+
+    def cell(gaps: dict[int, float], ours: dict[int, float]) -> str:
+        if not gaps:
+            return f"{statistics.fmean(ours.values()):.2f} (no baseline)"
+        if len(gaps) == 1:
+            return signed(*gaps.values())
+        return f"{signed(statistics.fmean(gaps.values()))} ({', '.join(signed(gaps[seed]) for seed in sorted(gaps))})"
+
     lines = header(["budget and model", "variant", "seeds", *(name for *_, name in columns)])
-    for label, source, variant, baseline_source in tries:
+    for label, source, baseline_source in tries:
         results, baseline = files[source], files[baseline_source]
-        seeds = sorted(run["seed"] for run in results["runs"] if run["variant"] == variant)
-        if not seeds:
-            continue
-        cells = []
-        for split, task, metric, _ in columns:
-            if task == "squad":  # squad.yaml's single-task run: the same run at one epoch, none at three
-                base = per_seed(squad, "single_task", split, task, metric) if baseline_source == "mixed" else {}
-            else:
-                base = per_seed(baseline, "single_task", split, task, metric)
-            ours = per_seed(results, variant, split, task, metric)
-            gaps = [ours[seed] - base[seed] for seed in seeds if seed in base]
-            if not gaps:
-                cells.append(f"{statistics.fmean(ours[seed] for seed in seeds):.2f} (no baseline)")
-            elif len(gaps) == 1:
-                cells.append(signed(gaps[0]))
-            else:
-                cells.append(f"{signed(statistics.fmean(gaps))} ({', '.join(map(signed, gaps))})")
-        lines.append(row([label, VARIANT_NAMES[variant], ", ".join(map(str, seeds)), *cells]))
+        if baseline_source == "mixed":  # QA's baseline: squad.yaml's single-task run, the same run at one epoch
+            baseline = {**baseline, "runs": baseline["runs"] + files["squad"]["runs"]}
+        for variant in ("fusion", "no_fusion"):
+            seeds = sorted(run["seed"] for run in results["runs"] if run["variant"] == variant)
+            if not seeds:
+                continue
+            cells = []
+            for split, task, metric, _ in columns:
+                ours = per_seed(results, variant, split, task, metric)
+                base = per_seed_if_scored(baseline, "single_task", split, task, metric)
+                cells.append(cell({seed: ours[seed] - base[seed] for seed in seeds if seed in base}, ours))
+            lines.append(row([label, VARIANT_NAMES[variant], ", ".join(map(str, seeds)), *cells]))
+        paired = [paired_gaps(results, split, task, metric) for split, task, metric, _ in columns]
+        if paired[0]:
+            seeds = ", ".join(map(str, sorted(paired[0])))
+            lines.append(row([label, "fusion − no fusion", seeds, *(cell(gaps, {}) for gaps in paired)]))
     return "\n".join(lines)
 
 
@@ -498,6 +523,8 @@ TABLES = {
     "mixed": lambda: quality_table("mixed"),
     "mixed-wall": lambda: wall_table("mixed"),
     "mixed-tries": mixed_tries_table,
+    "mixed-tuned": lambda: quality_table("tuning/mixed_private2_slotw2", baselines="mixed"),
+    "mixed-tuned-wall": lambda: wall_table("tuning/mixed_private2_slotw2"),
     "glue-private-layers": private_layers_table,
     "cola-alone": cola_alone_table,
     "cola-partners": cola_partners_table,
