@@ -13,13 +13,13 @@ name. A definition owns:
   `AutoModelFor...` class and its `problem_type`), `transformers_config` (its config keyword arguments),
   `transformers_inputs` (one of our single-task batches -> that
   model's keyword arguments) and `transformers_logits` (its outputs -> the logits our head would give).
-- **Data.** `default_columns`; `record_columns` (the columns every record must have, each with the setting that
-  names it, checked once per file before any label is read); `word_level` (its examples are words, each with a
-  label: such tasks are tokenised from word lists, joint with any task on the same examples); `label_value` (a record -> its raw label, by default
-  the `label_column` value); `read_label` (one raw label -> label name(s) or value, or a `ValueError` saying what is
-  wrong); `label_names` (the names in a read label, to infer the label set); `encode_label` (read label -> what a
-  feature stores); `feature_label` (stored label -> the feature's label, aligned to the tokens, plus what scoring
-  needs beyond it).
+- **Data.** `default_columns`; `record_columns` (the columns every record must have, each with the setting that names
+  it, checked once per file before any label is read); `word_level` (its examples are words, each with a label: such
+  tasks are tokenised from word lists, joint with any task on the same examples); `label_value` (a record -> its raw
+  label, by default the `label_column` value); `read_label` (one raw label -> label name(s) or value, or a `ValueError`
+  saying what is wrong); `label_names` (the names in a read label, to infer the label set); `encode_label` (read label
+  -> what a feature stores); `feature_label` (stored label -> the feature's label, aligned to the tokens, plus what
+  scoring needs beyond it).
 - **Collating.** `encoder_rows` (a feature's encoder inputs: one row, or several), `collate_labels` (one task's
   labels of a batch -> the tensor its head reads) and `label_columns` (where an example's labels sit in a mixed
   batch's `(batch, L)` tensor padded with -100).
