@@ -151,7 +151,8 @@ def test_two_ranks_read_disjoint_records_and_train_the_same_group_at_every_step(
 
 def test_a_bad_row_mid_stream_names_its_file_and_line(tmp_path, tiny_encoder, capsys, monkeypatch):
     """With the labels and the size given, nothing reads the stream before training: the bad label on line 23 is
-    found while training, and reported as a data error (exit code 2) naming the file and the line."""
+    found while training, and reported as a data error (exit code 2) naming the file and the line; so is a missing
+    column."""
     monkeypatch.setattr(data_module, "BATCH_SIZE", 4)
     write_data(tmp_path)
     rows = [{"tokens": text.split(), "tags": tags.split(), "intent": intent} for text, intent, tags in DATA * 5]
@@ -172,6 +173,11 @@ def test_a_bad_row_mid_stream_names_its_file_and_line(tmp_path, tiny_encoder, ca
     captured = capsys.readouterr()
     assert _logged_losses(captured.out)  # training had started
     assert "assistant_train.jsonl, line 23: label 'dance' of task 'intent'" in captured.err
+    # A record without a column the task reads is a data error too, not a KeyError out of training.
+    del rows[22]["intent"]
+    (tmp_path / "assistant_train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert main([str(tmp_path / "experiment.yaml")]) == 2
+    assert "assistant_train.jsonl, line 23: missing column 'intent' (label_column)." in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -945,12 +945,18 @@ class _HeldWarnings(logging.Filter):
         return messages
 
 
-def _featurizer(rows: ArrowRows, group: TaskGroup, tokenizer, labels, task_indices, split, word_splitting):
+def _featurizer(
+    rows: ArrowRows, group: TaskGroup, tokenizer, labels, task_indices, split, word_splitting, check_columns=False
+):
     """The function that checks, labels and tokenises one batch of records (`dataset[i:j]`, a `.map` batch, or a
-    stream's batch) into feature columns: the one featurisation of map mode and streaming."""
+    stream's batch) into feature columns: the one featurisation of map mode and streaming. `check_columns` for a
+    stream, whose records may first be read here (map mode checked every split before tokenising any)."""
 
     def featurize(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         batch_rows = rows.rows(batch, indices)
+        if check_columns:
+            for task in group.tasks:
+                _check_columns(task, batch_rows)
         label_ids = {task.name: encode_labels(task, batch_rows, labels[task.name], split) for task in group.tasks}
         joint = len(group.tasks) > 1
         return _feature_columns(tokenize(group, batch_rows, tokenizer, label_ids, task_indices, joint, word_splitting))
@@ -1215,7 +1221,9 @@ def prepare_data(experiment: Experiment, tokenizer) -> PreparedData:
             prepared.labels.update(cached.labels)
             if group.source.streaming:
                 stream = stream_of(group.source)
-                featurize = _featurizer(stream, group, tokenizer, cached.labels, task_indices, "train", word_splitting)
+                featurize = _featurizer(
+                    stream, group, tokenizer, cached.labels, task_indices, "train", word_splitting, check_columns=True
+                )
                 prepared.train[group.name] = StreamedFeatures(stream, group, featurize, cached.train_size)
             else:
                 prepared.train[group.name] = cached.train
