@@ -127,16 +127,12 @@ class MultipleChoice(TaskType):
         )
 
     def choices_of(self, task, record: dict) -> tuple[list[str], list[str | None]]:
+        """A training record's choice texts and labels, from the columns `record_columns` names (the data reader has
+        checked that the record has them)."""
         columns = task.data_settings.get("choice_columns") or []
         if columns:
-            missing = [column for column in columns if column not in record]
-            if missing:
-                raise ValueError(f"missing choice column '{missing[0]}'")
             return _choice_texts([record[column] for column in columns])
-        column = task.data_settings.get("choices_column") or "choices"
-        if column not in record:
-            raise ValueError(f"missing choices column '{column}' (set choices_column or choice_columns)")
-        return _choice_texts(record[column])
+        return _choice_texts(record[task.data_settings.get("choices_column") or "choices"])
 
     def featurize(self, task, records, labels, tokenizer, max_length):
         num_choices = task.settings["num_choices"]
