@@ -18,6 +18,18 @@ from dataclasses import dataclass
 _WHITESPACE_WORD = re.compile(r"\S+")
 
 
+def position_limit(encoder_config) -> int | None:
+    """The most tokens the encoder can embed, or None when it has no learned position limit we know of. Training
+    checks `max_length` against it, and the pipeline cuts its inputs (and QA windows) to it."""
+    positions = getattr(encoder_config, "max_position_embeddings", None)
+    if not isinstance(positions, int):
+        return None
+    # RoBERTa-style encoders number positions from padding_idx + 1, so two of their embeddings are never used.
+    if encoder_config.model_type in ("roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text"):
+        positions -= (encoder_config.pad_token_id or 0) + 1
+    return positions
+
+
 def _is_punctuation(char: str) -> bool:
     """BERT's definition (its BasicTokenizer splits these off): Unicode punctuation, plus the ASCII symbols that are
     not letters, digits or spaces (`$`, `+`, `^`, ...)."""

@@ -9,7 +9,7 @@ import torch
 from transformers import Pipeline
 from transformers.utils import logging
 
-from .featurization import featurize
+from .featurization import featurize, position_limit
 
 
 logger = logging.get_logger(__name__)
@@ -202,8 +202,10 @@ class MultiTaskPipeline(Pipeline):
         return wanted
 
     def _max_length(self, max_length):
+        # The encoder's position limit as training counts it (a RoBERTa takes 2 fewer tokens than its position
+        # embeddings), for tokenizers saved without a model_max_length.
         limits = [
-            getattr(self.model.config.encoder_config, "max_position_embeddings", None),
+            position_limit(self.model.config.encoder_config),
             self.tokenizer.model_max_length,
             max_length,
         ]

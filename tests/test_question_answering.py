@@ -421,3 +421,25 @@ def test_doc_stride_follows_max_length_when_left_out(tmp_path, tiny_encoder):
     (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ExperimentError, match=r"tasks\[0\] \(qa\): doc_stride 12 leaves windows of 24 tokens"):
         load_experiment(tmp_path / "experiment.yaml")
+
+
+def test_pipeline_windows_fit_a_roberta_whose_tokenizer_sets_no_limit():
+    """A RoBERTa numbers positions from padding_idx + 1, so it embeds 2 fewer tokens than max_position_embeddings; a
+    tokenizer built without `model_max_length` leaves the encoder's limit as the only bound on a window. The pipeline
+    windows a long context by that limit as training counts it (it indexed past the position embeddings before)."""
+    from transformers import RobertaConfig
+
+    tokenizer = FAMILIES["byte_level_bpe"]()
+    assert tokenizer.model_max_length > 10**6  # no limit of its own
+    encoder_config = RobertaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+        max_position_embeddings=40, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    config = MultiTaskConfig(
+        encoder_config=encoder_config, tasks=[{"name": "qa", "type": "question_answering", "doc_stride": 8}]
+    )
+    torch.manual_seed(0)
+    pipe = MultiTaskPipeline(model=MultiTaskModel(config).eval(), tokenizer=tokenizer)
+    context = "from o'hare to new-york at 3pm, please. " * 12  # ~150 tokens: several windows of 38
+    prediction = pipe({"question": "what flights leave boston?", "context": context})["qa"]
+    assert prediction["answer"] and context[prediction["start"] : prediction["end"]] == prediction["answer"]

@@ -25,6 +25,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
+from ..featurization import position_limit
 from ..push_cli import HUB_ERRORS, describe_hub_error
 from .collator import MultiTaskDataCollator
 from .data import PreparedData, StreamedFeatures, example_lengths, group_size, prepare_data
@@ -83,17 +84,6 @@ def check_base_model(experiment: Experiment) -> tuple[str, AutoConfig]:
                 f"'{experiment.model.base_model}' takes at most {limit} tokens: set max_length to {limit} or less."
             )
     return path, encoder_config
-
-
-def position_limit(encoder_config) -> int | None:
-    """The most tokens the encoder can embed, or None when it has no learned position limit we know of."""
-    positions = getattr(encoder_config, "max_position_embeddings", None)
-    if not isinstance(positions, int):
-        return None
-    # RoBERTa-style encoders number positions from padding_idx + 1, so two of their embeddings are never used.
-    if encoder_config.model_type in ("roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text"):
-        positions -= (encoder_config.pad_token_id or 0) + 1
-    return positions
 
 
 def training_arguments(experiment: Experiment, has_validation: bool):
