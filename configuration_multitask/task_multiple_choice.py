@@ -107,6 +107,21 @@ class MultipleChoice(TaskType):
             )
         return {"num_choices": num_choices}
 
+    def check_data_settings(self, given, settings):
+        columns = given.get("choice_columns")
+        if columns and given.get("choices_column") is not None:
+            raise ValueError(
+                "give the choices either as one list column (choices_column) or as one column per choice "
+                f"(choice_columns), not both: choices_column is {given['choices_column']!r}, choice_columns {columns}."
+            )
+        if columns and len(columns) != settings["num_choices"]:
+            raise ValueError(
+                f"choice_columns names {len(columns)} columns, but num_choices is {settings['num_choices']}: name "
+                "one column per choice."
+            )
+        if columns and not all(isinstance(column, str) and column for column in columns):
+            raise ValueError(f"choice_columns must be a list of column names, got {columns!r}.")
+
     # -------------------------------------------------------------------------------------------- data
     def read_label(self, value, options):
         if value is None or isinstance(value, (bool, list, dict)) or (isinstance(value, str) and not value.strip()):

@@ -6,8 +6,8 @@ collator, the trainer's evaluation, the pipeline and the model card ask the defi
 name. A definition owns:
 
 - **Schema.** `check_labels` (label names or a count, or none), `settings` with `check_settings` (model-side keys of
-  its own, such as a token task's `decoding`, stored in `config.json`), `data_settings` (data-side keys of its own),
-  `text_pair` (whether a second text may be given).
+  its own, such as a token task's `decoding`, stored in `config.json`), `data_settings` with `check_data_settings`
+  (data-side keys of its own, and the rules between them), `text_pair` (whether a second text may be given).
 - **Names elsewhere.** `problem_type` (transformers' name for the problem) and `hub_task` (the Hub pipeline tag).
 - **Its transformers counterpart** (the benchmarks' single-task baseline). `transformers_model` (the standard
   `AutoModelFor...` class and its `problem_type`), `transformers_config` (its config keyword arguments),
@@ -180,6 +180,10 @@ class TaskType:
         while they are not known yet (an experiment file read before its data); label-dependent checks wait. The
         experiment reader passes the task's `max_length` too, where the file sets it, for rules that involve it."""
         return {key: settings.get(key, default) for key, default in self.settings.items()}
+
+    def check_data_settings(self, given: dict, settings: dict) -> None:
+        """Raise `ValueError` where this type's data-side keys, as the experiment file gives them (`given`: only the
+        keys it sets), contradict each other or the checked model-side `settings`; the caller adds where."""
 
     # ------------------------------------------------------------------------------------------------ data
     def record_columns(self, task) -> list[tuple[str, str]]:

@@ -3,6 +3,7 @@ and SWAG-style choice columns, a mixed model (choices + intent) trained through 
 
 import csv
 import json
+import re
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from modeling_multitask import MultiTaskModel, MultiTaskPipeline
 from modeling_multitask.training.cli import main
 from modeling_multitask.training.collator import MultiTaskDataCollator
 from modeling_multitask.training.data import prepare_data
-from modeling_multitask.training.experiment import load_experiment
+from modeling_multitask.training.experiment import ExperimentError, load_experiment
 
 
 def test_choices_are_rows_of_one_batch_and_one_softmax(tiny_encoder):
@@ -190,6 +191,15 @@ def test_choice_columns_and_answers_that_do_not_fit(tmp_path, tiny_encoder, caps
         error = capsys.readouterr().err
         assert named in error and "Available columns: context, ending0, ending1, label." in error, error
     assert "(the task's choices_column)" in error
+    # Settings that contradict each other fail when the experiment is read, before any data: both ways of giving the
+    # choices (one of them would be ignored without a word), or a column count that is not num_choices.
+    for settings, message in (
+        ({"choices_column": "options"}, "give the choices either as one list column (choices_column) or as one"),
+        ({"choice_columns": ["ending0"]}, "choice_columns names 1 columns, but num_choices is 2"),
+    ):
+        (tmp_path / "experiment.yaml").write_text(yaml.safe_dump({**raw, "tasks": [{**raw["tasks"][0], **settings}]}))
+        with pytest.raises(ExperimentError, match=r"tasks\[0\] \(swag\): " + re.escape(message)):
+            load_experiment(tmp_path / "experiment.yaml")
 
 
 def test_pipeline_sends_a_question_to_the_choice_tasks_with_its_number_of_choices(tiny_encoder):

@@ -440,6 +440,10 @@ def _parse_task(raw: Any, index: int, base: Path) -> TaskSpec:
         if value is not None and not isinstance(value, type(definition.data_settings[key])):
             expected = type(definition.data_settings[key]).__name__
             raise ExperimentError(f"{where}.{key} must be a {expected}, got {value!r}.")
+    try:
+        definition.check_data_settings({key: raw[key] for key in definition.data_settings if key in raw}, checked)
+    except ValueError as error:
+        raise ExperimentError(f"{where}: {error}") from None
     if not isinstance(task.max_length, int) or task.max_length < 4:
         raise ExperimentError(f"{where}.max_length must be an integer >= 4, got {task.max_length!r}.")
     known_metrics = DEFAULT_METRICS[task.type]
