@@ -240,6 +240,11 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
         tasks: list[str] | None = None,
     ) -> MultiTaskModelOutput | tuple:
         r"""
+        input_ids (`torch.LongTensor` of shape `(rows, seq)`, *optional*):
+            One encoder row per example, or per choice of a multiple-choice example: its `num_choices` choices are
+            consecutive rows (the collator's layout, which lets them share a batch with other tasks). The layout of
+            transformers' `AutoModelForMultipleChoice`, `(examples, num_choices, seq)`, is read too (and flattened so);
+            `attention_mask`, `token_type_ids` and `inputs_embeds` follow `input_ids`' layout.
         task_ids (`int` or `torch.LongTensor` of shape `(batch,)`, *optional*):
             The task of the batch, or of each example (a batch may mix tasks; each example goes through its own
             task's head and loss). Left out, every task that reads text is predicted for every example from one
@@ -256,6 +261,9 @@ class MultiTaskModel(MultiTaskPreTrainedModel):
             Without `task_ids` and labels: predict only these tasks (by name) for every example, from one pass.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, task_ids = _flatten_choices(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, task_ids
+        )
         encoder_inputs = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
@@ -458,6 +466,31 @@ def _check_output_is_last_layer(layer_call: dict, sequence_output: torch.Tensor,
             f"task_private_layers needs an encoder whose output is its last layer's output, and the {model_type} "
             "encoder transforms it further (a final norm, say). Use task_private_layers=0 with this encoder."
         )
+
+
+def _flatten_choices(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, task_ids):
+    """transformers' multiple-choice layout, `(examples, num_choices, seq)`, as the rows the model reads: each
+    example's choices consecutive, `(examples * num_choices, seq)`; a task id per example repeated for its choices.
+    Inputs with one row per example pass through unchanged."""
+    tokens = input_ids if input_ids is not None else inputs_embeds
+    choice_dims = 3 if input_ids is not None else 4  # ids (examples, choices, seq); embeddings add hidden
+    if tokens is None or tokens.dim() != choice_dims:
+        return input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, task_ids
+    examples, choices = tokens.shape[:2]
+
+    def flatten(value, dims):
+        return value.flatten(0, 1) if value is not None and value.dim() == dims else value
+
+    if isinstance(task_ids, torch.Tensor) and task_ids.dim() == 1 and task_ids.shape[0] == examples:
+        task_ids = task_ids.repeat_interleave(choices)
+    return (
+        flatten(input_ids, 3),
+        flatten(attention_mask, 3),
+        flatten(token_type_ids, 3),
+        flatten(position_ids, 3),
+        flatten(inputs_embeds, 4),
+        task_ids,
+    )
 
 
 def _select_rows(value, rows: torch.Tensor, batch_size: int):

@@ -49,6 +49,15 @@ def test_choices_are_rows_of_one_batch_and_one_softmax(tiny_encoder):
     alone = collator([features[1], features[1]])  # a one-task batch: labels (examples,)
     assert alone["labels"].tolist() == [2, 2] and alone["input_ids"].shape[0] == 6
     assert model(**alone).logits.shape == (2, 3)
+    # transformers' AutoModelForMultipleChoice layout, (examples, num_choices, seq), reads as the same rows: the same
+    # scores and loss, with a task id per example or per batch.
+    model.eval()
+    flat = model(**alone)
+    grouped = {key: alone[key].view(2, 3, -1) for key in ("input_ids", "attention_mask", "token_type_ids")}
+    for task_ids in (1, torch.tensor([1, 1])):
+        output = model(**grouped, task_ids=task_ids, labels=alone["labels"])
+        torch.testing.assert_close(output.logits, flat.logits)
+        torch.testing.assert_close(output.loss, flat.loss)
     with pytest.raises(ValueError, match="not a multiple of num_choices=3"):
         model(input_ids=alone["input_ids"][:4], task_ids=1)
     with pytest.raises(ValueError, match="needs num_choices"):
