@@ -155,7 +155,10 @@ def _check_fusion(fusion, encoder_config) -> dict:
             f"Allowed keys: {', '.join(_FUSION_KEYS)}."
         )
     if fusion.get("type") not in FUSION_TYPES:
-        raise ValueError(f"Unknown fusion type {fusion.get('type')!r}. Allowed types: {', '.join(FUSION_TYPES)}.")
+        kind = fusion.get("type")
+        raise ValueError(
+            f"fusion.type {kind!r} is unknown.{_nearest(str(kind), FUSION_TYPES)} Allowed: {', '.join(FUSION_TYPES)}."
+        )
     encoder_size = getattr(encoder_config, "hidden_size", None)
     hidden_size = fusion.get("hidden_size", encoder_size)
     if encoder_size is not None and hidden_size != encoder_size:

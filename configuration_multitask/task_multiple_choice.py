@@ -215,7 +215,8 @@ class MultipleChoice(TaskType):
         except ValueError as error:
             return f"Task {task.name!r}: {error}."
         if len(texts) != task.settings["num_choices"]:
-            return f"Task {task.name!r} was trained on {task.settings['num_choices']} choices a question, got {len(texts)}."
+            expected = task.settings["num_choices"]
+            return f"Task {task.name!r} was trained on {expected} choices per question, got {len(texts)}."
         return None
 
     def pipeline_features(self, task, inputs, tokenizer, max_length):

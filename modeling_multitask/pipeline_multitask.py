@@ -176,6 +176,14 @@ class MultiTaskPipeline(Pipeline):
         pair_tasks = _pair_tasks(self.model.config)
         # Types that read inputs of their own (a question and a context, say) are served by `_preprocess_own`.
         names = [view.name for view in self.model.config.task_views if view.definition.input_keys is None]
+        if not names:
+            shapes = [
+                f"{view.name}: {{{', '.join(map(repr, view.definition.input_keys))}}}"
+                for view in self.model.config.task_views
+            ]
+            raise ValueError(
+                f"No task of this model reads text; pass a dict with its task's keys ({'; '.join(shapes)})."
+            )
         if task is not None and task not in names:
             keys = self.model.config.task(task).definition.input_keys
             raise ValueError(

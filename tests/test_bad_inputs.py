@@ -137,6 +137,11 @@ CASES = [
     ),
     Case("unknown-key", "Unknown key 'model.fusoin'. Did you mean 'fusion'", {"model.fusoin": {"type": "attention"}}),
     Case("unknown-training-key", "Unknown key 'training.learning_rat'. Did you mean", {"training.learning_rat": 0.1}),
+    Case(
+        "unknown-task-key",  # a task lists its own keys (not the training section's pointer to TrainingArguments)
+        r"Unknown key 'tasks\[0\].context_column'. Did you mean 'text_column'.*Allowed here: name, type, data, ",
+        {"tasks.0.context_column": "text"},
+    ),
     Case("missing-base-model", "Missing required key 'model.base_model'", {"model.base_model": DELETE}),
     Case("empty-tasks", "'tasks' must be a non-empty list", {"tasks": []}),
     Case("task-type-typo", "Did you mean 'sequence_classification'", {"tasks.0.type": "sequence_clasification"}),

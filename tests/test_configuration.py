@@ -80,7 +80,7 @@ def _task(**overrides):
         ({"tasks": [_task(lables=["a"])]}, "unknown key 'lables'.*Did you mean 'labels'"),
         ({"tasks": ["intent"]}, "must be a dict"),
         ({"tasks": [_task()], "num_tasks": 2}, "num_tasks=2 but 1 tasks"),
-        ({"tasks": [_task()], "fusion": {"type": "gated"}}, "Unknown fusion type 'gated'. Allowed types: attention"),
+        ({"tasks": [_task()], "fusion": {"type": "gated"}}, "fusion.type 'gated' is unknown. Allowed: attention"),
         (
             {"tasks": [_task()], "fusion": {"type": "attention", "hidden_size": 768}},
             "fusion.hidden_size is 768 but the encoder \\(bert\\) has hidden size 32",

@@ -232,10 +232,10 @@ def test_pipeline_sends_a_question_to_the_choice_tasks_with_its_number_of_choice
     batched = pipe(["hello", {"question": "q", "choices": ["a", "b", "c", "d"]}], batch_size=2)
     assert [set(result) for result in batched] == [{"intent"}, {"four"}]
     with pytest.raises(
-        ValueError, match="'three' was trained on 3 choices a question, got 2.*'four' was trained on 4"
+        ValueError, match="'three' was trained on 3 choices per question, got 2.*'four' was trained on 4"
     ):
         pipe({"question": "q", "choices": ["a", "b"]})
-    with pytest.raises(ValueError, match="'three' was trained on 3 choices a question, got 4"):
+    with pytest.raises(ValueError, match="'three' was trained on 3 choices per question, got 4"):
         pipe({"question": "q", "choices": ["a", "b", "c", "d"]}, task="three")
     with pytest.raises(ValueError, match="choice 2 .counting from 0. has no text"):
         pipe({"question": "q", "choices": ["a", "b", "  "]}, task="three")

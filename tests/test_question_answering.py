@@ -388,6 +388,8 @@ def test_pipeline_refuses_an_empty_question_or_context(tiny_encoder):
     )
     pipe = MultiTaskPipeline(model=MultiTaskModel(config).eval(), tokenizer=fast_tokenizer(tiny_encoder))
     assert set(pipe({"question": "which city ?", "context": "fly to boston"})) == {"qa"}
+    with pytest.raises(ValueError, match=r"No task of this model reads text; pass a dict with its task's keys \(qa: "):
+        pipe("fly to boston")
     for inputs, key in (
         ({"question": "which city ?", "context": ""}, "context"),
         ({"question": "which city ?", "context": None}, "context"),

@@ -218,12 +218,14 @@ def _nearest(key: str, allowed) -> str:
     return f" Did you mean '{match[0]}'?" if match else ""
 
 
-def _check_keys(section: Any, allowed, path: str, required=()) -> dict:
+def _check_keys(section: Any, allowed, path: str, required=(), listing: str | None = None) -> dict:
+    """`section` if it is a mapping of `allowed` keys with every `required` one set; `listing` replaces the list of
+    allowed keys in the error (the training section's are TrainingArguments' hundred-odd fields)."""
     if not isinstance(section, dict):
         raise ExperimentError(f"{path} must be a mapping, got {type(section).__name__}: {section!r}.")
     for key in section:
         if key not in allowed:
-            listing = ", ".join(allowed) if len(allowed) <= 15 else "see the transformers.TrainingArguments docs"
+            listing = listing or ", ".join(allowed)
             raise ExperimentError(f"Unknown key '{path}.{key}'.{_nearest(str(key), allowed)} Allowed here: {listing}.")
     for key in required:
         if section.get(key) is None:
@@ -516,7 +518,7 @@ def parse_experiment(raw: Any, base_dir: Path | str = ".", path: Path | None = N
 
     training = dict(raw.get("training") or {})
     argument_names = [f.name for f in dataclasses.fields(TrainingArguments) if f.init]
-    _check_keys(training, argument_names, "training")
+    _check_keys(training, argument_names, "training", listing="see the transformers.TrainingArguments docs")
     training = _read_training_numbers(training)
     _check_training_numbers(training)
     _check_report_to(training.get("report_to"))
