@@ -123,43 +123,51 @@ def squad_scores(predictions: dict[str, str], golds: dict[str, list[str]]) -> di
 # ------------------------------------------------------------------------------------------------ spans
 
 
-def best_span(start_logits, end_logits, offsets, max_answer_length: int, top: int = 20):
-    """`(score, start_token, end_token)` of the best context span of one window, or `None`: `offsets[i]` is token
-    i's character span in the context, `None` for the question, special tokens and padding."""
+def best_spans(start_logits, end_logits, offsets, max_answer_length: int, count: int = 1, top: int = 20):
+    """The `count` best context spans of one window, best first, as `(score, start_token, end_token)`: `offsets[i]` is
+    token i's character span in the context, `None` for the question, special tokens and padding. Spans start and end
+    among the `top` best start and end tokens (the usual n-best search)."""
     valid = [i for i, offset in enumerate(offsets) if offset is not None]
     if not valid:
-        return None
+        return []
     index = torch.tensor(valid)
     starts = start_logits[index].topk(min(top, len(valid))).indices.tolist()
     ends = end_logits[index].topk(min(top, len(valid))).indices.tolist()
-    best = None
-    for start in (valid[i] for i in starts):
-        for end in (valid[i] for i in ends):
-            if end < start or end - start + 1 > max_answer_length:
-                continue
-            score = float(start_logits[start] + end_logits[end])
-            if best is None or score > best[0]:
-                best = (score, start, end)
-    return best
+    spans = [
+        (float(start_logits[start] + end_logits[end]), start, end)
+        for start in (valid[i] for i in starts)
+        for end in (valid[i] for i in ends)
+        if start <= end and end - start + 1 <= max_answer_length
+    ]
+    return sorted(spans, key=lambda span: span[0], reverse=True)[:count]
+
+
+def decode_answers(
+    windows, context: str, max_answer_length: int, allow_unanswerable=False, null_threshold=0.0, count: int = 1
+) -> list[tuple[str, int, int, float]]:
+    """The `count` best answers over every window of one example, best first: `(text, start char, end char, score)`.
+    `windows` holds `(start logits, end logits, offsets)` per window; `score` is the softmax probability of the span's
+    start times that of its end in its window. Windows overlap, so a span found in several counts once, with its best
+    score. An unanswerable question (SQuAD 2.0, where allowed) answers `("", 0, 0, 0.0)` alone."""
+    candidates, null = {}, None
+    for start_logits, end_logits, offsets in windows:
+        start_probabilities, end_probabilities = start_logits.softmax(-1), end_logits.softmax(-1)
+        for score, start, end in best_spans(start_logits, end_logits, offsets, max_answer_length, count):
+            span = (offsets[start][0], offsets[end][1])
+            if span not in candidates or score > candidates[span][0]:
+                candidates[span] = (score, float(start_probabilities[start] * end_probabilities[end]))
+        null_score = float(start_logits[0] + end_logits[0])
+        null = null_score if null is None else max(null, null_score)
+    ranked = sorted(candidates.items(), key=lambda item: item[1][0], reverse=True)[:count]
+    if not ranked or (allow_unanswerable and null - ranked[0][1][0] > null_threshold):
+        return [("", 0, 0, 0.0)]
+    return [(context[first:last], first, last, probability) for (first, last), (_, probability) in ranked]
 
 
 def decode_answer(windows, context: str, max_answer_length: int, allow_unanswerable=False, null_threshold=0.0):
-    """The answer over every window of one example: `(text, start char, end char, score)`. `windows` holds
-    `(start logits, end logits, offsets)` per window; `score` is the softmax probability of the span's start times that
-    of its end in its window (0 for an empty answer)."""
-    best, null = None, None
-    for start_logits, end_logits, offsets in windows:
-        span = best_span(start_logits, end_logits, offsets, max_answer_length)
-        if span is not None and (best is None or span[0] > best[0]):
-            probability = float(start_logits.softmax(-1)[span[1]] * end_logits.softmax(-1)[span[2]])
-            best = (*span, offsets, probability)
-        null_score = float(start_logits[0] + end_logits[0])
-        null = null_score if null is None else max(null, null_score)
-    if best is None or (allow_unanswerable and null - best[0] > null_threshold):
-        return "", 0, 0, 0.0
-    _, start, end, offsets, probability = best
-    first, last = offsets[start][0], offsets[end][1]
-    return context[first:last], first, last, probability
+    """The best answer over every window of one example: `(text, start char, end char, score)` (see
+    `decode_answers`); `("", 0, 0, 0.0)` for an unanswerable one."""
+    return decode_answers(windows, context, max_answer_length, allow_unanswerable, null_threshold)[0]
 
 
 # ------------------------------------------------------------------------------------------------ features
@@ -457,14 +465,26 @@ class QuestionAnswering(TaskType):
             for row, offsets in zip(logits, example["offsets"], strict=True)
         ]
         settings = task.settings
-        text, start, end, score = decode_answer(
-            windows,
-            example["context"],
-            settings["max_answer_length"],
-            settings["allow_unanswerable"],
-            settings["null_threshold"],
-        )
-        return {"answer": text, "score": score, "start": start, "end": end}
+        top_k = options.get("top_k") or 1
+        answers = [
+            {"answer": text, "score": score, "start": start, "end": end}
+            for text, start, end, score in decode_answers(
+                windows,
+                example["context"],
+                settings["max_answer_length"],
+                settings["allow_unanswerable"],
+                settings["null_threshold"],
+                count=top_k,
+            )
+        ]
+        return {**answers[0], "top_k": answers} if top_k > 1 else answers[0]
 
 
-__all__ = ["QuestionAnswering", "QuestionAnsweringHead", "decode_answer", "normalize_answer", "squad_scores"]
+__all__ = [
+    "QuestionAnswering",
+    "QuestionAnsweringHead",
+    "decode_answer",
+    "decode_answers",
+    "normalize_answer",
+    "squad_scores",
+]

@@ -48,14 +48,17 @@ class MultiTaskPipeline(Pipeline):
     Call arguments:
         task (`str`, *optional*):
             One task to predict (only its head runs). Left out, every task is predicted from one encoder pass and the
-            result is `{task name: prediction}` (named, it is that task's prediction); when the checkpoint marks pair tasks (`text_pair_tasks`), a single
-            text gets the single-text tasks and a pair the pair tasks.
+            result is `{task name: prediction}` (named, it is that task's prediction); when the checkpoint marks pair
+            tasks (`text_pair_tasks`), a single text gets the single-text tasks and a pair the pair tasks.
         top_k (`int`, *optional*, defaults to 1):
-            For single-label tasks, also return the `top_k` best labels under `"top_k"` when above 1.
+            Above 1, also return the `top_k` best labels of a single-label task, or the `top_k` best answers of a
+            question-answering task (spans over every window, each span once), under `"top_k"`, best first.
         threshold (`float`, *optional*, defaults to 0.5):
             For multi-label tasks, the sigmoid score a label needs to be predicted.
         return_fusion_weights (`bool`, *optional*, defaults to `False`):
-            Add each task's AttentionFusion weight per token under `"fusion_weights"` (what the task attends to).
+            Add each task's AttentionFusion weight per token under `"fusion_weights"` (what the task attends to), for
+            text inputs; question-answering and multiple-choice inputs, read in windows or one row per choice, get
+            none (with a warning).
         max_length (`int`, *optional*):
             Truncate inputs to this many tokens (defaults to the encoder's limit).
 
@@ -67,7 +70,8 @@ class MultiTaskPipeline(Pipeline):
           of the first sub-token of each word, with character offsets into the input text. A word is what it was in
           training: a whitespace-separated token (an entity never splits one), or with the checkpoint's
           `word_splitting: punctuation`, also each punctuation character (`"Boston!"` reads as `"Boston !"`);
-        - question answering: `{"answer", "score", "start", "end"}`, character offsets into the context;
+        - question answering: `{"answer", "score", "start", "end"}`, character offsets into the context (+ `"top_k"`:
+          a list of those);
         - multiple choice: `{"answer", "index", "score", "scores": [{"choice", "score"}]}`.
 
     The text is featurised by the same function as the training data (`featurization.featurize`): the encoder reads
@@ -317,6 +321,11 @@ class MultiTaskPipeline(Pipeline):
     def postprocess(self, model_outputs, task=None, top_k=1, threshold=None, return_fusion_weights=False):
         config = self.model.config
         if "own" in model_outputs:
+            if return_fusion_weights:
+                logger.warning_once(
+                    f"return_fusion_weights applies to text inputs; {', '.join(model_outputs['own'])} read inputs of "
+                    "their own (windows of a context, a row per choice) and return no fusion weights."
+                )
             results = {}
             for name, (logits, example) in model_outputs["own"].items():
                 view = config.task(name)

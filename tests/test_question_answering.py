@@ -16,6 +16,7 @@ from configuration_multitask import TASK_TYPES, MultiTaskConfig
 from configuration_multitask.task_question_answering import (
     answer_positions,
     decode_answer,
+    decode_answers,
     normalize_answer,
     resolve_doc_stride,
     squad_scores,
@@ -110,6 +111,32 @@ def test_the_best_span_over_every_window_wins_with_exact_offsets():
     # Unanswerable allowed: a null score far above the best span gives the empty answer.
     null = torch.tensor([20.0, 0.0, 0.0, 0.0])
     assert decode_answer([(null, null, offsets_b)], context, 5, allow_unanswerable=True)[0] == ""
+
+
+def test_the_n_best_answers_count_a_span_of_overlapping_windows_once():
+    """Span scores (start + end logit) by hand: window A gives "beta" 6.5, "alpha beta" 4.5, "alpha" 1; window B
+    "gamma delta" 11, "beta gamma delta" 7, "delta" 6, "gamma" 5, and "beta" only 1, so "beta" ranks once, with A's
+    score and probability."""
+    context = "alpha beta gamma delta"
+    offsets_a = [None, (0, 5), (6, 10), None]
+    offsets_b = [None, (6, 10), (11, 16), (17, 22)]
+    start_a, end_a = torch.tensor([0.0, 1.0, 3.0, 0.0]), torch.tensor([0.0, 0.0, 3.5, 0.0])
+    start_b, end_b = torch.tensor([0.0, 1.0, 5.0, 0.0]), torch.tensor([0.0, 0.0, 0.0, 6.0])
+    windows = [(start_a, end_a, offsets_a), (start_b, end_b, offsets_b)]
+    answers = decode_answers(windows, context, max_answer_length=5, count=6)
+    assert [text for text, *_ in answers] == [
+        "gamma delta",
+        "beta gamma delta",
+        "beta",
+        "delta",
+        "gamma",
+        "alpha beta",
+    ]
+    assert all(context[start:end] == text for text, start, end, _ in answers)
+    beta = answers[2][3]
+    assert beta == pytest.approx(float(start_a.softmax(-1)[2] * end_a.softmax(-1)[2]))
+    assert decode_answers(windows, context, max_answer_length=5, count=2) == answers[:2]
+    assert decode_answer(windows, context, max_answer_length=5) == answers[0]
 
 
 def test_qa_head_loss_and_mixed_batches():
@@ -445,3 +472,9 @@ def test_pipeline_windows_fit_a_roberta_whose_tokenizer_sets_no_limit():
     context = "from o'hare to new-york at 3pm, please. " * 12  # ~150 tokens: several windows of 38
     prediction = pipe({"question": "what flights leave boston?", "context": context})["qa"]
     assert prediction["answer"] and context[prediction["start"] : prediction["end"]] == prediction["answer"]
+    # top_k: the best answers over every window, each span once, the first the answer itself.
+    best = pipe({"question": "what flights leave boston?", "context": context}, top_k=4)["qa"]
+    assert {key: best[key] for key in prediction} == prediction and best["top_k"][0] == prediction
+    spans = [(answer["start"], answer["end"]) for answer in best["top_k"]]
+    assert len(spans) == 4 and len(set(spans)) == 4
+    assert all(context[answer["start"] : answer["end"]] == answer["answer"] for answer in best["top_k"])
