@@ -5,8 +5,9 @@ answers (`label_column`, default `answers`): a list of `{"text", "answer_start"}
 context (or one such answer without its list), or SQuAD's `{"text": [...], "answer_start": [...]}`; in a CSV or TSV
 file, any of these as JSON text. Or flat, one answer a record (Kaggle's chaii layout): `label_column` holds the
 answer's text and `answer_start_column` its character offset (an empty text: no answer). The SQuAD JSON layout
-(`data -> paragraphs -> qas`) is read as such records (data format `squad`). An empty list is an unanswerable
-question (SQuAD 2.0), allowed with `allow_unanswerable: true`; an answer's text is never empty.
+(`data -> paragraphs -> qas`) is read as such records (data format `squad`, which a `.json` file in that layout
+gets without asking). An empty list is an unanswerable question (SQuAD 2.0), allowed with `allow_unanswerable: true`;
+an answer's text is never empty.
 
 Features: the question and the context encoded as a pair. A context longer than `max_length` is split into
 overlapping windows that share `doc_stride` tokens (left out: 128, or a quarter of `max_length` where 128 leaves a
