@@ -388,6 +388,7 @@ def mixed_tries_table() -> str:
         ("1 epoch (`mixed.yaml`)", "mixed", "mixed"),
         ("1 epoch, top 2 encoder layers private to each task", "tuning/mixed_private2", "mixed"),
         ("1 epoch, top 2 layers private, slot loss weight 2", "tuning/mixed_private2_slotw2", "mixed"),
+        ("1 epoch, top 2 layers private, slot loss weight 3", "tuning/mixed_private2_slotw3", "mixed"),
         ("3 epochs (`--epochs 3`)", "tuning/mixed_3ep", "tuning/mixed_3ep"),
     ]
     columns = [
