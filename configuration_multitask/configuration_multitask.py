@@ -8,7 +8,12 @@ import re
 
 from torch import nn
 from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
+
+
+try:  # transformers >= 5.20 builds a declared sub-config from its dict itself
+    from transformers.configuration_utils import SubConfigSpec
+except ImportError:  # 5.17-5.19: the config builds it (`_build_encoder_config`)
+    SubConfigSpec = None
 
 from .task_token_classification import TAG_DECODINGS
 from .task_types import TASK_TYPES, TaskView
@@ -173,6 +178,15 @@ def _check_fusion(fusion, encoder_config) -> dict:
     return checked if hidden_size is None else {"type": fusion["type"], "hidden_size": hidden_size, **checked}
 
 
+def _build_encoder_config(encoder_config) -> PreTrainedConfig:
+    """The encoder's config from its saved dict (by its `model_type`), as transformers >= 5.20 builds a declared
+    sub-config; `None` is a default BERT config, as there."""
+    if isinstance(encoder_config, PreTrainedConfig):
+        return encoder_config
+    values = dict(encoder_config or {})
+    return AutoConfig.for_model(values.pop("model_type", "bert"), **values)
+
+
 class MultiTaskConfig(PreTrainedConfig):
     r"""
     Configuration of a [`MultiTaskModel`]: a shared pretrained encoder, one head per task, and an optional
@@ -242,7 +256,10 @@ class MultiTaskConfig(PreTrainedConfig):
     """
 
     model_type = "multitask"
-    sub_configs_defaults = {"encoder_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+    if SubConfigSpec is not None:
+        sub_configs_defaults = {"encoder_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+    else:
+        sub_configs = {"encoder_config": AutoConfig}
     # Output fields the Trainer must not treat as predictions during evaluation.
     keys_to_ignore_at_inference = ["task_logits", "task_losses", "hidden_states", "attentions", "fusion_weights"]
 
@@ -257,6 +274,8 @@ class MultiTaskConfig(PreTrainedConfig):
     word_splitting: str = "whitespace"
 
     def __post_init__(self, **kwargs):
+        if SubConfigSpec is None:
+            self.encoder_config = _build_encoder_config(self.encoder_config)
         super().__post_init__(**kwargs)
         self.tasks = [check_task_spec(spec, i) for i, spec in enumerate(self.tasks or [])]
         check_unique_task_names([task["name"] for task in self.tasks])

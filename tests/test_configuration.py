@@ -32,6 +32,21 @@ def test_round_trip_through_config_json(tmp_path):
     assert MultiTaskConfig.from_dict(saved).fusion["token_context"] is False
 
 
+def test_the_encoder_config_is_built_from_its_dict_where_transformers_does_not():
+    """transformers 5.17-5.19 has no `SubConfigSpec`: the config builds its encoder's from the saved dict itself, by
+    its `model_type` (checked by hand against 5.17: the same predictions as 5.24 from one checkpoint)."""
+    from transformers import BertConfig, RobertaConfig
+
+    from configuration_multitask.configuration_multitask import _build_encoder_config
+
+    saved = RobertaConfig(hidden_size=32, num_attention_heads=4, pad_token_id=1).to_dict()
+    built = _build_encoder_config(saved)
+    assert isinstance(built, RobertaConfig) and (built.hidden_size, built.pad_token_id) == (32, 1)
+    assert isinstance(_build_encoder_config(None), BertConfig)
+    config = tiny_bert_config()
+    assert _build_encoder_config(config) is config
+
+
 def test_tasks_are_normalised_with_label_maps():
     config = MultiTaskConfig(
         encoder_config=tiny_bert_config(),
