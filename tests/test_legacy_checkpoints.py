@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import run_fresh
 from safetensors.torch import load_file
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, configuration_utils
 
 from modeling_multitask import MultiTaskModel
 
@@ -57,6 +57,11 @@ def test_this_version_computes_what_the_legacy_checkpoint_did(variant):
         torch.testing.assert_close(one_by_one[task], logits, rtol=0, atol=1e-6)
 
 
+@pytest.mark.skipif(
+    not hasattr(configuration_utils, "SubConfigSpec"),
+    reason="the remote code these checkpoints shipped imports SubConfigSpec (transformers >= 5.20); re-saved by this "
+    "version, they load on 5.17 too",
+)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_legacy_checkpoint_loads_with_its_own_remote_code(variant, tmp_path):
     inputs, expected = expected_of(LEGACY / variant)
