@@ -20,6 +20,11 @@ _META_KEYS = ("text", "text_pair", "tasks", "word_ids", "words", "tokens", "trun
 _MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
+def _input_shape(keys) -> str:
+    """A type's input keys as an error message shows them: `{'question', 'context'}`."""
+    return "{" + ", ".join(map(repr, keys)) + "}"
+
+
 def _pair_tasks(config) -> set[str] | None:
     """Names of the tasks that read a text pair, or `None` when the checkpoint does not say.
 
@@ -182,17 +187,14 @@ class MultiTaskPipeline(Pipeline):
         names = [view.name for view in self.model.config.task_views if view.definition.input_keys is None]
         if not names:
             shapes = [
-                f"{view.name}: {{{', '.join(map(repr, view.definition.input_keys))}}}"
-                for view in self.model.config.task_views
+                f"{view.name}: {_input_shape(view.definition.input_keys)}" for view in self.model.config.task_views
             ]
             raise ValueError(
                 f"No task of this model reads text; pass a dict with its task's keys ({'; '.join(shapes)})."
             )
         if task is not None and task not in names:
             keys = self.model.config.task(task).definition.input_keys
-            raise ValueError(
-                f"Task {task!r} reads {{{', '.join(map(repr, keys))}}}, not text: pass a dict with those keys."
-            )
+            raise ValueError(f"Task {task!r} reads {_input_shape(keys)}, not text: pass a dict with those keys.")
         if task is not None:
             if pair_tasks is not None and task in pair_tasks and text_pair is None:
                 raise ValueError(
@@ -240,7 +242,7 @@ class MultiTaskPipeline(Pipeline):
             raise ValueError(" ".join(problems))
         fitting = [view.name for view, problem in zip(fitting, problems, strict=True) if problem is None]
         if not fitting:
-            shapes = sorted({"{" + ", ".join(map(repr, view.definition.input_keys)) + "}" for view in views})
+            shapes = sorted({_input_shape(view.definition.input_keys) for view in views})
             raise ValueError(
                 f"Cannot read input with keys {sorted(inputs)}{f' for task {task!r}' if task else ''}: this model "
                 f"reads a string, a (text, text_pair) pair{''.join(f', or {shape}' for shape in shapes)}."
