@@ -27,7 +27,7 @@ POOLING_TYPES = ("cls", "mean")
 # What a word is, for training and the pipeline alike (see `featurization.WORD_SPLITTERS`, which implements them).
 WORD_SPLITTINGS = ("whitespace", "punctuation")
 
-_COMMON_TASK_KEYS = ("name", "type", "labels", "num_labels", "loss_weight")
+_COMMON_TASK_KEYS = ("name", "type", "labels", "num_labels", "loss_weight", "max_length")
 _FUSION_KEYS = ("type", "hidden_size", "token_context")
 _TASK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 # Task names key `nn.ModuleDict`s (heads, private layers), which refuse a key that is one of their attributes
@@ -64,7 +64,7 @@ def check_unique_task_names(names: list[str]) -> None:
 
 def check_task_spec(spec, index: int, labels_known: bool = True) -> dict:
     """Validate one task spec (a `MultiTaskConfig.tasks` entry) and return it in canonical form: name, type,
-    labels, num_labels, loss_weight, and the keys its type adds (see `task_types`). The experiment reader calls it
+    labels, num_labels, loss_weight, max_length, and the keys its type adds (see `task_types`). The experiment reader calls it
     too, with `labels_known=False` before the data has given the label names: every rule lives here."""
     if not isinstance(spec, dict):
         raise TypeError(f"tasks[{index}] must be a dict with 'name' and 'type', got {type(spec).__name__}.")
@@ -93,12 +93,16 @@ def check_task_spec(spec, index: int, labels_known: bool = True) -> dict:
     loss_weight = spec.get("loss_weight", 1.0)
     if isinstance(loss_weight, bool) or not isinstance(loss_weight, (int, float)) or not loss_weight > 0:
         raise ValueError(f"Task {name!r}: loss_weight must be a positive number, got {loss_weight!r}.")
+    max_length = spec.get("max_length")  # None: not recorded (checkpoints from before the key), the encoder's limit
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 4):
+        raise ValueError(f"Task {name!r}: max_length must be an integer >= 4 or null, got {max_length!r}.")
     return {
         "name": name,
         "type": definition.name,
         "labels": labels,
         "num_labels": definition.num_outputs(labels) if labels_known or labels is not None else None,
         "loss_weight": float(loss_weight),
+        "max_length": max_length,
         **definition.check_settings(name, spec, labels),
     }
 
@@ -202,7 +206,9 @@ class MultiTaskConfig(PreTrainedConfig):
             One spec per task, each a dict with `name`, `type` (a registered task type: `sequence_classification`,
             `multi_label_classification`, `regression`, `token_classification`; see `task_types.TASK_TYPES`), the label
             names `labels` or their count `num_labels` (as the type needs: none for regression), an optional positive
-            `loss_weight` (defaults to 1.0), and the keys the type adds, such as a token task's `decoding`: `"argmax"`
+            `loss_weight` (defaults to 1.0), the `max_length` in tokens the task was trained with (training records it;
+            the pipeline windows question-answering contexts and encodes multiple-choice pairs at it, as evaluation
+            did; `None`: the encoder's limit), and the keys the type adds, such as a token task's `decoding`: `"argmax"`
             (default, each token's most likely tag) or `"bio"` (the most likely tag sequence in which `I-X` follows only
             `B-X` or `I-X`, for IOB2 tag sets). Each type's definition validates its specs (`check_task_spec`); read
             them back through typed views, `config.task("slots").labels`. Pair inputs (two texts) are ordinary
@@ -327,7 +333,16 @@ class MultiTaskConfig(PreTrainedConfig):
         spec = self.tasks[index]
         settings = {key: spec[key] for key in TASK_TYPES[spec["type"]].settings}
         labels = None if spec["labels"] is None else tuple(spec["labels"])
-        return TaskView(spec["name"], spec["type"], index, labels, spec["num_labels"], spec["loss_weight"], settings)
+        return TaskView(
+            spec["name"],
+            spec["type"],
+            index,
+            labels,
+            spec["num_labels"],
+            spec["loss_weight"],
+            settings,
+            max_length=spec["max_length"],
+        )
 
     @property
     def task_views(self) -> list[TaskView]:

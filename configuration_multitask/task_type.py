@@ -77,6 +77,7 @@ class TaskView:
     num_labels: int
     loss_weight: float
     settings: dict = field(default_factory=dict, compare=False)
+    max_length: int | None = None  # the tokens it was trained with; None: not recorded, the encoder's limit
 
     @property
     def definition(self) -> "TaskType":

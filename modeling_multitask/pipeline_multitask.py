@@ -65,7 +65,9 @@ class MultiTaskPipeline(Pipeline):
             text inputs; question-answering and multiple-choice inputs, read in windows or one row per choice, get
             none (with a warning).
         max_length (`int`, *optional*):
-            Truncate inputs to this many tokens (defaults to the encoder's limit).
+            Truncate inputs to this many tokens (defaults to the encoder's limit). Question-answering windows and
+            multiple-choice pairs default to the `max_length` their task was trained with (in the config), so the
+            pipeline answers as evaluation scored; checkpoints from before it was recorded use the encoder's limit.
 
     Predictions, as each task's type makes them (`TaskType.predict`, in `configuration_multitask/task_<type>.py`):
         - sequence classification: `{"label", "score"}` (+ `"top_k"`: a list of `{"label", "score"}`);
@@ -250,12 +252,13 @@ class MultiTaskPipeline(Pipeline):
         return fitting
 
     def _preprocess_own(self, inputs, tasks: list[str], max_length) -> dict:
-        """Model inputs per task, as its type makes them from the input (one row per window of a long context)."""
-        max_length = self._max_length(max_length)
+        """Model inputs per task, as its type makes them from the input (one row per window of a long context). Each
+        task reads at the length it was trained and evaluated with, unless the call sets one."""
         own = {}
         for name in tasks:
             view = self.model.config.task(name)
-            model_inputs, example = view.definition.pipeline_features(view, inputs, self.tokenizer, max_length)
+            length = self._max_length(max_length if max_length is not None else view.max_length)
+            model_inputs, example = view.definition.pipeline_features(view, inputs, self.tokenizer, length)
             own[name] = (model_inputs, example)
         return {"own": own}
 

@@ -58,6 +58,8 @@ def test_tasks_are_normalised_with_label_maps():
     assert config.task_id2label("anon") == {0: "LABEL_0", 1: "LABEL_1"}
     similarity = config.tasks[2]
     assert (similarity["num_labels"], similarity["labels"], similarity["loss_weight"]) == (1, None, 0.5)
+    # The training length, where recorded (the experiment's max_length); configs from before it read None.
+    assert config.task("similarity").max_length is None and similarity["max_length"] is None
     assert config.num_tasks == 5 and config.fusion is None
 
 
@@ -92,6 +94,11 @@ def _task(**overrides):
         ({"tasks": [_task(num_labels=3)]}, "num_labels=3 disagrees with the 2 names"),
         ({"tasks": [_task(type="regression")]}, "regression task"),
         ({"tasks": [_task(loss_weight=0)]}, "loss_weight must be a positive number"),
+        ({"tasks": [_task(max_length="64")]}, "max_length must be an integer >= 4 or null, got '64'"),
+        (
+            {"tasks": [{"name": "qa", "type": "question_answering", "max_length": 24, "doc_stride": 12}]},
+            "doc_stride 12 leaves windows of 24 tokens no room",
+        ),
         ({"tasks": [_task(lables=["a"])]}, "unknown key 'lables'.*Did you mean 'labels'"),
         ({"tasks": ["intent"]}, "must be a dict"),
         ({"tasks": [_task()], "num_tasks": 2}, "num_tasks=2 but 1 tasks"),

@@ -237,17 +237,25 @@ def test_mixed_model_with_qa_trains_scores_and_serves(tmp_path, tiny_encoder, ca
     assert 0 <= metrics["validation"]["qa"]["f1"] <= 1
     config = json.loads((output / "config.json").read_text())
     assert config["tasks"][0]["type"] == "question_answering" and config["tasks"][0]["doc_stride"] == 8
+    # What each task was trained with: intent's default 128, lowered to the tiny encoder's 64 positions.
+    assert [task["max_length"] for task in config["tasks"]] == [24, 64]
     assert metrics["primary_metrics"] == {"qa": "f1", "intent": "accuracy"}
     assert metrics["validation_summary"]["question_answering"]["metric"] == "f1"
     card = (output / "README.md").read_text()
     assert "question-answering" in card
 
     model = MultiTaskModel.from_pretrained(output).eval()
-    pipe = MultiTaskPipeline(model=model, tokenizer=AutoTokenizer.from_pretrained(output), max_length=24)
+    pipe = MultiTaskPipeline(model=model, tokenizer=AutoTokenizer.from_pretrained(output))
     answer = pipe({"question": "which city ?", "context": LONG_CONTEXT})
     assert set(answer) == {"qa"}  # only the task that reads a question and a context
     qa = answer["qa"]
     assert set(qa) == {"answer", "score", "start", "end"} and LONG_CONTEXT[qa["start"] : qa["end"]] == qa["answer"]
+    # The pipeline windows the context as evaluation did: at the task's training max_length (24), not the encoder's
+    # limit (512), unless the call asks for another length.
+    windows = pipe.preprocess({"question": "which city ?", "context": LONG_CONTEXT})["own"]["qa"][0]["input_ids"]
+    assert windows.shape[1] == 24 and windows.shape[0] > 1
+    wide = pipe.preprocess({"question": "which city ?", "context": LONG_CONTEXT}, max_length=64)["own"]["qa"][0]
+    assert wide["input_ids"].shape[0] < windows.shape[0] and wide["input_ids"].shape[1] <= 64
     assert set(pipe("book a flight to boston")) == {"intent"}  # text inputs go to the text tasks
     # The card's usage examples run as written: one per input shape, each answered by the tasks that read it.
     examples = [line.split("  #")[0] for line in card.splitlines() if line.startswith("pipe(")]
@@ -264,7 +272,7 @@ def test_mixed_model_with_qa_trains_scores_and_serves(tmp_path, tiny_encoder, ca
     ]
     (tmp_path / "inputs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     capsys.readouterr()  # the training logs
-    assert predict_main([str(output), "--file", str(tmp_path / "inputs.jsonl"), "--max-length", "24"]) == 0
+    assert predict_main([str(output), "--file", str(tmp_path / "inputs.jsonl")]) == 0
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [set(record["predictions"]) for record in printed] == [{"qa"}, {"intent"}, {"qa"}]
     assert printed[0]["predictions"]["qa"] == qa

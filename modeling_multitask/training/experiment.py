@@ -152,6 +152,7 @@ class TaskSpec:
             "type": self.type,
             "labels": labels,
             "loss_weight": self.loss_weight,
+            "max_length": self.max_length,  # the pipeline reads QA windows and choice pairs at it, as evaluation does
             **self.settings,
         }
 
@@ -430,7 +431,7 @@ def _parse_task(raw: Any, index: int, base: Path) -> TaskSpec:
     model_side.update(labels=task.labels, num_labels=task.num_labels)
     try:
         checked = check_task_spec(model_side, index, labels_known=False)
-        if not task.max_length_is_default:  # the config has no max_length; rules tying a setting to it run here
+        if not task.max_length_is_default:  # a default max_length may yet be lowered to the encoder's limit
             definition.check_settings(task.name, {**checked, "max_length": task.max_length}, None)
     except ValueError as error:
         # The config's messages start "Task 'name' (type): ", which `where` already says.
