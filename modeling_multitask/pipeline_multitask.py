@@ -46,7 +46,8 @@ class MultiTaskPipeline(Pipeline):
 
     Inputs: a string, a pair as `(text, text_pair)` or `{"text": ..., "text_pair": ...}`, an input a task type reads
     itself (`{"question": ..., "context": ...}` for question answering, `{"question": ..., "choices": [...]}` for
-    multiple choice), or a list of those (texts batched with `batch_size=`). Each input goes to the tasks that read its
+    multiple choice), or a list of those (texts batched with `batch_size=`). Keywords work too, as in transformers'
+    question-answering pipeline: `pipe(question=..., context=...)`, or lists under each key for a batch. Each input goes to the tasks that read its
     shape. Over-long texts are truncated to what the encoder accepts, with a warning; long contexts are read in
     overlapping windows.
 
@@ -113,7 +114,9 @@ class MultiTaskPipeline(Pipeline):
                 "model or pass `tokenizer=`."
             )
 
-    def __call__(self, inputs, *args, **kwargs):
+    def __call__(self, inputs=None, *args, **kwargs):
+        if inputs is None:  # pipe(question=..., context=...), as transformers' question-answering pipeline takes it
+            inputs = self._keyword_inputs(kwargs)
         # An input a type reads itself (a question and a context, a question and its choices) becomes several model
         # rows of its own, so it cannot share a padded batch with texts: those run one at a time, the texts batched.
         batched = kwargs.get("batch_size", self._batch_size or 1) > 1
@@ -128,6 +131,27 @@ class MultiTaskPipeline(Pipeline):
             if _reads_own_input(item):
                 results[index] = super().__call__(item, *args, **{**kwargs, "batch_size": 1})
         return results
+
+    def _keyword_inputs(self, kwargs: dict):
+        """The input given as keywords (popped from `kwargs`): `text=` (and `text_pair=`), or the keys a task type
+        reads. Lists under the first key (`question=[...]`, `context=[...]`) are a batch, zipped into one dict each."""
+        views = self.model.config.task_views
+        keys = ["text", "text_pair", *(key for view in views for key in view.definition.input_keys or ())]
+        given = {key: kwargs.pop(key) for key in dict.fromkeys(keys) if key in kwargs}
+        if not given:
+            own_shapes = dict.fromkeys(view.definition.input_keys for view in views if view.definition.input_keys)
+            shapes = "".join(f", or {', '.join(f'{key}=...' for key in shape)}" for shape in own_shapes)
+            raise ValueError(f"No input given: pass a text, a list of texts, or keywords text=...{shapes}.")
+        lead = next(iter(given))
+        if not isinstance(given[lead], (list, tuple)):
+            return given
+        sizes = {key: len(value) if isinstance(value, (list, tuple)) else None for key, value in given.items()}
+        if None in sizes.values() or len(set(sizes.values())) != 1:
+            got = ", ".join(
+                f"{key}: {'one value' if size is None else f'{size} items'}" for key, size in sizes.items()
+            )
+            raise ValueError(f"A batch given as keywords needs a list of the same length under each key; got {got}.")
+        return [dict(zip(given, values, strict=True)) for values in zip(*given.values(), strict=True)]
 
     # ----------------------------------------------------------------------------------------------- parameters
     def _sanitize_parameters(self, task=None, top_k=None, threshold=None, return_fusion_weights=None, max_length=None):

@@ -435,6 +435,36 @@ def test_pipeline_refuses_an_empty_question_or_context(tiny_encoder):
             pipe(inputs)
 
 
+def test_pipeline_takes_inputs_as_keywords_like_transformers_question_answering_pipeline(tiny_encoder):
+    """`pipe(question=..., context=...)` answers as the dict does, lists under each key are a batch, and a question
+    with `choices=` goes to multiple choice; call options still apply."""
+    config = MultiTaskConfig(
+        encoder_config=tiny_bert_config(),
+        tasks=[
+            {"name": "qa", "type": "question_answering", "doc_stride": 8},
+            {"name": "choice", "type": "multiple_choice", "num_choices": 2},
+        ],
+    )
+    torch.manual_seed(0)
+    pipe = MultiTaskPipeline(model=MultiTaskModel(config).eval(), tokenizer=fast_tokenizer(tiny_encoder))
+    questions, contexts = ["which city ?", "when ?"], ["fly to boston on monday", "leave at noon from denver"]
+    single = pipe({"question": questions[0], "context": contexts[0]})
+    assert pipe(question=questions[0], context=contexts[0]) == single
+    assert pipe(question=questions, context=contexts) == [
+        pipe({"question": question, "context": context}) for question, context in zip(questions, contexts)
+    ]
+    assert pipe(question=questions[0], context=contexts[0], top_k=2)["qa"]["top_k"][0] == single["qa"]
+    choices = [["rain", "boston"], ["noon", "music"]]
+    assert pipe(question=questions[0], choices=choices[0]) == pipe({"question": questions[0], "choices": choices[0]})
+    assert [set(result) for result in pipe(question=questions, choices=choices)] == [{"choice"}, {"choice"}]
+    with pytest.raises(ValueError, match="same length under each key; got question: 2 items, context: one value"):
+        pipe(question=questions, context=contexts[0])
+    with pytest.raises(
+        ValueError, match=r"No input given: .* or question=..., context=..., or question=..., choices="
+    ):
+        pipe()
+
+
 def test_doc_stride_follows_max_length_when_left_out(tmp_path, tiny_encoder):
     """A QA task that sets neither doc_stride nor max_length trains (the old fixed default of 128 stopped every such
     run: windows of at most 128 tokens cannot share 128); a doc_stride that cannot fit its max_length is an error when
