@@ -111,14 +111,14 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def full_cell(results: dict, variant: str, split: str, task: str, metric: str, bold: bool = True) -> str:
-    """`**mean** ± std (n=k: v1, v2, ...)`, the values in seed order."""
-    if f"{split}/{task}/{metric}" not in results["summary"][variant]["metrics"]:
+    """`**mean** ± std (n=k: v1, v2, ...)` over the runs, the values in seed order."""
+    seeds = per_seed_if_scored(results, variant, split, task, metric)
+    if not seeds:
         return "–"  # e.g. a baseline left to another benchmark's identical run (run_quality.py --single-tasks)
-    e = entry(results, variant, split, task, metric)
-    seeds = per_seed(results, variant, split, task, metric)
-    mean = f"**{e['mean']:.2f}**" if bold else f"{e['mean']:.2f}"
-    values = ", ".join(f"{seeds[seed]:.2f}" for seed in sorted(seeds))
-    return f"{mean} ± {e['std']:.2f} (n={e['n']}: {values})"
+    values = [seeds[seed] for seed in sorted(seeds)]
+    mean, std = mean_std(values)
+    shown = f"**{mean:.2f}**" if bold else f"{mean:.2f}"
+    return f"{shown} ± {std:.2f} (n={len(values)}: {', '.join(f'{value:.2f}' for value in values)})"
 
 
 def short_cell(e: dict) -> str:
@@ -136,29 +136,27 @@ def header(cells) -> list[str]:
 # ------------------------------------------------------------------------------------------------ quality tables
 
 
-def with_baselines(results: dict, source: str) -> dict:
-    """`results` with the single-task runs of the results file `source`: for a try that changed only the multi-task
-    model (its architecture or loss weights), whose baselines, which never used it, ran once in the benchmark's file."""
-    baselines = load(source)
+def with_baselines(results: dict, *sources: str) -> dict:
+    """`results` with the single-task runs of the results files `sources`: for a try that changed only the multi-task
+    model (its architecture or loss weights), whose baselines, which never used it, ran once in the benchmark's file
+    (and, for seeds added later, in a file of their own)."""
     runs = [run for run in results["runs"] if run["variant"] != "single_task"]
-    return {
-        **results,
-        "summary": {**results["summary"], "single_task": baselines["summary"]["single_task"]},
-        "runs": runs + [run for run in baselines["runs"] if run["variant"] == "single_task"],
-    }
+    for source in sources:
+        runs += [run for run in load(source)["runs"] if run["variant"] == "single_task"]
+    return {**results, "runs": runs}
 
 
-def quality_table(name: str, baselines: str | None = None) -> str:
+def quality_table(name: str, baselines: tuple[str, ...] = ()) -> str:
     """The main table of one benchmark: every variant's mean ± std with each seed, published split first (the
-    single-task column from the results file `baselines`, where given)."""
-    results = load(name) if baselines is None else with_baselines(load(name), baselines)
+    single-task column from the results files `baselines`, where given)."""
+    results = with_baselines(load(name), *baselines) if baselines else load(name)
     name = results["benchmark"]
     published_name, published = PUBLISHED[name]
-    variants = [v for v in VARIANT_NAMES if v in results["summary"]]
+    variants = [v for v in VARIANT_NAMES if any(run["variant"] == v for run in results["runs"])]
     lines = header(["split", "task", "metric", *(VARIANT_NAMES[v] for v in variants), published_name])
     for split in dict.fromkeys([results["protocol"]["split"], "validation", "test"]):
         for task, metric, label in ROWS[name]:
-            if not any(f"{split}/{task}/{metric}" in results["summary"][v]["metrics"] for v in variants):
+            if not any(per_seed_if_scored(results, v, split, task, metric) for v in variants):
                 continue  # not scored on this split (a mixed benchmark's SQuAD and SST-2 have no test set)
             cells = [full_cell(results, v, split, task, metric) for v in variants]
             reference = published.get(f"{task}/{metric}") if split == results["protocol"]["split"] else None
@@ -524,7 +522,7 @@ TABLES = {
     "mixed": lambda: quality_table("mixed"),
     "mixed-wall": lambda: wall_table("mixed"),
     "mixed-tries": mixed_tries_table,
-    "mixed-tuned": lambda: quality_table("tuning/mixed_private2_slotw2", baselines="mixed"),
+    "mixed-tuned": lambda: quality_table("tuning/mixed_private2_slotw2", baselines=("mixed",)),
     "mixed-tuned-wall": lambda: wall_table("tuning/mixed_private2_slotw2"),
     "glue-private-layers": private_layers_table,
     "cola-alone": cola_alone_table,
