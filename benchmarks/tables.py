@@ -94,7 +94,7 @@ def per_seed(results: dict, variant: str, split: str, task: str, metric: str) ->
 
 def per_seed_if_scored(results: dict, variant: str, split: str, task: str, metric: str) -> dict[int, float]:
     """`per_seed` over the runs that scored the metric (a results file whose baselines left one task out, say)."""
-    runs = [run for run in results["runs"] if task in run["metrics"].get(split, {})]
+    runs = [run for run in results["runs"] if metric in run["metrics"].get(split, {}).get(task, {})]
     return per_seed({**results, "runs": runs}, variant, split, task, metric)
 
 
@@ -142,7 +142,14 @@ def with_baselines(results: dict, *sources: str) -> dict:
     (and, for seeds added later, in a file of their own)."""
     runs = [run for run in results["runs"] if run["variant"] != "single_task"]
     for source in sources:
-        runs += [run for run in load(source)["runs"] if run["variant"] == "single_task"]
+        baselines = [run for run in load(source)["runs"] if run["variant"] == "single_task"]
+        if not baselines:
+            raise ValueError(f"{source}.json has no single-task runs to be the baselines of {results['benchmark']}.")
+        runs += baselines
+    seeds = [(run["variant"], run["seed"]) for run in runs]
+    twice = sorted({unit for unit in seeds if seeds.count(unit) > 1})
+    if twice:  # a cell keeps one value a seed: a seed that ran twice would silently count once
+        raise ValueError(f"{', '.join(sources)}: {twice} (variant, seed) appear in more than one file.")
     return {**results, "runs": runs}
 
 

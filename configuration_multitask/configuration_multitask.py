@@ -64,8 +64,8 @@ def check_unique_task_names(names: list[str]) -> None:
 
 def check_task_spec(spec, index: int, labels_known: bool = True) -> dict:
     """Validate one task spec (a `MultiTaskConfig.tasks` entry) and return it in canonical form: name, type,
-    labels, num_labels, loss_weight, max_length, and the keys its type adds (see `task_types`). The experiment reader calls it
-    too, with `labels_known=False` before the data has given the label names: every rule lives here."""
+    labels, num_labels, loss_weight, max_length, and the keys its type adds (see `task_types`). The experiment reader
+    calls it too, with `labels_known=False` before the data has given the label names: every rule lives here."""
     if not isinstance(spec, dict):
         raise TypeError(f"tasks[{index}] must be a dict with 'name' and 'type', got {type(spec).__name__}.")
     name = spec.get("name")
@@ -206,13 +206,13 @@ class MultiTaskConfig(PreTrainedConfig):
             One spec per task, each a dict with `name`, `type` (a registered task type: `sequence_classification`,
             `multi_label_classification`, `regression`, `token_classification`; see `task_types.TASK_TYPES`), the label
             names `labels` or their count `num_labels` (as the type needs: none for regression), an optional positive
-            `loss_weight` (defaults to 1.0), the `max_length` in tokens the task was trained with (training records it;
-            the pipeline windows question-answering contexts and encodes multiple-choice pairs at it, as evaluation
-            did; `None`: the encoder's limit), and the keys the type adds, such as a token task's `decoding`: `"argmax"`
-            (default, each token's most likely tag) or `"bio"` (the most likely tag sequence in which `I-X` follows only
-            `B-X` or `I-X`, for IOB2 tag sets). Each type's definition validates its specs (`check_task_spec`); read
-            them back through typed views, `config.task("slots").labels`. Pair inputs (two texts) are ordinary
-            sequence-level tasks.
+            `loss_weight` (defaults to 1.0), the `max_length` in tokens the task was trained with (training records
+            it; the pipeline windows question-answering contexts and encodes multiple-choice pairs at it, as
+            evaluation did; `None`: the encoder's limit), and the keys the type adds, such as a token task's
+            `decoding`: `"argmax"` (default, each token's most likely tag) or `"bio"` (the most likely tag sequence in
+            which `I-X` follows only `B-X` or `I-X`, for IOB2 tag sets). Each type's definition validates its specs
+            (`check_task_spec`); read them back through typed views, `config.task("slots").labels`. Pair inputs (two
+            texts) are ordinary sequence-level tasks.
         num_tasks (`int`, *optional*):
             The number of tasks; filled in from `tasks`, and an error if it disagrees with them.
         fusion (`dict`, *optional*):

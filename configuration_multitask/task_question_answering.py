@@ -451,9 +451,15 @@ class QuestionAnswering(TaskType):
         """`(model inputs with one row per window, what `predict` needs)` for `{"question", "context"}`."""
         require_texts(inputs, ("question", "context"))
         question, context = inputs["question"], inputs["context"]
-        windows = window_features(
-            tokenizer, question, context, max_length, resolve_doc_stride(task.settings, max_length)
-        )
+        try:
+            windows = window_features(
+                tokenizer, question, context, max_length, resolve_doc_stride(task.settings, max_length)
+            )
+        except ValueError as error:  # a question too long for the windows: only the call's max_length can change
+            raise ValueError(
+                f"Task {task.name!r}: {error} (the pipeline reads windows of {max_length} tokens, the task's training "
+                "length unless the call sets max_length=; pass a larger one, up to the encoder's limit)"
+            ) from None
         rows = [window for window, _ in windows]
         model_inputs = {key: [row[key] for row in rows] for key in rows[0]}
         padded = tokenizer.pad(model_inputs, padding_side="right", return_tensors="pt")  # offsets index from the left

@@ -5,6 +5,8 @@ Shipped as remote code next to every checkpoint (its `config.json` names it unde
 imports nothing else.
 """
 
+import inspect
+
 import torch
 from transformers import Pipeline
 from transformers.utils import logging
@@ -46,10 +48,11 @@ class MultiTaskPipeline(Pipeline):
 
     Inputs: a string, a pair as `(text, text_pair)` or `{"text": ..., "text_pair": ...}`, an input a task type reads
     itself (`{"question": ..., "context": ...}` for question answering, `{"question": ..., "choices": [...]}` for
-    multiple choice), or a list of those (texts batched with `batch_size=`). Keywords work too, as in transformers'
-    question-answering pipeline: `pipe(question=..., context=...)`, or lists under each key for a batch. Each input goes to the tasks that read its
-    shape. Over-long texts are truncated to what the encoder accepts, with a warning; long contexts are read in
-    overlapping windows.
+    multiple choice), or a list of those (texts batched with `batch_size=`); or as keywords, as transformers' (v4)
+    question-answering pipeline took them: `pipe(question=..., context=...)`, a list under the first key for a batch
+    (the other keys give lists of the same length, or one value the batch shares). Each input goes to the tasks that
+    read its shape. Over-long texts are truncated to what the encoder accepts, with a warning; long contexts are read
+    in overlapping windows.
 
     Call arguments:
         task (`str`, *optional*):
@@ -115,8 +118,12 @@ class MultiTaskPipeline(Pipeline):
             )
 
     def __call__(self, inputs=None, *args, **kwargs):
-        if inputs is None:  # pipe(question=..., context=...), as transformers' question-answering pipeline takes it
+        if (
+            inputs is None
+        ):  # pipe(question=..., context=...), as transformers' (v4) question-answering pipeline took it
             inputs = self._keyword_inputs(kwargs)
+        if isinstance(inputs, list) and not inputs:
+            return []
         # An input a type reads itself (a question and a context, a question and its choices) becomes several model
         # rows of its own, so it cannot share a padded batch with texts: those run one at a time, the texts batched.
         batched = kwargs.get("batch_size", self._batch_size or 1) > 1
@@ -132,29 +139,49 @@ class MultiTaskPipeline(Pipeline):
                 results[index] = super().__call__(item, *args, **{**kwargs, "batch_size": 1})
         return results
 
+    def _input_keywords(self) -> list[tuple[str, ...]]:
+        """The input shapes this model reads, as keyword names: `("text", "text_pair")` and each own-input type's."""
+        own = (view.definition.input_keys for view in self.model.config.task_views if view.definition.input_keys)
+        return [("text", "text_pair"), *dict.fromkeys(own)]
+
     def _keyword_inputs(self, kwargs: dict):
         """The input given as keywords (popped from `kwargs`): `text=` (and `text_pair=`), or the keys a task type
-        reads. Lists under the first key (`question=[...]`, `context=[...]`) are a batch, zipped into one dict each."""
-        views = self.model.config.task_views
-        keys = ["text", "text_pair", *(key for view in views for key in view.definition.input_keys or ())]
-        given = {key: kwargs.pop(key) for key in dict.fromkeys(keys) if key in kwargs}
+        reads. A list under the first key (`question=[...]`) makes a batch: the other keys give a list of the same
+        length, or one value that every input of the batch shares (one context for several questions)."""
+        shapes = self._input_keywords()
+        given = {
+            key: kwargs.pop(key) for key in dict.fromkeys(key for shape in shapes for key in shape) if key in kwargs
+        }
         if not given:
-            own_shapes = dict.fromkeys(view.definition.input_keys for view in views if view.definition.input_keys)
-            shapes = "".join(f", or {', '.join(f'{key}=...' for key in shape)}" for shape in own_shapes)
-            raise ValueError(f"No input given: pass a text, a list of texts, or keywords text=...{shapes}.")
+            options = set(inspect.signature(self._sanitize_parameters).parameters) | {"batch_size", "num_workers"}
+            unread = sorted(set(kwargs) - options)
+            readable = ", or ".join(", ".join(f"{key}=..." for key in shape) for shape in shapes)
+            raise ValueError(
+                f"No input{f' this model reads (got {unread})' if unread else ''}: pass a text, a list of texts, or "
+                f"keywords {readable}."
+            )
         lead = next(iter(given))
         if not isinstance(given[lead], (list, tuple)):
             return given
-        sizes = {key: len(value) if isinstance(value, (list, tuple)) else None for key, value in given.items()}
-        if None in sizes.values() or len(set(sizes.values())) != 1:
-            got = ", ".join(
-                f"{key}: {'one value' if size is None else f'{size} items'}" for key, size in sizes.items()
-            )
-            raise ValueError(f"A batch given as keywords needs a list of the same length under each key; got {got}.")
-        return [dict(zip(given, values, strict=True)) for values in zip(*given.values(), strict=True)]
+        size = len(given[lead])
+        lists = {key: value for key, value in given.items() if isinstance(value, (list, tuple))}
+        if any(len(value) != size for value in lists.values()):
+            got = ", ".join(f"{key}: {len(value)}" for key, value in lists.items())
+            raise ValueError(f"A batch given as keywords needs lists of one length; got {got} items.")
+        return [
+            {key: value[index] if key in lists else value for key, value in given.items()} for index in range(size)
+        ]
 
     # ----------------------------------------------------------------------------------------------- parameters
-    def _sanitize_parameters(self, task=None, top_k=None, threshold=None, return_fusion_weights=None, max_length=None):
+    def _sanitize_parameters(
+        self, task=None, top_k=None, threshold=None, return_fusion_weights=None, max_length=None, **unknown
+    ):
+        if unknown:
+            readable = " or ".join(", ".join(f"{key}=..." for key in shape) for shape in self._input_keywords())
+            raise ValueError(
+                f"Unknown argument {', '.join(map(repr, sorted(unknown)))}: this model reads inputs {readable}, and "
+                "takes the options task, top_k, threshold, return_fusion_weights and max_length."
+            )
         preprocess, forward, postprocess = {}, {}, {}
         if task is not None:
             self._check_task(task)

@@ -44,3 +44,29 @@ def test_a_stale_table_is_found_and_rewritten(tables, tmp_path, monkeypatch, cap
 def test_unknown_table_name_is_refused(tables, tmp_path):
     with pytest.raises(ValueError, match="unknown table 'atsi'.*atis"):
         tables.render_doc("<!-- table:atsi -->\n<!-- /table -->\n", tmp_path / "doc.md")
+
+
+def test_baselines_from_several_files_count_each_seed_once(tables, tmp_path, monkeypatch):
+    """A try's cells come from its runs and the single-task runs of its baseline files: a seed in two files, or a file
+    without baselines, is an error rather than a quietly smaller n; a run that lacks a metric leaves it out."""
+
+    def run(variant, seed, accuracy=None):
+        scores = {} if accuracy is None else {"accuracy": accuracy}
+        return {"variant": variant, "seed": seed, "metrics": {"test": {"intent": scores}}}
+
+    files = {
+        "try": {"benchmark": "try", "runs": [run("fusion", 1, 0.9), run("fusion", 2, 0.8)]},
+        "base": {"runs": [run("single_task", 1, 0.7), run("fusion", 1, 0.1)]},
+        "later": {"runs": [run("single_task", 2, 0.6), run("single_task", 3)]},
+    }
+    monkeypatch.setattr(tables, "load", lambda name: files[name])
+    merged = tables.with_baselines(files["try"], "base", "later")
+    assert tables.full_cell(merged, "single_task", "test", "intent", "accuracy") == (
+        "**65.00** ± 7.07 (n=2: 70.00, 60.00)"
+    )  # seed 3 scored no accuracy
+    assert tables.full_cell(merged, "fusion", "test", "intent", "accuracy").startswith("**85.00** ± 7.07 (n=2")
+    assert tables.full_cell(merged, "fusion", "test", "intent", "f1") == "–"
+    with pytest.raises(ValueError, match=r"\[\('single_task', 1\)\] \(variant, seed\) appear in more than one"):
+        tables.with_baselines(files["try"], "base", "base")
+    with pytest.raises(ValueError, match="try.json has no single-task runs to be the baselines of try"):
+        tables.with_baselines(files["try"], "try")

@@ -137,6 +137,10 @@ def test_mixed_model_with_multiple_choice_trains_scores_and_serves(tmp_path, tin
     result = pipe({"question": "what takes you to denver", "choices": choices})["csqa"]
     assert result["answer"] == choices[result["index"]] and [s["choice"] for s in result["scores"]] == choices
     assert sum(s["score"] for s in result["scores"]) == pytest.approx(1.0) and set(pipe("hello")) == {"intent"}
+    # Each (question, choice) pair is read at the task's training max_length (16), as evaluation read it.
+    long_question = {"question": "what takes you from boston to denver on monday morning " * 3, "choices": choices}
+    assert pipe.preprocess(long_question)["own"]["csqa"][0]["input_ids"].shape == (3, 16)
+    assert pipe.preprocess(long_question, max_length=40)["own"]["csqa"][0]["input_ids"].shape[1] > 16
 
     # Loads through AutoModel where only torch and transformers are importable, with the same choice scores.
     encoded = tokenizer(["what is good"] * 3, choices, padding=True, return_tensors="pt")

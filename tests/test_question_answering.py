@@ -256,6 +256,11 @@ def test_mixed_model_with_qa_trains_scores_and_serves(tmp_path, tiny_encoder, ca
     assert windows.shape[1] == 24 and windows.shape[0] > 1
     wide = pipe.preprocess({"question": "which city ?", "context": LONG_CONTEXT}, max_length=64)["own"]["qa"][0]
     assert wide["input_ids"].shape[0] < windows.shape[0] and wide["input_ids"].shape[1] <= 64
+    # A question too long for those windows says where their length comes from and how to change it.
+    question = "which city do the flights from denver to boston on monday stop in on the way ?"
+    with pytest.raises(ValueError, match="Task 'qa': the question takes .* training length unless the call sets"):
+        pipe({"question": question, "context": LONG_CONTEXT})
+    assert set(pipe({"question": question, "context": LONG_CONTEXT}, max_length=64)) == {"qa"}
     assert set(pipe("book a flight to boston")) == {"intent"}  # text inputs go to the text tasks
     # The card's usage examples run as written: one per input shape, each answered by the tasks that read it.
     examples = [line.split("  #")[0] for line in card.splitlines() if line.startswith("pipe(")]
@@ -457,12 +462,25 @@ def test_pipeline_takes_inputs_as_keywords_like_transformers_question_answering_
     choices = [["rain", "boston"], ["noon", "music"]]
     assert pipe(question=questions[0], choices=choices[0]) == pipe({"question": questions[0], "choices": choices[0]})
     assert [set(result) for result in pipe(question=questions, choices=choices)] == [{"choice"}, {"choice"}]
-    with pytest.raises(ValueError, match="same length under each key; got question: 2 items, context: one value"):
-        pipe(question=questions, context=contexts[0])
-    with pytest.raises(
-        ValueError, match=r"No input given: .* or question=..., context=..., or question=..., choices="
-    ):
+    # One value under a key is shared by the batch: one context for several questions.
+    assert pipe(question=questions, context=contexts[0]) == [
+        pipe({"question": question, "context": contexts[0]}) for question in questions
+    ]
+    assert pipe(question=[], context=[]) == [] and pipe([]) == []
+    with pytest.raises(ValueError, match="needs lists of one length; got question: 2, context: 3 items"):
+        pipe(question=questions, context=[*contexts, "fly"])
+    with pytest.raises(ValueError, match=r"^No input: .*text=..., text_pair=..., or question=..., context=..., or q"):
         pipe()
+    with pytest.raises(ValueError, match=r"Unknown argument 'contxt': this model reads inputs text=..., text_pair="):
+        pipe(question=questions[0], contxt=contexts[0])
+    text_only = MultiTaskConfig(
+        encoder_config=tiny_bert_config(),
+        tasks=[{"name": "intent", "type": "sequence_classification", "labels": ["a", "b"]}],
+    )
+    pipe = MultiTaskPipeline(model=MultiTaskModel(text_only).eval(), tokenizer=fast_tokenizer(tiny_encoder))
+    assert set(pipe(text="fly to boston")) == {"intent"}
+    with pytest.raises(ValueError, match=r"No input this model reads \(got \['context', 'question'\]\): .* text="):
+        pipe(question=questions[0], context=contexts[0])
 
 
 def test_doc_stride_follows_max_length_when_left_out(tmp_path, tiny_encoder):

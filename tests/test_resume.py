@@ -145,6 +145,12 @@ def _breaks_listed_labels(folder: Path) -> None:
     (folder / "experiment.yaml").write_text(yaml.safe_dump(raw))
 
 
+def _changes_max_length(folder: Path) -> None:
+    raw = yaml.safe_load((folder / "experiment.yaml").read_text())
+    raw["tasks"][0]["max_length"] = 12  # the data would be read at another length than the run began with
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(raw))
+
+
 def _breaks_data_labels(folder: Path) -> None:
     row = {"tokens": ["bye"], "tags": ["O"], "intent": "farewell"}
     with (folder / "assistant_train.jsonl").open("a") as data:
@@ -166,11 +172,19 @@ def _removes_trainer_state(folder: Path) -> None:
     [
         (_breaks_tasks, r"was trained for another model .*tasks \[intent .*ner \(token_classification\)\] there", 0),
         (_breaks_listed_labels, r"task 'intent' labels \['book', 'greet', 'weather'\] there", 0),
+        (_changes_max_length, r"task 'intent' max_length 16 there, 12 here", 0),
         (_breaks_data_labels, r"labels \['book', 'greet', 'weather'\] for task 'intent', but the data now gives", 1),
         (_breaks_trainer_state, r"checkpoint-\d+ is damaged \(JSONDecodeError", 0),
         (_removes_trainer_state, r"checkpoint-\d+ is incomplete \(trainer_state.json is missing\)", 0),
     ],
-    ids=["tasks-changed", "listed-labels-changed", "data-labels-changed", "corrupt-state", "missing-state"],
+    ids=[
+        "tasks-changed",
+        "listed-labels-changed",
+        "max-length-changed",
+        "data-labels-changed",
+        "corrupt-state",
+        "missing-state",
+    ],
 )
 def test_resume_refuses_a_checkpoint_it_cannot_continue(
     breaks, match, tokenises, finished_run, tmp_path, capsys, monkeypatch

@@ -319,9 +319,13 @@ def check_resumable(checkpoint: str, experiment: Experiment, encoder_config):
         differences.append(f"tasks {_describe(checkpoint_tasks)} there, {_describe(experiment_tasks)} here")
     else:
         for task in experiment.tasks:
-            saved = config.tasks[config.task_index(task.name)].get("labels")
+            spec = config.tasks[config.task_index(task.name)]
+            saved = spec.get("labels")
             if task.labels is not None and saved is not None and list(task.labels) != list(saved):
                 differences.append(f"task {task.name!r} labels {saved} there, {task.labels} here")
+            # Not the model's shape, but its features: the run it resumes read its data at the recorded length.
+            if spec.get("max_length") not in (None, task.max_length):
+                differences.append(f"task {task.name!r} max_length {spec['max_length']} there, {task.max_length} here")
     if (config.fusion is None) != (experiment.model.fusion is None):
         differences.append(f"fusion {config.fusion} there, {experiment.model.fusion} here")
     if config.task_private_layers != experiment.model.task_private_layers:
