@@ -66,7 +66,11 @@ def test_baselines_from_several_files_count_each_seed_once(tables, tmp_path, mon
     )  # seed 3 scored no accuracy
     assert tables.full_cell(merged, "fusion", "test", "intent", "accuracy").startswith("**85.00** ± 7.07 (n=2")
     assert tables.full_cell(merged, "fusion", "test", "intent", "f1") == "–"
-    with pytest.raises(ValueError, match=r"\[\('single_task', 1\)\] \(variant, seed\) appear in more than one"):
+    with pytest.raises(ValueError, match=r"\('single_task', 1, 'test', 'intent'\)\] \(variant, seed, split, task\)"):
         tables.with_baselines(files["try"], "base", "base")
+    # The same seed's baseline of another task (QA's, in squad.json beside mixed.json's) is no duplicate.
+    files["qa"] = {"runs": [{"variant": "single_task", "seed": 1, "metrics": {"test": {"qa": {"f1": 0.5}}}}]}
+    both = tables.with_baselines(files["try"], "base", "qa")
+    assert tables.full_cell(both, "single_task", "test", "qa", "f1") == "**50.00** ± 0.00 (n=1: 50.00)"
     with pytest.raises(ValueError, match="try.json has no single-task runs to be the baselines of try"):
         tables.with_baselines(files["try"], "try")
