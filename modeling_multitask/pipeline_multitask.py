@@ -118,9 +118,8 @@ class MultiTaskPipeline(Pipeline):
             )
 
     def __call__(self, inputs=None, *args, **kwargs):
-        if (
-            inputs is None
-        ):  # pipe(question=..., context=...), as transformers' (v4) question-answering pipeline took it
+        # pipe(question=..., context=...), as transformers' (v4) question-answering pipeline took it
+        if inputs is None:
             inputs = self._keyword_inputs(kwargs)
         if isinstance(inputs, list) and not inputs:
             return []
@@ -144,6 +143,10 @@ class MultiTaskPipeline(Pipeline):
         own = (view.definition.input_keys for view in self.model.config.task_views if view.definition.input_keys)
         return [("text", "text_pair"), *dict.fromkeys(own)]
 
+    def _readable_input_keywords(self) -> str:
+        """`_input_keywords` as error messages list them: `text=..., text_pair=..., or question=..., context=...`."""
+        return ", or ".join(", ".join(f"{key}=..." for key in shape) for shape in self._input_keywords())
+
     def _keyword_inputs(self, kwargs: dict):
         """The input given as keywords (popped from `kwargs`): `text=` (and `text_pair=`), or the keys a task type
         reads. A list under the first key (`question=[...]`) makes a batch: the other keys give a list of the same
@@ -153,12 +156,12 @@ class MultiTaskPipeline(Pipeline):
             key: kwargs.pop(key) for key in dict.fromkeys(key for shape in shapes for key in shape) if key in kwargs
         }
         if not given:
-            options = set(inspect.signature(self._sanitize_parameters).parameters) | {"batch_size", "num_workers"}
+            parameters = inspect.signature(self._sanitize_parameters).parameters.values()
+            options = {p.name for p in parameters if p.kind != p.VAR_KEYWORD} | {"batch_size", "num_workers"}
             unread = sorted(set(kwargs) - options)
-            readable = ", or ".join(", ".join(f"{key}=..." for key in shape) for shape in shapes)
             raise ValueError(
                 f"No input{f' this model reads (got {unread})' if unread else ''}: pass a text, a list of texts, or "
-                f"keywords {readable}."
+                f"keywords {self._readable_input_keywords()}."
             )
         lead = next(iter(given))
         if not isinstance(given[lead], (list, tuple)):
@@ -177,10 +180,10 @@ class MultiTaskPipeline(Pipeline):
         self, task=None, top_k=None, threshold=None, return_fusion_weights=None, max_length=None, **unknown
     ):
         if unknown:
-            readable = " or ".join(", ".join(f"{key}=..." for key in shape) for shape in self._input_keywords())
             raise ValueError(
-                f"Unknown argument {', '.join(map(repr, sorted(unknown)))}: this model reads inputs {readable}, and "
-                "takes the options task, top_k, threshold, return_fusion_weights and max_length."
+                f"Unknown argument {', '.join(map(repr, sorted(unknown)))}: this model reads inputs "
+                f"{self._readable_input_keywords()}, and takes the options task, top_k, threshold, return_fusion_weights "
+                "and max_length."
             )
         preprocess, forward, postprocess = {}, {}, {}
         if task is not None:
