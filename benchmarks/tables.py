@@ -9,6 +9,7 @@ after adding runs or rerunning `perf.py` or `scale.py`, and commit the docs with
 """
 
 import argparse
+import collections
 import difflib
 import json
 import math
@@ -146,9 +147,13 @@ def with_baselines(results: dict, *sources: str) -> dict:
         if not baselines:
             raise ValueError(f"{source}.json has no single-task runs to be the baselines of {results['benchmark']}.")
         runs += baselines
-    scored = [(run["variant"], run["seed"], split, task) for run in runs for split in run["metrics"] for task in
-              run["metrics"][split]]  # fmt: skip
-    twice = sorted({unit for unit in scored if scored.count(unit) > 1})
+    scored = collections.Counter(
+        (run["variant"], run["seed"], split, task)
+        for run in runs
+        for split, tasks in run["metrics"].items()
+        for task in tasks
+    )
+    twice = sorted(unit for unit, count in scored.items() if count > 1)
     if twice:  # a cell keeps one value a seed: a seed that ran twice would silently count once
         raise ValueError(f"{', '.join(sources)}: {twice} (variant, seed, split, task) are in more than one run.")
     return {**results, "runs": runs}
