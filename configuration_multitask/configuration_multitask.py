@@ -95,7 +95,7 @@ def check_task_spec(spec, index: int, labels_known: bool = True) -> dict:
         raise ValueError(f"Task {name!r}: loss_weight must be a positive number, got {loss_weight!r}.")
     max_length = spec.get("max_length")  # None: not recorded (checkpoints from before the key), the encoder's limit
     if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 4):
-        raise ValueError(f"Task {name!r}: max_length must be an integer >= 4 or null, got {max_length!r}.")
+        raise ValueError(f"Task {name!r}: max_length must be an integer >= 4, got {max_length!r}.")
     return {
         "name": name,
         "type": definition.name,

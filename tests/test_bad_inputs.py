@@ -154,6 +154,12 @@ CASES = [
     Case("num-labels-zero", "num_labels must be a positive integer, got 0", {"tasks.0.num_labels": 0}),
     Case("text-column-not-a-string", "text_column must be a string, got 5", {"tasks.0.text_column": 5}),
     Case("max-length-too-small", r"max_length must be an integer >= 4", {"tasks.0.max_length": 2}),
+    Case(
+        "max-length-null",
+        r"max_length must be an integer >= 4, or left out for the default 128",
+        {"tasks.0.max_length": None},
+    ),
+    Case("max-length-float", r"max_length must be an integer, got 64.5", {"tasks.0.max_length": 64.5}),
     Case("max-length-above-positions", r"max_length is 100.*takes at most 64 tokens", {"tasks.0.max_length": 100}),
     Case("unseen-labels-rule", "unseen_labels must be one of error, unk", {"tasks.0.unseen_labels": "skip"}),
     Case(

@@ -94,7 +94,7 @@ def _task(**overrides):
         ({"tasks": [_task(num_labels=3)]}, "num_labels=3 disagrees with the 2 names"),
         ({"tasks": [_task(type="regression")]}, "regression task"),
         ({"tasks": [_task(loss_weight=0)]}, "loss_weight must be a positive number"),
-        ({"tasks": [_task(max_length="64")]}, "max_length must be an integer >= 4 or null, got '64'"),
+        ({"tasks": [_task(max_length="64")]}, "max_length must be an integer >= 4, got '64'"),
         (
             {"tasks": [{"name": "qa", "type": "question_answering", "max_length": 24, "doc_stride": 12}]},
             "doc_stride 12 leaves windows of 24 tokens no room",

@@ -429,10 +429,17 @@ def _parse_task(raw: Any, index: int, base: Path) -> TaskSpec:
     other_settings = {key for kind in TASK_TYPES.values() for key in kind.settings}
     model_side = {key: raw[key] for key in ("name", "type", "loss_weight", *other_settings) if key in raw}
     model_side.update(labels=task.labels, num_labels=task.num_labels)
+    if raw.get("max_length") is None and not task.max_length_is_default:
+        # A saved config's null means "not recorded"; an experiment has to say a length, or leave the key out.
+        raise ExperimentError(
+            f"{where}.max_length must be an integer >= 4, or left out for the default {TaskSpec.max_length}."
+        )
     try:
-        checked = check_task_spec(model_side, index, labels_known=False)
-        if not task.max_length_is_default:  # a default max_length may yet be lowered to the encoder's limit
-            definition.check_settings(task.name, {**checked, "max_length": task.max_length}, None)
+        # The config's own rule checks the range; a default max_length may yet be lowered to the encoder's limit,
+        # so the type's settings are checked against it later.
+        checked = check_task_spec({**model_side, "max_length": raw.get("max_length")}, index, labels_known=False)
+        if not task.max_length_is_default:
+            definition.check_settings(task.name, checked, None)
     except ValueError as error:
         # The config's messages start "Task 'name' (type): ", which `where` already says.
         message = re.sub(rf"^Task {re.escape(repr(task.name))}( \([a-z_]+\))?: ", "", str(error))
@@ -447,8 +454,6 @@ def _parse_task(raw: Any, index: int, base: Path) -> TaskSpec:
         definition.check_data_settings({key: raw[key] for key in definition.data_settings if key in raw}, checked)
     except ValueError as error:
         raise ExperimentError(f"{where}: {error}") from None
-    if not isinstance(task.max_length, int) or task.max_length < 4:
-        raise ExperimentError(f"{where}.max_length must be an integer >= 4, got {task.max_length!r}.")
     known_metrics = DEFAULT_METRICS[task.type]
     for metric in task.metrics or []:
         if metric not in known_metrics and not str(metric).startswith("evaluate:"):
