@@ -19,17 +19,19 @@ an end logit; the loss is the mean of the start and end cross-entropies, as in t
 
 Decoding: over every window of an example, the span `(start, end)` of context tokens with `start <= end`, at most
 `max_answer_length` tokens long, with the highest `start_logit + end_logit` wins; character offsets map it back to
-the exact characters of the context. With `allow_unanswerable`, the answer is empty when the null score (the first
+the exact characters of the context, less the whitespace at its ends (a span of whitespace alone is passed over). With
+`allow_unanswerable`, the answer is empty when the null score (the first
 token's start and end logits, in the window where it is highest) beats the best span by more than `null_threshold`.
 
 Metrics: exact match and F1, the official SQuAD v1.1 way (lower-case, punctuation and the articles a/an/the removed,
 whitespace collapsed; the maximum over the gold answers), as fractions (SQuAD reports them x 100). Prediction: `{"answer", "score", "start", "end"}`
-as transformers' question-answering pipeline returns it (`score`: the softmax probability of the span's start times
-that of its end, in its window).
+as transformers' question-answering pipeline returns it (`score`: the probability of the span's start times that of
+its end, each a softmax over the context tokens of every window, so scores fall as the ranks do).
 """
 
 import collections
 import json
+import math
 import re
 import string
 
@@ -147,22 +149,43 @@ def decode_answers(
     windows, context: str, max_answer_length: int, allow_unanswerable=False, null_threshold=0.0, count: int = 1
 ) -> list[tuple[str, int, int, float]]:
     """The `count` best answers over every window of one example, best first: `(text, start char, end char, score)`.
-    `windows` holds `(start logits, end logits, offsets)` per window; `score` is the softmax probability of the span's
-    start times that of its end in its window. Windows overlap, so a span found in several counts once, with its best
-    score. An unanswerable question (SQuAD 2.0, where allowed) answers `("", 0, 0, 0.0)` alone."""
+    `windows` holds `(start logits, end logits, offsets)` per window. Spans rank by start + end logit, the usual
+    n-best search; `score` is the span's start probability times its end probability, each a softmax over the context
+    tokens of every window, so a later answer never scores above an earlier one (a per-window softmax would rate a
+    weak window's best span as highly as the strong window's). Windows overlap, so a span found in several counts
+    once, with its best score. Spans lose the whitespace around them, and one of whitespace alone (a lone byte-level
+    space token) is no answer. An unanswerable question (SQuAD 2.0, where allowed) answers `("", 0, 0, 0.0)` alone."""
     candidates, null = {}, None
     for start_logits, end_logits, offsets in windows:
-        start_probabilities, end_probabilities = start_logits.softmax(-1), end_logits.softmax(-1)
-        for score, start, end in best_spans(start_logits, end_logits, offsets, max_answer_length, count):
-            span = (offsets[start][0], offsets[end][1])
-            if span not in candidates or score > candidates[span][0]:
-                candidates[span] = (score, float(start_probabilities[start] * end_probabilities[end]))
+        # A few spans beyond `count`: some may be whitespace, or the same span as another window's.
+        for score, start, end in best_spans(start_logits, end_logits, offsets, max_answer_length, count + 3):
+            span = _strip_whitespace(context, offsets[start][0], offsets[end][1])
+            if span[0] < span[1] and (span not in candidates or score > candidates[span]):
+                candidates[span] = score
         null_score = float(start_logits[0] + end_logits[0])
         null = null_score if null is None else max(null, null_score)
-    ranked = sorted(candidates.items(), key=lambda item: item[1][0], reverse=True)[:count]
-    if not ranked or (allow_unanswerable and null - ranked[0][1][0] > null_threshold):
+    ranked = sorted(candidates.items(), key=lambda item: item[1], reverse=True)[:count]
+    if not ranked or (allow_unanswerable and null - ranked[0][1] > null_threshold):
         return [("", 0, 0, 0.0)]
-    return [(context[first:last], first, last, probability) for (first, last), (_, probability) in ranked]
+    # The log of the shared softmax denominators, over every window's context tokens.
+    tokens = [
+        torch.tensor([i for i, offset in enumerate(offsets) if offset is not None], dtype=torch.long)
+        for *_, offsets in windows
+    ]
+    starts = torch.cat([start_logits[index] for (start_logits, _, _), index in zip(windows, tokens)])
+    ends = torch.cat([end_logits[index] for (_, end_logits, _), index in zip(windows, tokens)])
+    log_norm = float(torch.logsumexp(starts, 0) + torch.logsumexp(ends, 0))
+    return [(context[first:last], first, last, math.exp(score - log_norm)) for (first, last), score in ranked]
+
+
+def _strip_whitespace(context: str, first: int, last: int) -> tuple[int, int]:
+    """The character span `[first, last)` without the whitespace at its ends (SentencePiece and byte-level tokens
+    carry the space before a word)."""
+    while first < last and context[first].isspace():
+        first += 1
+    while last > first and context[last - 1].isspace():
+        last -= 1
+    return first, last
 
 
 def decode_answer(windows, context: str, max_answer_length: int, allow_unanswerable=False, null_threshold=0.0):

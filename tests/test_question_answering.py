@@ -133,10 +133,46 @@ def test_the_n_best_answers_count_a_span_of_overlapping_windows_once():
         "alpha beta",
     ]
     assert all(context[start:end] == text for text, start, end, _ in answers)
-    beta = answers[2][3]
-    assert beta == pytest.approx(float(start_a.softmax(-1)[2] * end_a.softmax(-1)[2]))
+    # Each score is a softmax over every window's context tokens (the None offsets stay out), so they fall as the
+    # ranks do: "beta" has A's start and end logits, 3 and 3.5.
+    starts, ends = torch.cat((start_a[1:3], start_b[1:])), torch.cat((end_a[1:3], end_b[1:]))
+    assert answers[2][3] == pytest.approx(float(starts.softmax(0)[1] * ends.softmax(0)[1]))
+    assert [score for *_, score in answers] == sorted((score for *_, score in answers), reverse=True)
     assert decode_answers(windows, context, max_answer_length=5, count=2) == answers[:2]
     assert decode_answer(windows, context, max_answer_length=5) == answers[0]
+
+
+def test_a_weak_window_s_confident_span_does_not_outscore_the_best_answer():
+    """Window A is sure of "alpha" (a softmax within A gives it 0.95), window B less sure of "delta" (0.33 within B),
+    whose logits are larger: "delta" ranks first, and its score must be the larger one too."""
+    context = "alpha beta gamma delta"
+    offsets_a, offsets_b = [None, (0, 5), (6, 10)], [None, (11, 16), (17, 22)]
+    flat_but_alpha = torch.tensor([0.0, 4.0, -8.0])
+    start_b = end_b = torch.tensor([5.0, 5.0, 6.0])
+    windows = [(flat_but_alpha, flat_but_alpha, offsets_a), (start_b, end_b, offsets_b)]
+    answers = {text: score for text, *_, score in decode_answers(windows, context, 5, count=10)}
+    assert next(iter(answers)) == "delta" and answers["delta"] > answers["alpha"]
+    assert list(answers.values()) == sorted(answers.values(), reverse=True)
+
+
+@pytest.mark.parametrize(
+    "family, offsets, first, last",
+    [
+        # SentencePiece (Metaspace) tokens carry the space before a word: "▁in", "▁東京", "▁today."
+        ("sentencepiece", [None, (0, 2), (2, 5), (5, 12)], 2, 2),
+        # Byte-level BPE may give the space a token of its own: "in", "Ġ", "東京", "Ġtoday", "."
+        ("byte-level", [None, (0, 2), (2, 3), (3, 5), (5, 11), (11, 12)], 2, 3),
+    ],
+)
+def test_answers_lose_surrounding_whitespace_and_a_whitespace_span_is_no_answer(family, offsets, first, last):
+    context = "in 東京 today."
+    start, end = torch.zeros(len(offsets)), torch.zeros(len(offsets))
+    start[first], end[last] = 9.0, 9.0  # the best span starts on the space
+    assert decode_answer([(start, end, offsets)], context, max_answer_length=5)[:3] == ("東京", 3, 5)
+    # A span of whitespace alone (a lone space token, or a zero-width one) is passed over for the next best.
+    spaces = [None, (0, 2), (2, 3), (3, 3), (3, 5)]
+    logits = torch.tensor([0.0, 0.0, 9.0, 8.0, 1.0])
+    assert decode_answer([(logits, logits, spaces)], context, max_answer_length=1)[:3] == ("東京", 3, 5)
 
 
 def test_qa_head_loss_and_mixed_batches():
