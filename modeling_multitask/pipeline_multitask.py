@@ -37,11 +37,6 @@ def _pair_tasks(config) -> set[str] | None:
     return None if names is None else set(names)
 
 
-def _reads_own_input(item) -> bool:
-    """Whether a pipeline input has keys other than a text's (see `TaskType.input_keys`)."""
-    return isinstance(item, dict) and not set(item) <= {"text", "text_pair"}
-
-
 class MultiTaskPipeline(Pipeline):
     r"""
     Predictions of a [`MultiTaskModel`] for a text or a text pair.
@@ -51,8 +46,9 @@ class MultiTaskPipeline(Pipeline):
     multiple choice), or a list of those (texts batched with `batch_size=`); or as keywords, as transformers' (v4)
     question-answering pipeline took them: `pipe(question=..., context=...)`, a list under the first key for a batch
     (the other keys give lists of the same length, or one value the batch shares). Each input goes to the tasks that
-    read its shape. Over-long texts are truncated to what the encoder accepts, with a warning; long contexts are read
-    in overlapping windows.
+    read its shape; a dict's keys that no task of the model reads (an `"id"`, gold `"answers"`) are ignored, as in
+    transformers' pipelines, while an unknown keyword is an error. Over-long texts are truncated to what the encoder
+    accepts, with a warning; long contexts are read in overlapping windows.
 
     Call arguments:
         task (`str`, *optional*):
@@ -126,15 +122,15 @@ class MultiTaskPipeline(Pipeline):
         # An input a type reads itself (a question and a context, a question and its choices) becomes several model
         # rows of its own, so it cannot share a padded batch with texts: those run one at a time, the texts batched.
         batched = kwargs.get("batch_size", self._batch_size or 1) > 1
-        if not (isinstance(inputs, list) and batched and any(_reads_own_input(item) for item in inputs)):
+        if not (isinstance(inputs, list) and batched and any(self._reads_own_input(item) for item in inputs)):
             return super().__call__(inputs, *args, **kwargs)
         results = [None] * len(inputs)
-        texts = [index for index, item in enumerate(inputs) if not _reads_own_input(item)]
+        texts = [index for index, item in enumerate(inputs) if not self._reads_own_input(item)]
         if texts:
             for index, result in zip(texts, super().__call__([inputs[i] for i in texts], *args, **kwargs)):
                 results[index] = result
         for index, item in enumerate(inputs):
-            if _reads_own_input(item):
+            if self._reads_own_input(item):
                 results[index] = super().__call__(item, *args, **{**kwargs, "batch_size": 1})
         return results
 
@@ -146,6 +142,18 @@ class MultiTaskPipeline(Pipeline):
     def _readable_input_keywords(self) -> str:
         """`_input_keywords` as error messages list them: `text=..., text_pair=..., or question=..., context=...`."""
         return ", or ".join(", ".join(f"{key}=..." for key in shape) for shape in self._input_keywords())
+
+    def _read_keys(self, inputs: dict) -> set[str]:
+        """The keys of a dict input that some task of this model reads; the others (an `"id"`, gold `"answers"` in a
+        SQuAD-like line) are the caller's and are ignored, as transformers' pipelines ignore them."""
+        return set(inputs) & {key for shape in self._input_keywords() for key in shape}
+
+    def _reads_own_input(self, item) -> bool:
+        """Whether a pipeline input is for a type that reads it itself (see `TaskType.input_keys`), not a text."""
+        if not isinstance(item, dict):
+            return False
+        read = self._read_keys(item)
+        return not (read and read <= {"text", "text_pair"})
 
     def _keyword_inputs(self, kwargs: dict):
         """The input given as keywords (popped from `kwargs`): `text=` (and `text_pair=`), or the keys a task type
@@ -179,6 +187,8 @@ class MultiTaskPipeline(Pipeline):
     def _sanitize_parameters(
         self, task=None, top_k=None, threshold=None, return_fusion_weights=None, max_length=None, **unknown
     ):
+        # Unlike a dict's extra keys (data the caller keeps with an input), keywords are call arguments: an unknown one
+        # is most likely a typo (`contxt=`) and is refused, as Python refuses an unexpected keyword.
         if unknown:
             raise ValueError(
                 f"Unknown argument {', '.join(map(repr, sorted(unknown)))}: this model reads inputs "
@@ -222,7 +232,7 @@ class MultiTaskPipeline(Pipeline):
     def _split_input(self, inputs) -> tuple[str, str | None]:
         if isinstance(inputs, str):
             text, text_pair = inputs, None
-        elif isinstance(inputs, dict) and "text" in inputs and set(inputs) <= {"text", "text_pair"}:
+        elif isinstance(inputs, dict) and "text" in inputs:  # routed here by its read keys (`_reads_own_input`)
             text, text_pair = inputs["text"], inputs.get("text_pair")
         elif isinstance(inputs, (tuple, list)) and len(inputs) == 2 and all(isinstance(x, str) for x in inputs):
             text, text_pair = inputs
@@ -283,11 +293,12 @@ class MultiTaskPipeline(Pipeline):
 
     def _own_input_tasks(self, inputs, task) -> list[str]:
         """The tasks whose type reads this input's keys itself (`TaskType.input_keys`), e.g. question answering's
-        `{"question", "context"}`; empty for text inputs."""
-        if not isinstance(inputs, dict) or set(inputs) <= {"text", "text_pair"}:
+        `{"question", "context"}`, matched on the keys some task reads (`_read_keys`); empty for text inputs."""
+        if not self._reads_own_input(inputs):
             return []
+        read = self._read_keys(inputs)
         views = [view for view in self.model.config.task_views if view.definition.input_keys is not None]
-        fitting = [view for view in views if set(view.definition.input_keys) == set(inputs)]
+        fitting = [view for view in views if set(view.definition.input_keys) == read]
         if task is not None:
             fitting = [view for view in fitting if view.name == task]
         # Of the tasks that read these keys, those that can read this input (a multiple-choice task reads questions
@@ -299,9 +310,11 @@ class MultiTaskPipeline(Pipeline):
         fitting = [view.name for view, problem in zip(fitting, problems, strict=True) if problem is None]
         if not fitting:
             shapes = sorted({_input_shape(view.definition.input_keys) for view in views})
+            ignored = sorted(set(inputs) - read)
+            unread = f" (no task of this model reads {', '.join(map(repr, ignored))})" if ignored else ""
             raise ValueError(
-                f"Cannot read input with keys {sorted(inputs)}{f' for task {task!r}' if task else ''}: this model "
-                f"reads a string, a (text, text_pair) pair{''.join(f', or {shape}' for shape in shapes)}."
+                f"Cannot read input with keys {sorted(inputs)}{unread}{f' for task {task!r}' if task else ''}: this "
+                f"model reads a string, a (text, text_pair) pair{''.join(f', or {shape}' for shape in shapes)}."
             )
         return fitting
 

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=(
             'JSON lines: a string, {"text": ..., "text_pair": ...}, or an input a task type reads, such as '
             '{"question": ..., "context": ...} (question answering) or {"question": ..., "choices": [...]} '
-            "(multiple choice), per line"
+            "(multiple choice), per line; keys no task reads (an id) are printed back, not read"
         ),
     )
     parser.add_argument("--text-pair", default=None, help="second text for every TEXT (pair tasks)")

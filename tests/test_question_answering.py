@@ -519,6 +519,43 @@ def test_pipeline_takes_inputs_as_keywords_like_transformers_question_answering_
         pipe(question=questions[0], context=contexts[0])
 
 
+def test_pipeline_ignores_keys_no_task_reads_as_transformers_pipelines_do(tmp_path, tiny_encoder, capsys):
+    """A SQuAD-like line keeps its `id` and gold `answers`: the keys no task of the model reads play no part in
+    routing, and an input that still fits no task names them (a typo such as `contxt` shows). Keywords are call
+    arguments: an unknown one stays an error."""
+    config = MultiTaskConfig(
+        encoder_config=tiny_bert_config(),
+        tasks=[
+            {"name": "qa", "type": "question_answering", "doc_stride": 8},
+            {"name": "choice", "type": "multiple_choice", "num_choices": 2},
+            {"name": "intent", "type": "sequence_classification", "labels": ["a", "b"]},
+        ],
+    )
+    torch.manual_seed(0)
+    model = MultiTaskModel(config).eval()
+    pipe = MultiTaskPipeline(model=model, tokenizer=fast_tokenizer(tiny_encoder))
+    squad = {"id": "x1", "question": "which city ?", "context": "fly to boston", "answers": {"text": ["boston"]}}
+    assert pipe(squad) == pipe({"question": squad["question"], "context": squad["context"]})
+    assert set(pipe({"question": "which city ?", "choices": ["rain", "boston"], "label": 1})) == {"choice"}
+    assert pipe({"text": "fly to boston", "id": 7}) == pipe("fly to boston")
+    batched = pipe([{"text": "fly to boston", "id": 7}, squad, "hello"], batch_size=2)
+    assert [set(result) for result in batched] == [{"intent"}, {"qa"}, {"intent"}]
+    with pytest.raises(ValueError, match=r"keys \['contxt', 'question'\] \(no task of this model reads 'contxt'\): "):
+        pipe({"question": "which city ?", "contxt": "fly to boston"})
+    with pytest.raises(ValueError, match=r"keys \['id'\] \(no task of this model reads 'id'\) for task 'qa': "):
+        pipe({"id": "x1"}, task="qa")
+    with pytest.raises(ValueError, match="Unknown argument 'id'"):
+        pipe(question="which city ?", context="fly to boston", id="x1")
+
+    model.save_pretrained(tmp_path / "checkpoint")
+    fast_tokenizer(tiny_encoder).save_pretrained(tmp_path / "checkpoint")
+    (tmp_path / "inputs.jsonl").write_text(json.dumps(squad) + "\n")
+    capsys.readouterr()
+    assert predict_main([str(tmp_path / "checkpoint"), "--file", str(tmp_path / "inputs.jsonl")]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["id"] == "x1" and record["predictions"] == {"qa": pipe(squad)["qa"]}
+
+
 def test_doc_stride_follows_max_length_when_left_out(tmp_path, tiny_encoder):
     """A QA task that sets neither doc_stride nor max_length trains (the old fixed default of 128 stopped every such
     run: windows of at most 128 tokens cannot share 128); a doc_stride that cannot fit its max_length is an error when
