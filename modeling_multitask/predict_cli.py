@@ -2,7 +2,8 @@
 
 Prints one JSON line per input: `{"text": ..., ["text_pair": ...,] "predictions": ...}`. With `--explain`, each task's
 AttentionFusion weight per token is added to the predictions, drawn as a compact tokens x tasks view on stderr (so
-stdout stays JSON lines), and with `--html` written as a self-contained heatmap page.
+stdout stays JSON lines), and with `--html` written as a self-contained heatmap page. The weights are those of texts
+and text pairs: an input a task type reads itself (a question and a context) gets a note saying it has none.
 """
 
 import argparse
@@ -159,8 +160,28 @@ def token_weights(predictions: dict) -> tuple[list[str], dict[str, list[float]]]
     return tokens, weights
 
 
+def input_label(item) -> str:
+    """An input as the explain views title it: its text (`text || text_pair`), or the JSON of an input a task type
+    reads itself."""
+    if isinstance(item, str):
+        return item
+    if "text" in item:
+        return item["text"] + (f" || {item['text_pair']}" if item.get("text_pair") else "")
+    return json.dumps(item, ensure_ascii=False)
+
+
+def no_weights_note(tasks) -> str:
+    """Why an input has no token weights: the pipeline returns them for texts only (`return_fusion_weights`)."""
+    return (
+        "no token weights: --explain shows AttentionFusion weights for texts and text pairs only, and this input goes "
+        f"to {', '.join(tasks)} as encoder rows of their own (windows of a context, one row per choice)"
+    )
+
+
 def terminal_view(text: str, tokens: list[str], weights: dict[str, list[float]]) -> str:
     """Tokens down, tasks across; each cell a bar scaled to that task's largest weight, and the weight."""
+    if not tokens:
+        return f"# {text}\n({no_weights_note(weights)})"
     width = max([len(token) for token in tokens] + [5])
     column = max([len(task) for task in weights] + [7])
     lines = [f"# {text}", " " * width + "  " + "  ".join(task.rjust(column) for task in weights)]
@@ -175,9 +196,13 @@ def terminal_view(text: str, tokens: list[str], weights: dict[str, list[float]])
 
 
 def html_heatmap(rows: list[tuple[str, list[str], dict[str, list[float]]]]) -> str:
-    """A self-contained page: one tokens x tasks table per input, cell colour = weight / the task's largest weight."""
+    """A self-contained page: one tokens x tasks table per input (or the note of an input without token weights),
+    cell colour = weight / the task's largest weight."""
     tables = []
     for text, tokens, weights in rows:
+        if not tokens:
+            tables.append(f"<h2>{html.escape(text)}</h2>\n<p>{html.escape(no_weights_note(weights))}.</p>")
+            continue
         header = "".join(f"<th>{html.escape(task)}</th>" for task in weights)
         body = []
         for index, token in enumerate(tokens):
@@ -229,7 +254,7 @@ def main(argv=None) -> int:
         if args.explain:
             by_task = {args.task: predictions} if args.task else predictions
             tokens, weights = token_weights(by_task)
-            label = record["text"] + (f" || {record['text_pair']}" if record.get("text_pair") else "")
+            label = input_label(item)
             explained.append((label, tokens, weights))
             print(terminal_view(label, tokens, weights), file=sys.stderr)
     if args.html is not None:

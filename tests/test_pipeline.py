@@ -233,3 +233,37 @@ def test_predict_cli_explain_and_html(checkpoint, tmp_path, capsys):
     assert "Unknown task 'nope'" in capsys.readouterr().err
     assert predict_main([str(tmp_path), TEXT]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_predict_cli_explain_notes_each_input_without_token_weights(tiny_tokenizer, tmp_path, capsys):
+    """Question-answering and multiple-choice inputs are read as encoder rows of their own, with no token weights:
+    --explain and --html say so for each of them, after its prediction, and still explain the texts around them."""
+    tasks = [
+        TASKS[0],
+        {"name": "qa", "type": "question_answering", "doc_stride": 8},
+        {"name": "choice", "type": "multiple_choice", "num_choices": 2},
+    ]
+    torch.manual_seed(0)
+    config = MultiTaskConfig(encoder_config=tiny_bert_config(), tasks=tasks, fusion={"type": "attention"})
+    MultiTaskModel(config).save_pretrained(tmp_path / "checkpoint")
+    tiny_tokenizer.save_pretrained(tmp_path / "checkpoint")
+    question = {"question": "Where was Zoë born?", "context": "Zoë was born in Kraków."}
+    lines = [question, TEXT, {"question": "which city ?", "choices": ["rain", "boston"]}]
+    (tmp_path / "inputs.jsonl").write_text(
+        "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8"
+    )
+    html = tmp_path / "explain.html"
+    checkpoint, inputs = str(tmp_path / "checkpoint"), str(tmp_path / "inputs.jsonl")
+    assert predict_main([checkpoint, "--file", inputs, "--explain", "--html", str(html)]) == 0
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert [set(record["predictions"]) for record in records] == [{"qa"}, {"intent"}, {"choice"}]
+    assert "fusion_weights" in records[1]["predictions"]["intent"]
+    assert f"# {json.dumps(question, ensure_ascii=False)}\n(no token weights: --explain shows" in captured.err
+    assert "this input goes to choice as encoder rows of their own" in captured.err
+    page = html.read_text()
+    assert page.count("<table>") == 1 and page.count("<p>no token weights: ") == 2
+
+    (tmp_path / "inputs.jsonl").write_text(json.dumps(question) + "\n")
+    assert predict_main([checkpoint, "--file", inputs, "--task", "qa", "--explain"]) == 0
+    assert "this input goes to qa as encoder rows" in capsys.readouterr().err
