@@ -85,6 +85,15 @@ def _choice_texts(choices) -> tuple[list[str], list[str | None]]:
     return texts, labels
 
 
+def _encode_pairs(tokenizer, question: str, choices: list[str], max_length: int):
+    """The (question, choice) pairs encoded within `max_length` tokens, and whether any had to be cut. Encoding once
+    without truncation tells; only pairs that are too long are encoded a second time."""
+    encoded = tokenizer([question] * len(choices), choices)
+    if max(len(ids) for ids in encoded["input_ids"]) <= max_length:
+        return encoded, False
+    return tokenizer([question] * len(choices), choices, truncation=True, max_length=max_length), True
+
+
 class MultipleChoice(TaskType):
     name = "multiple_choice"
     problem_type = "multiple_choice"
@@ -175,10 +184,12 @@ class MultipleChoice(TaskType):
                 )
             if not 0 <= index < num_choices:
                 raise ValueError(f"answer index {index} is outside [0, {num_choices})")
-            encoded = tokenizer([question] * num_choices, texts, truncation=True, max_length=max_length)
+            encoded, cut = _encode_pairs(tokenizer, question, texts, max_length)
             feature = {key: encoded[key] for key in ENCODER_INPUTS if key in encoded}
-            featurized.append([{**feature, "labels": index}])
+            featurized.append([{**feature, "labels": index, **({"truncated": True} if cut else {})}])
         return featurized
+
+    truncation_note = "have a question and choice longer than max_length together, which were cut to fit"
 
     def encoder_rows(self, feature):
         inputs = {key: feature[key] for key in ENCODER_INPUTS if key in feature}
@@ -225,15 +236,9 @@ class MultipleChoice(TaskType):
             raise ValueError(problem)
         require_texts(inputs, ("question",))
         texts, _ = _choice_texts(inputs["choices"])
-        encoded = tokenizer(
-            [inputs["question"]] * len(texts),
-            texts,
-            truncation=True,
-            max_length=max_length,
-            padding=True,
-            return_tensors="pt",
-        )
-        return {key: encoded[key] for key in ENCODER_INPUTS if key in encoded}, {"choices": texts}
+        encoded, cut = _encode_pairs(tokenizer, inputs["question"], texts, max_length)
+        padded = tokenizer.pad({key: encoded[key] for key in ENCODER_INPUTS if key in encoded}, return_tensors="pt")
+        return dict(padded), {"choices": texts, "truncated": cut}
 
     def predict(self, task, logits, example, options):
         """`logits`: `(1, num_choices)`."""

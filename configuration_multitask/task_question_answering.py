@@ -403,8 +403,15 @@ class QuestionAnswering(TaskType):
                     "answers": [answer["text"] for answer in answers],
                 }
                 features.append({**window, "labels": list(positions), "scoring": scoring})
+            if answers and all(feature["labels"] == [0, 0] for feature in features):
+                features[0]["truncated"] = True  # no window holds the answer whole: every window trains "no answer"
             featurized.append(features)
         return featurized
+
+    truncation_note = (
+        "have an answer that no window of max_length tokens holds whole (too long for the room the question leaves), "
+        "so every window of them trains as 'no answer'; raise max_length or shorten the question"
+    )
 
     # -------------------------------------------------------------------------------------------- head
     def build_head(self, task, hidden_size, dropout, token_context=False):

@@ -32,8 +32,10 @@ name. A definition owns:
 - **Predictions.** `predict`: one example's logits -> the pipeline's output for it.
 - **Inputs of its own** (optional: types that read more than a text or a text pair). `featurize` (records and their
   encoded labels -> each record's features, e.g. several windows of a long context, each with a `scoring` entry for
-  the metrics), `input_keys` (the keys of the pipeline input it answers, such as `("question", "context")`) and
-  `pipeline_features` (one such input -> model inputs, one row per window, and what `predict` needs), and
+  the metrics; a record that lost part of its input or answer to `max_length` marks its first feature
+  `"truncated": True`, which `truncation_note` explains in the warning and `truncated_examples` counts), `input_keys` (the keys of the pipeline input it answers, such as `("question", "context")`) and
+  `pipeline_features` (one such input -> model inputs, one row per window, and what `predict` needs, with
+  `"truncated": True` where the input was cut), and
   `pipeline_input_problem` (why one task cannot read an input of those keys, e.g. a multiple-choice task trained on
   five choices given four: the pipeline then sends it to the tasks that can). Left `None`, the type reads text
   through the shared featurisation, as the four original types do.
@@ -262,6 +264,8 @@ class TaskType:
 
     # ------------------------------------------------------------------------------------------------ own inputs
     featurize = None  # or a method (task spec, records, encoded labels, tokenizer, max_length) -> features per record
+    # What a record's first feature marked `"truncated": True` lost to max_length, for the warning that counts them.
+    truncation_note = "are longer than max_length and were truncated"
     input_keys: tuple[str, ...] | None = None  # the keys of the pipeline inputs it answers (None: text, text pair)
     pipeline_features = None  # or a method (task, inputs, tokenizer, max_length) -> (model inputs, example)
 

@@ -326,6 +326,8 @@ class MultiTaskPipeline(Pipeline):
             view = self.model.config.task(name)
             length = self._max_length(max_length if max_length is not None else view.max_length)
             model_inputs, example = view.definition.pipeline_features(view, inputs, self.tokenizer, length)
+            if example.get("truncated"):
+                logger.warning(f"Task {name!r}: input cut to {length} tokens (pass max_length= to read more of it).")
             own[name] = (model_inputs, example)
         return {"own": own}
 
@@ -404,6 +406,8 @@ class MultiTaskPipeline(Pipeline):
                 results[name] = view.definition.predict(
                     view, logits, example, {"top_k": top_k, "threshold": threshold}
                 )
+                if example.get("truncated"):
+                    results[name]["truncated"] = True  # as a cut text's predictions are flagged
             return results if task is None else results[task]
         length = int(model_outputs["attention_mask"][0].sum())  # real tokens (padding sits after them)
         # What each task's type needs to turn its logits into a prediction (`TaskType.predict`).

@@ -3,6 +3,7 @@ and SWAG-style choice columns, a mixed model (choices + intent) trained through 
 
 import csv
 import json
+import logging
 import re
 
 import pytest
@@ -173,6 +174,7 @@ def test_choice_columns_and_answers_that_do_not_fit(tmp_path, tiny_encoder, caps
     prepared = prepare_data(load_experiment(tmp_path / "experiment.yaml"), AutoTokenizer.from_pretrained(tiny_encoder))
     feature = prepared.train["swag"][0]
     assert len(feature["input_ids"]) == 2 and feature["labels"] == 0
+    assert prepared.truncated == {"train": {"swag": 0}}
 
     with (tmp_path / "swag.csv").open("a", newline="") as handle:
         csv.writer(handle).writerow(["hello", "a", "b", "5"])
@@ -213,6 +215,40 @@ def test_choice_columns_and_answers_that_do_not_fit(tmp_path, tiny_encoder, caps
         (tmp_path / "experiment.yaml").write_text(yaml.safe_dump({**raw, "tasks": [{**raw["tasks"][0], **settings}]}))
         with pytest.raises(ExperimentError, match=r"tasks\[0\] \(swag\): " + re.escape(message)):
             load_experiment(tmp_path / "experiment.yaml")
+
+
+def test_pairs_cut_at_max_length_are_counted_warned_and_flagged(tmp_path, tiny_encoder, caplog):
+    """A question and choice longer than max_length together are cut, in training (counted in `truncated_examples`,
+    with a warning) and in the pipeline (flagged `truncated`, as a cut text's predictions are)."""
+    with (tmp_path / "swag.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows(
+            [
+                ["context", "ending0", "ending1", "label"],
+                ["book a flight to boston tomorrow morning please", "with music", "to denver", "1"],
+                ["play a song", "by artist", "to denver", "0"],
+            ]
+        )
+    task = {"name": "swag", "type": "multiple_choice", "num_choices": 2, "data": {"train": "swag.csv"}}
+    task |= {"text_column": "context", "choice_columns": ["ending0", "ending1"], "max_length": 8}
+    raw = {"model": {"base_model": str(tiny_encoder)}, "tasks": [task], "training": {"output_dir": "out"}}
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(raw))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
+    with caplog.at_level(logging.WARNING):
+        prepared = prepare_data(load_experiment(tmp_path / "experiment.yaml"), tokenizer)
+    assert prepared.truncated == {"train": {"swag": 1}}
+    assert "1 of 2 examples have a question and choice longer than max_length together" in caplog.text
+    assert all(len(row) <= 8 for row in prepared.train["swag"][0]["input_ids"])
+
+    served = {"name": "swag", "type": "multiple_choice", "num_choices": 2, "max_length": 8}  # as training records it
+    config = MultiTaskConfig(encoder_config=tiny_bert_config(), tasks=[served])
+    pipe = MultiTaskPipeline(model=MultiTaskModel(config).eval(), tokenizer=tokenizer)
+    short = {"question": "play a song", "choices": ["by artist", "to denver"]}
+    assert "truncated" not in pipe(short)["swag"]
+    with caplog.at_level(logging.WARNING):
+        cut = pipe({**short, "question": "book a flight to boston tomorrow morning please"})["swag"]
+    assert cut["truncated"] is True and "input cut to 8 tokens" in caplog.text
+    longer = {**short, "question": "book a flight to boston tomorrow morning"}
+    assert "truncated" not in pipe(longer, max_length=32)["swag"] and set(cut) >= {"answer", "scores"}
 
 
 def test_pipeline_sends_a_question_to_the_choice_tasks_with_its_number_of_choices(tiny_encoder):

@@ -4,6 +4,7 @@ SQuAD JSON layout and served by the pipeline."""
 
 import csv
 import json
+import logging
 
 import pytest
 import torch
@@ -359,7 +360,7 @@ def test_flat_jsonl_and_bad_answers_fail_with_the_line(tmp_path, tiny_encoder, c
     assert "dev.jsonl, line 5: answer 'boston' is not at character 2 of the context" in error, error
 
 
-def test_answers_that_cannot_be_spans_and_csv_answers(tmp_path, tiny_encoder, capsys):
+def test_answers_that_cannot_be_spans_and_csv_answers(tmp_path, tiny_encoder, capsys, caplog):
     """An answer without text and a question too long for a window stop the run with the line; a CSV (with a byte-order
     mark and quoted fields) gives its answers as JSON text."""
     from modeling_multitask.training.data import prepare_data
@@ -377,6 +378,19 @@ def test_answers_that_cannot_be_spans_and_csv_answers(tmp_path, tiny_encoder, ca
         writer.writerows([("question", "context", "answers"), *rows])
     prepared = prepare_data(load_experiment(tmp_path / "experiment.yaml"), AutoTokenizer.from_pretrained(tiny_encoder))
     assert sum(feature["labels"] != [0, 0] for feature in prepared.train[prepared.groups[0].name]) >= len(QUESTIONS)
+    assert prepared.truncated["train"]["qa"] == 0
+
+    # An answer longer than a window's room for the context can be learned from no window: counted and warned.
+    long_answer = " ".join(["fly to boston and back to denver"] * 4)  # 28 words, a window holds 24 tokens
+    with (tmp_path / "train.csv").open("w", encoding="utf-8-sig", newline="") as handle:
+        long_row = ("which trip ?", long_answer + " please", json.dumps([{"text": long_answer, "answer_start": 0}]))
+        csv.writer(handle).writerows([("question", "context", "answers"), *rows, long_row])
+    with caplog.at_level(logging.WARNING):
+        prepared = prepare_data(
+            load_experiment(tmp_path / "experiment.yaml"), AutoTokenizer.from_pretrained(tiny_encoder)
+        )
+    assert prepared.truncated["train"]["qa"] == 1
+    assert "1 of 5 examples have an answer that no window of max_length tokens holds whole" in caplog.text
 
     bad = {
         "which city ?,fly to boston,boston": "line 6: expected the answers as a list of {'text', 'answer_start'}, got "

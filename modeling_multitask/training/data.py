@@ -744,6 +744,17 @@ def _own_features(task: TaskSpec, rows: Rows, tokenizer, labels: list, task_inde
             if "scoring" in feature:  # which example a feature came from, across the whole split (batches too)
                 feature["scoring"] = {**feature["scoring"], "example": rows.lines[index]}
         features.extend(record_features)
+    truncated = _count_truncated(features)
+    if truncated:
+        logger.warning(
+            "%s: %d of %d examples %s (max_length=%d, task '%s').",
+            rows.origin,
+            truncated,
+            len(rows.records),
+            task.definition.truncation_note,
+            task.max_length,
+            task.name,
+        )
     return features
 
 
