@@ -52,3 +52,18 @@ def test_csv_quoting_is_on_by_default_and_off_when_asked(tmp_path):
     assert _read(tmp_path / "data.csv") == [{"text": "a, b", "label": "1"}]
     (tmp_path / "bare.csv").write_text('text,label\n"a b,1\n', encoding="utf-8")
     assert _read(tmp_path / "bare.csv", quoting=False) == [{"text": '"a b', "label": "1"}]
+
+
+def test_a_record_is_named_by_the_line_it_starts_on(tmp_path):
+    """A quoted field may hold newlines (as spreadsheets and pandas write them): errors and example ids name the line
+    where the record starts, not the reader's last line."""
+    from modeling_multitask.training.experiment import ExperimentError
+
+    text = 'text,label\n"two\nlines",1\n\n"one line",0\n"three\nmore\nlines",1,extra\n'
+    (tmp_path / "data.csv").write_text(text, encoding="utf-8")
+    with pytest.raises(ExperimentError, match=r"data.csv, line 6: expected 2 columns"):
+        _read(tmp_path / "data.csv")
+    (tmp_path / "data.csv").write_text(text.rsplit('"three', 1)[0], encoding="utf-8")
+    rows = read_split(DataSource(files={"train": tmp_path / "data.csv"}), "train")
+    assert [record["text"] for record in rows.records] == ["two\nlines", "one line"]
+    assert [rows.where(index) for index in range(2)] == [f"{tmp_path / 'data.csv'}, line {n}" for n in (2, 5)]

@@ -75,8 +75,10 @@ def _delimited_records(path: str, delimiter: str, has_header: bool, column_names
     count = 0
     with Path(path).open(newline="", encoding=ENCODING) as handle:
         reader = csv.reader(handle, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE)
-        header = column_names
+        header, last_line = column_names, 0
         for row in reader:
+            # A quoted field may hold newlines: a record is named by the line it starts on, not the reader's last one.
+            line, last_line = last_line + 1, reader.line_num
             if header is None:
                 if not has_header:
                     raise ExperimentError(f"{path}: has_header is false, so give data.column_names.")
@@ -86,11 +88,10 @@ def _delimited_records(path: str, delimiter: str, has_header: bool, column_names
                 continue
             if len(row) != len(header):
                 raise ExperimentError(
-                    f"{path}, line {reader.line_num}: expected {len(header)} columns "
-                    f"({', '.join(header)}), found {len(row)}."
+                    f"{path}, line {line}: expected {len(header)} columns ({', '.join(header)}), found {len(row)}."
                 )
             count += 1
-            yield {**dict(zip(header, row)), LINE: reader.line_num}
+            yield {**dict(zip(header, row)), LINE: line}
     if not count:
         raise ExperimentError(f"{path} holds no examples.")
 
