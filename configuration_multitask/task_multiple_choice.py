@@ -85,6 +85,20 @@ def _choice_texts(choices) -> tuple[list[str], list[str | None]]:
     return texts, labels
 
 
+def _as_index(label) -> int | None:
+    """An answer given as a choice's position: 2, "2", or 2.0 / "2.0" (pandas writes an integer column with gaps as
+    floats); `None` for anything else."""
+    if isinstance(label, bool):
+        return None
+    if isinstance(label, int):
+        return label
+    try:
+        value = float(label)
+    except (TypeError, ValueError):
+        return None
+    return int(value) if value.is_integer() else None
+
+
 def _encode_pairs(tokenizer, question: str, choices: list[str], max_length: int):
     """The (question, choice) pairs encoded within `max_length` tokens, and whether any had to be cut. Encoding once
     without truncation tells; only pairs that are too long are encoded a second time."""
@@ -170,8 +184,8 @@ class MultipleChoice(TaskType):
                 raise ValueError(f"{len(texts)} choices, but the task has num_choices={num_choices}")
             if isinstance(label, str) and label in choice_labels:
                 index = choice_labels.index(label)
-            elif isinstance(label, int) or (isinstance(label, str) and label.lstrip("-").isdigit()):
-                index = int(label)
+            elif _as_index(label) is not None:
+                index = _as_index(label)
             elif any(name is not None for name in choice_labels):
                 raise ValueError(
                     f"answer {label!r} is neither a choice index in [0, {num_choices}) nor one of the choices' labels "

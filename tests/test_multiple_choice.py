@@ -175,6 +175,15 @@ def test_choice_columns_and_answers_that_do_not_fit(tmp_path, tiny_encoder, caps
     feature = prepared.train["swag"][0]
     assert len(feature["input_ids"]) == 2 and feature["labels"] == 0
     assert prepared.truncated == {"train": {"swag": 0}}
+    # An answer index written as a float (pandas, for an integer column with gaps) is that index; 1.5 is none.
+    rows = (tmp_path / "swag.csv").read_text().splitlines()
+    (tmp_path / "swag.csv").write_text("\n".join([*rows[:-1], "play a song,by artist,to denver,1.0"]) + "\n")
+    prepared = prepare_data(load_experiment(tmp_path / "experiment.yaml"), AutoTokenizer.from_pretrained(tiny_encoder))
+    assert [feature["labels"] for feature in prepared.train["swag"]] == [0, 1]
+    (tmp_path / "swag.csv").write_text("\n".join([*rows[:-1], "play a song,by artist,to denver,1.5"]) + "\n")
+    assert main([str(tmp_path / "experiment.yaml")]) == 2
+    assert "answer '1.5' is not a choice index" in capsys.readouterr().err
+    (tmp_path / "swag.csv").write_text("\n".join(rows) + "\n")
 
     with (tmp_path / "swag.csv").open("a", newline="") as handle:
         csv.writer(handle).writerow(["hello", "a", "b", "5"])
