@@ -244,7 +244,7 @@ class MultipleChoice(TaskType):
             return f"Task {task.name!r} was trained on {expected} choices per question, got {len(texts)}."
         return None
 
-    def pipeline_features(self, task, inputs, tokenizer, max_length):
+    def pipeline_features(self, task, inputs, tokenizer, max_length, options=None):
         problem = self.pipeline_input_problem(task, inputs)
         if problem is not None:
             raise ValueError(problem)

@@ -197,9 +197,13 @@ def decode_answer(windows, context: str, max_answer_length: int, allow_unanswera
 # ------------------------------------------------------------------------------------------------ features
 
 
-def window_features(tokenizer, question: str, context: str, max_length: int, doc_stride: int) -> list[dict]:
-    """The question and every window of the context, encoded as pairs: input ids, attention mask (token type ids),
-    and each token's character span in the context (`None` outside it)."""
+def window_features(
+    tokenizer, question: str, context: str, max_length: int, doc_stride: int, words: bool = False
+) -> list[tuple]:
+    """The question and every window of the context, encoded as pairs: `(input ids, attention mask (token type ids),
+    each token's character span in the context (`None` outside it))`; with `words`, each window also gives its tokens'
+    word spans (the characters of the whole word a token is part of, as the tokenizer's pre-tokenizer splits words),
+    which the pipeline's `align_to_words` reads."""
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("question_answering needs a fast tokenizer (character offsets map answers to tokens).")
     question = question.lstrip()  # leading spaces would only take room from the context
@@ -233,7 +237,14 @@ def window_features(tokenizer, question: str, context: str, max_length: int, doc
         window = {"input_ids": encoded["input_ids"][row], "attention_mask": encoded["attention_mask"][row]}
         if "token_type_ids" in encoded:
             window["token_type_ids"] = encoded["token_type_ids"][row]
-        windows.append((window, offsets))
+        if not words:
+            windows.append((window, offsets))
+            continue
+        word_offsets = [
+            None if offset is None or word is None else tuple(encoded.word_to_chars(row, word, context_sequence))
+            for offset, word in zip(offsets, encoded.word_ids(row), strict=True)
+        ]
+        windows.append((window, offsets, word_offsets))
     return windows
 
 
@@ -477,29 +488,52 @@ class QuestionAnswering(TaskType):
         )
 
     # -------------------------------------------------------------------------------------------- serving
-    def pipeline_features(self, task, inputs: dict, tokenizer, max_length: int) -> tuple[dict, dict]:
-        """`(model inputs with one row per window, what `predict` needs)` for `{"question", "context"}`."""
+    # The options of transformers' question-answering pipeline that apply here, with its names and defaults.
+    pipeline_options = ("doc_stride", "max_answer_len", "align_to_words")
+
+    def check_pipeline_option(self, name, value):
+        if name == "align_to_words":
+            if not isinstance(value, bool):
+                raise ValueError(f"align_to_words is True or False, got {value!r}.")
+        elif isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "doc_stride" else 1):
+            raise ValueError(
+                f"{name} must be {'an integer >= 0' if name == 'doc_stride' else 'a positive integer'}, got {value!r}."
+            )
+
+    def pipeline_features(self, task, inputs: dict, tokenizer, max_length: int, options=None) -> tuple[dict, dict]:
+        """`(model inputs with one row per window, what `predict` needs)` for `{"question", "context"}`; the windows
+        share the task's doc_stride tokens, or the call's `doc_stride`."""
         require_texts(inputs, ("question", "context"))
         question, context = inputs["question"], inputs["context"]
+        stride = (options or {}).get("doc_stride")
+        if stride is None:
+            stride = resolve_doc_stride(task.settings, max_length)
+        _check_doc_stride(stride, max_length, task.name)
         try:
-            windows = window_features(
-                tokenizer, question, context, max_length, resolve_doc_stride(task.settings, max_length)
-            )
+            windows = window_features(tokenizer, question, context, max_length, stride, words=True)
         except ValueError as error:  # a question too long for the windows: only the call's max_length can change
             raise ValueError(
                 f"Task {task.name!r}: {error} (the pipeline reads windows of {max_length} tokens, the task's training "
-                "length unless the call sets max_length=; pass a larger one, up to the encoder's limit)"
+                "length unless the call sets max_length=, and doc_stride= sets the tokens they share)"
             ) from None
-        rows = [window for window, _ in windows]
+        rows = [window for window, *_ in windows]
         model_inputs = {key: [row[key] for row in rows] for key in rows[0]}
         padded = tokenizer.pad(model_inputs, padding_side="right", return_tensors="pt")  # offsets index from the left
-        return dict(padded), {"context": context, "offsets": [offsets for _, offsets in windows]}
+        return dict(padded), {
+            "context": context,
+            "offsets": [offsets for _, offsets, _ in windows],
+            "word_offsets": [word_offsets for *_, word_offsets in windows],
+        }
 
     def predict(self, task, logits, example, options):
-        """`logits`: `(windows, seq, 2)`, every window of the input."""
+        """`logits`: `(windows, seq, 2)`, every window of the input. As transformers' pipeline does, an answer is
+        widened to whole words (`align_to_words`, on unless the call turns it off: evaluation scores the raw span, as
+        the SQuAD scripts do), and spans are at most the task's `max_answer_length` tokens, or the call's
+        `max_answer_len`."""
+        offsets_key = "word_offsets" if options.get("align_to_words", True) else "offsets"
         windows = [
             (row[: len(offsets), 0].float(), row[: len(offsets), 1].float(), offsets)
-            for row, offsets in zip(logits, example["offsets"], strict=True)
+            for row, offsets in zip(logits, example[offsets_key], strict=True)
         ]
         settings = task.settings
         top_k = options.get("top_k") or 1
@@ -508,7 +542,7 @@ class QuestionAnswering(TaskType):
             for text, start, end, score in decode_answers(
                 windows,
                 example["context"],
-                settings["max_answer_length"],
+                options.get("max_answer_len") or settings["max_answer_length"],
                 settings["allow_unanswerable"],
                 settings["null_threshold"],
                 count=top_k,

@@ -34,8 +34,9 @@ name. A definition owns:
   encoded labels -> each record's features, e.g. several windows of a long context, each with a `scoring` entry for
   the metrics; a record that lost part of its input or answer to `max_length` marks its first feature
   `"truncated": True`, which `truncation_note` explains in the warning and `truncated_examples` counts), `input_keys` (the keys of the pipeline input it answers, such as `("question", "context")`) and
-  `pipeline_features` (one such input -> model inputs, one row per window, and what `predict` needs, with
-  `"truncated": True` where the input was cut), and
+  `pipeline_features` (one such input and the call's options of the type -> model inputs, one row per window, and
+  what `predict` needs, with `"truncated": True` where the input was cut), `pipeline_options` with
+  `check_pipeline_option` (call options of its own, such as question answering's `doc_stride`), and
   `pipeline_input_problem` (why one task cannot read an input of those keys, e.g. a multiple-choice task trained on
   five choices given four: the pipeline then sends it to the tasks that can). Left `None`, the type reads text
   through the shared featurisation, as the four original types do.
@@ -267,7 +268,11 @@ class TaskType:
     # What a record's first feature marked `"truncated": True` lost to max_length, for the warning that counts them.
     truncation_note = "are longer than max_length and were truncated"
     input_keys: tuple[str, ...] | None = None  # the keys of the pipeline inputs it answers (None: text, text pair)
-    pipeline_features = None  # or a method (task, inputs, tokenizer, max_length) -> (model inputs, example)
+    pipeline_features = None  # or a method (task, inputs, tokenizer, max_length, options) -> (model inputs, example)
+    pipeline_options: tuple[str, ...] = ()  # call options of its own (question answering's doc_stride, say)
+
+    def check_pipeline_option(self, name: str, value) -> None:
+        """Raise a `ValueError` naming the problem if `value` is not a valid value of the option `name`."""
 
     def pipeline_input_problem(self, task: TaskView, inputs: dict) -> str | None:
         """Why this task cannot read a pipeline input that has its `input_keys` (a multiple-choice task trained on five

@@ -68,6 +68,10 @@ class MultiTaskPipeline(Pipeline):
             Truncate inputs to this many tokens (defaults to the encoder's limit). Question-answering windows and
             multiple-choice pairs default to the `max_length` their task was trained with (in the config), so the
             pipeline answers as evaluation scored; checkpoints from before it was recorded use the encoder's limit.
+        doc_stride, max_answer_len, align_to_words (question answering, as transformers' pipeline names them):
+            The tokens consecutive windows share (the task's `doc_stride`), the longest answer in tokens (the task's
+            `max_answer_length`), and whether an answer is widened to whole words (`True`, as transformers does;
+            `False` returns the raw span that evaluation scores).
 
     Predictions, as each task's type makes them (`TaskType.predict`, in `configuration_multitask/task_<type>.py`):
         - sequence classification: `{"label", "score"}` (+ `"top_k"`: a list of `{"label", "score"}`);
@@ -189,13 +193,22 @@ class MultiTaskPipeline(Pipeline):
     ):
         # Unlike a dict's extra keys (data the caller keeps with an input), keywords are call arguments: an unknown one
         # is most likely a typo (`contxt=`) and is refused, as Python refuses an unexpected keyword.
+        # Options a task type takes itself (question answering's doc_stride, as transformers' pipeline names them).
+        views = getattr(self.model.config, "task_views", ())  # a model of another kind is refused later
+        declared = {name: view.definition for view in views for name in view.definition.pipeline_options}
+        type_options = {name: unknown.pop(name) for name in list(unknown) if name in declared}
         if unknown:
+            own = "".join(f", {name}" for name in declared)
             raise ValueError(
                 f"Unknown argument {', '.join(map(repr, sorted(unknown)))}: this model reads inputs "
-                f"{self._readable_input_keywords()}, and takes the options task, top_k, threshold, return_fusion_weights "
-                "and max_length."
+                f"{self._readable_input_keywords()}, and takes the options task, top_k, threshold, return_fusion_weights"
+                f"{own} and max_length."
             )
         preprocess, forward, postprocess = {}, {}, {}
+        for name, value in type_options.items():
+            declared[name].check_pipeline_option(name, value)
+        if type_options:
+            preprocess["options"] = postprocess["options"] = type_options
         if task is not None:
             self._check_task(task)
             preprocess["task"] = forward["task"] = postprocess["task"] = task
@@ -318,23 +331,23 @@ class MultiTaskPipeline(Pipeline):
             )
         return fitting
 
-    def _preprocess_own(self, inputs, tasks: list[str], max_length) -> dict:
+    def _preprocess_own(self, inputs, tasks: list[str], max_length, options: dict) -> dict:
         """Model inputs per task, as its type makes them from the input (one row per window of a long context). Each
         task reads at the length it was trained and evaluated with, unless the call sets one."""
         own = {}
         for name in tasks:
             view = self.model.config.task(name)
             length = self._max_length(max_length if max_length is not None else view.max_length)
-            model_inputs, example = view.definition.pipeline_features(view, inputs, self.tokenizer, length)
+            model_inputs, example = view.definition.pipeline_features(view, inputs, self.tokenizer, length, options)
             if example.get("truncated"):
                 logger.warning(f"Task {name!r}: input cut to {length} tokens (pass max_length= to read more of it).")
             own[name] = (model_inputs, example)
         return {"own": own}
 
-    def preprocess(self, inputs, task=None, max_length=None):
+    def preprocess(self, inputs, task=None, max_length=None, options=None):
         own_tasks = self._own_input_tasks(inputs, task)
         if own_tasks:
-            return self._preprocess_own(inputs, own_tasks, max_length)
+            return self._preprocess_own(inputs, own_tasks, max_length, options or {})
         text, text_pair = self._split_input(inputs)
         tasks = self._tasks_for(text_pair, task)
         max_length = self._max_length(max_length)
@@ -392,7 +405,9 @@ class MultiTaskPipeline(Pipeline):
         return result
 
     # ----------------------------------------------------------------------------------------------- postprocess
-    def postprocess(self, model_outputs, task=None, top_k=1, threshold=None, return_fusion_weights=False):
+    def postprocess(
+        self, model_outputs, task=None, top_k=1, threshold=None, return_fusion_weights=False, options=None
+    ):
         config = self.model.config
         if "own" in model_outputs:
             if return_fusion_weights:
@@ -404,7 +419,7 @@ class MultiTaskPipeline(Pipeline):
             for name, (logits, example) in model_outputs["own"].items():
                 view = config.task(name)
                 results[name] = view.definition.predict(
-                    view, logits, example, {"top_k": top_k, "threshold": threshold}
+                    view, logits, example, {"top_k": top_k, "threshold": threshold, **(options or {})}
                 )
                 if example.get("truncated"):
                     results[name]["truncated"] = True  # as a cut text's predictions are flagged

@@ -621,3 +621,81 @@ def test_pipeline_windows_fit_a_roberta_whose_tokenizer_sets_no_limit():
     spans = [(answer["start"], answer["end"]) for answer in best["top_k"]]
     assert len(spans) == 4 and len(set(spans)) == 4
     assert all(context[answer["start"] : answer["end"]] == answer["answer"] for answer in best["top_k"])
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_answers_are_widened_to_whole_words_unless_the_call_says_otherwise(family):
+    """As transformers' pipeline does by default (`align_to_words`): a span that starts or ends inside a word of
+    several pieces answers with the whole word, as the tokenizer's pre-tokenizer splits words; with
+    `align_to_words=False` it is the raw span that evaluation scores."""
+    tokenizer = FAMILIES[family]()
+    config = MultiTaskConfig(
+        encoder_config=tiny_bert_config(), tasks=[{"name": "qa", "type": "question_answering", "doc_stride": 4}]
+    )
+    task, definition = config.task("qa"), TASK_TYPES["question_answering"]
+    context = "fly from zürich, tomorrow. then to são paulo! what flights leave boston? " * 2
+    model_inputs, example = definition.pipeline_features(
+        task, {"question": "which city ?", "context": context}, tokenizer, 24
+    )
+    # A piece inside a word of several pieces, in some window.
+    window, token = next(
+        (w, i)
+        for w, (offsets, words) in enumerate(zip(example["offsets"], example["word_offsets"]))
+        for i, (piece, word) in enumerate(zip(offsets, words))
+        if piece is not None and piece != word and context[slice(*piece)].strip()
+    )
+    logits = torch.zeros(*model_inputs["input_ids"].shape, 2)
+    logits[window, token] = 20.0  # that piece alone is by far the best span
+    raw = definition.predict(task, logits, example, {"align_to_words": False})
+    aligned = definition.predict(task, logits, example, {})
+    assert raw["answer"] == context[slice(*example["offsets"][window][token])].strip()
+    assert raw["answer"] in aligned["answer"] and len(raw["answer"]) < len(aligned["answer"])
+    assert context[aligned["start"] : aligned["end"]] == aligned["answer"]
+    # Whole words: nothing but the space (or the context's ends) or punctuation on either side of the answer.
+    before, after = context[aligned["start"] - 1 : aligned["start"]], context[aligned["end"] : aligned["end"] + 1]
+    assert not before.isalnum() and not after.isalnum(), (family, aligned)
+    assert aligned["answer"].strip(",.!?") in {"fly", "from", "zürich", "tomorrow", "then", "to", "são", "paulo"} | {
+        "what", "flights", "leave", "boston"
+    }  # fmt: skip
+
+
+def test_pipeline_takes_transformers_question_answering_options(tiny_encoder):
+    """`doc_stride`, `max_answer_len` and `align_to_words`, under transformers' names; a bad value names the option,
+    and a model without a question-answering task does not list them."""
+    config = MultiTaskConfig(
+        encoder_config=tiny_bert_config(), tasks=[{"name": "qa", "type": "question_answering", "doc_stride": 8}]
+    )
+    torch.manual_seed(0)
+    pipe = MultiTaskPipeline(model=MultiTaskModel(config).eval(), tokenizer=fast_tokenizer(tiny_encoder))
+    inputs = {"question": "which city ?", "context": LONG_CONTEXT}
+    definition, task = TASK_TYPES["question_answering"], config.task("qa")
+    windows = {
+        stride: len(
+            definition.pipeline_features(task, inputs, pipe.tokenizer, 24, {"doc_stride": stride})[1]["offsets"]
+        )
+        for stride in (0, 8)
+    }
+    assert windows[0] < windows[8]  # windows that share fewer tokens move on faster
+    answer = pipe(inputs, doc_stride=0)["qa"]  # the call's stride reaches the windows: one too large is refused below
+    assert LONG_CONTEXT[answer["start"] : answer["end"]] == answer["answer"]
+    for answer in pipe(inputs, max_answer_len=1, top_k=5, align_to_words=False)["qa"]["top_k"]:
+        assert len(pipe.tokenizer(answer["answer"], add_special_tokens=False)["input_ids"]) == 1
+    for option, value, message in (
+        ("doc_stride", -1, "doc_stride must be an integer >= 0, got -1"),
+        ("doc_stride", 12, "doc_stride 12 leaves windows of 24 tokens no room to move on"),
+        ("max_answer_len", 0, "max_answer_len must be a positive integer, got 0"),
+        ("align_to_words", "yes", "align_to_words is True or False, got 'yes'"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            pipe(inputs, max_length=24, **{option: value})
+    with pytest.raises(
+        ValueError, match="takes the options task, top_k, threshold, return_fusion_weights, doc_stride"
+    ):
+        pipe(inputs, handle_impossible_answer=True)
+    text_only = MultiTaskConfig(
+        encoder_config=tiny_bert_config(),
+        tasks=[{"name": "intent", "type": "sequence_classification", "labels": ["a", "b"]}],
+    )
+    pipe = MultiTaskPipeline(model=MultiTaskModel(text_only).eval(), tokenizer=fast_tokenizer(tiny_encoder))
+    with pytest.raises(ValueError, match=r"Unknown argument 'doc_stride'.*return_fusion_weights and max_length\."):
+        pipe("fly to boston", doc_stride=8)
