@@ -19,9 +19,9 @@ an end logit; the loss is the mean of the start and end cross-entropies, as in t
 
 Decoding: over every window of an example, the span `(start, end)` of context tokens with `start <= end`, at most
 `max_answer_length` tokens long, with the highest `start_logit + end_logit` wins; character offsets map it back to
-the exact characters of the context, less the whitespace at its ends (a span of whitespace alone is passed over). With
-`allow_unanswerable`, the answer is empty when the null score (the first
-token's start and end logits, in the window where it is highest) beats the best span by more than `null_threshold`.
+the exact characters of the context, less the whitespace at its ends (a span of whitespace alone is passed over).
+With `allow_unanswerable`, the answer is empty when the null score (the first token's start and end logits, in the
+window where it is highest) beats the best span by more than `null_threshold`.
 
 Metrics: exact match and F1, the official SQuAD v1.1 way (lower-case, punctuation and the articles a/an/the removed,
 whitespace collapsed; the maximum over the gold answers), as fractions (SQuAD reports them x 100). Prediction: `{"answer", "score", "start", "end"}`
