@@ -184,8 +184,8 @@ class MultipleChoice(TaskType):
                 raise ValueError(f"{len(texts)} choices, but the task has num_choices={num_choices}")
             if isinstance(label, str) and label in choice_labels:
                 index = choice_labels.index(label)
-            elif _as_index(label) is not None:
-                index = _as_index(label)
+            elif (position := _as_index(label)) is not None:
+                index = position
             elif any(name is not None for name in choice_labels):
                 raise ValueError(
                     f"answer {label!r} is neither a choice index in [0, {num_choices}) nor one of the choices' labels "

@@ -155,8 +155,11 @@ def decode_answers(
     weak window's best span as highly as the strong window's). Windows overlap, so a span found in several counts
     once, with its best score. Spans lose the whitespace around them, and one of whitespace alone (a lone byte-level
     space token) is no answer. An unanswerable question (SQuAD 2.0, where allowed) answers `("", 0, 0, 0.0)` alone."""
-    candidates, null = {}, None
+    candidates, null, context_starts, context_ends = {}, None, [], []
     for start_logits, end_logits, offsets in windows:
+        context_tokens = [i for i, offset in enumerate(offsets) if offset is not None]
+        context_starts.append(start_logits[context_tokens])  # the scores' softmax runs over these, all windows long
+        context_ends.append(end_logits[context_tokens])
         # A few spans beyond `count`: some may be whitespace, or the same span as another window's.
         for score, start, end in best_spans(start_logits, end_logits, offsets, max_answer_length, count + 3):
             span = _strip_whitespace(context, offsets[start][0], offsets[end][1])
@@ -167,14 +170,7 @@ def decode_answers(
     ranked = sorted(candidates.items(), key=lambda item: item[1], reverse=True)[:count]
     if not ranked or (allow_unanswerable and null - ranked[0][1] > null_threshold):
         return [("", 0, 0, 0.0)]
-    # The log of the shared softmax denominators, over every window's context tokens.
-    tokens = [
-        torch.tensor([i for i, offset in enumerate(offsets) if offset is not None], dtype=torch.long)
-        for *_, offsets in windows
-    ]
-    starts = torch.cat([start_logits[index] for (start_logits, _, _), index in zip(windows, tokens)])
-    ends = torch.cat([end_logits[index] for (_, end_logits, _), index in zip(windows, tokens)])
-    log_norm = float(torch.logsumexp(starts, 0) + torch.logsumexp(ends, 0))
+    log_norm = float(torch.logsumexp(torch.cat(context_starts), 0) + torch.logsumexp(torch.cat(context_ends), 0))
     return [(context[first:last], first, last, math.exp(score - log_norm)) for (first, last), score in ranked]
 
 

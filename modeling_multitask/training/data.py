@@ -683,15 +683,8 @@ def tokenize(
                 _text(r[task.text_pair_column], rows, i, task.text_pair_column) for i, r in enumerate(rows.records)
             ]
     featurized = featurize_batch(tokenizer, texts, pairs, max_length=task.max_length, word_splitting=word_splitting)
-    truncated = sum(example.truncated for example in featurized)
-    if truncated:
-        logger.warning(
-            "%s: %d of %d examples are longer than max_length=%d tokens and were truncated.",
-            rows.origin,
-            truncated,
-            len(rows.records),
-            task.max_length,
-        )
+    cut = sum(example.truncated for example in featurized)
+    _warn_cut(rows, cut, f"are longer than max_length={task.max_length} tokens and were truncated")
 
     cut_words = 0
     features = []
@@ -745,18 +738,15 @@ def _own_features(task: TaskSpec, rows: Rows, tokenizer, labels: list, task_inde
             if "scoring" in feature:  # which example a feature came from, across the whole split (batches too)
                 feature["scoring"] = {**feature["scoring"], "example": rows.lines[index]}
         features.extend(record_features)
-    truncated = _count_truncated(features)
-    if truncated:
-        logger.warning(
-            "%s: %d of %d examples %s (max_length=%d, task '%s').",
-            rows.origin,
-            truncated,
-            len(rows.records),
-            task.definition.truncation_note,
-            task.max_length,
-            task.name,
-        )
+    note = task.definition.truncation_note
+    _warn_cut(rows, _count_truncated(features), f"{note} (max_length={task.max_length}, task '{task.name}')")
     return features
+
+
+def _warn_cut(rows: Rows, count: int, what: str) -> None:
+    """Say how many of a file's examples lost something to max_length; `what` says what, after "N of M examples"."""
+    if count:
+        logger.warning("%s: %d of %d examples %s.", rows.origin, count, len(rows.records), what)
 
 
 def _word_owners(record_words: list[str], word_spans: list[tuple[int, int]]) -> list[int]:
